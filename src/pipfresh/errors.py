@@ -1,0 +1,24 @@
+"""pipfresh's own errors: each becomes one clear line on stderr and exit status 2.
+
+pip's failures are not errors here: pip's exit status passes through unchanged.
+"""
+
+from __future__ import annotations
+
+
+class PipfreshError(Exception):
+    """A problem pipfresh can explain in one line; the CLI exits with status 2."""
+
+    exit_code = 2
+
+
+class InterpreterError(PipfreshError):
+    """The target interpreter is missing, not runnable, or not understood."""
+
+
+class CacheRootError(PipfreshError):
+    """The cache root is unusable: not a directory, not writable, or not ours."""
+
+
+class LockTimeout(PipfreshError):
+    """Another pipfresh holds the partition for longer than we are willing to wait."""

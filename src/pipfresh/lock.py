@@ -1,0 +1,100 @@
+"""Shared and exclusive locks on a partition.
+
+Installs share a partition (many may run at once: ``tox -p``, a build matrix);
+pruning and purging need it alone, so they never remove what a running install
+is using. POSIX ``flock`` gives exactly that, and the kernel releases the lock
+when a process dies, so a killed run never leaves a stale lock behind.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from .errors import LockTimeout
+
+DEFAULT_TIMEOUT = 600.0
+
+
+def lock_timeout() -> float:
+    """``PIPFRESH_LOCK_TIMEOUT`` seconds, default 600."""
+    try:
+        return float(os.environ.get("PIPFRESH_LOCK_TIMEOUT", DEFAULT_TIMEOUT))
+    except ValueError:
+        return DEFAULT_TIMEOUT
+
+
+@contextmanager
+def hold(
+    path: Path,
+    *,
+    shared: bool,
+    timeout: float | None = None,
+    on_wait: Callable[[], None] | None = None,
+) -> Iterator[None]:
+    """Hold ``path`` locked, waiting at most ``timeout`` seconds (then ``LockTimeout``)."""
+    wait = lock_timeout() if timeout is None else timeout
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        _acquire(fd, shared=shared, timeout=wait, on_wait=on_wait, path=path)
+        try:
+            yield
+        finally:
+            _release(fd)
+    finally:
+        os.close(fd)
+
+
+if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
+    import msvcrt
+
+    def _try(fd: int, shared: bool) -> bool:
+        # Windows byte-range locks have no shared mode: every holder is exclusive.
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        except OSError:
+            return False
+        return True
+
+    def _release(fd: int) -> None:
+        os.lseek(fd, 0, os.SEEK_SET)
+        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+
+else:
+    import fcntl
+
+    def _try(fd: int, shared: bool) -> bool:
+        try:
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+    def _release(fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+def _acquire(
+    fd: int, *, shared: bool, timeout: float, on_wait: Callable[[], None] | None, path: Path
+) -> None:
+    if _try(fd, shared):
+        return
+    if on_wait is not None:
+        on_wait()
+    deadline = time.monotonic() + timeout
+    delay = 0.01
+    while time.monotonic() < deadline:
+        time.sleep(delay)
+        delay = min(delay * 2, 0.25)
+        if _try(fd, shared):
+            return
+    kind = "shared" if shared else "exclusive"
+    raise LockTimeout(
+        f"gave up after {timeout:.0f} s waiting for a {kind} lock on {path} "
+        "(another pipfresh is using this partition; PIPFRESH_LOCK_TIMEOUT sets the wait)"
+    )
