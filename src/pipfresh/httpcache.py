@@ -25,7 +25,7 @@ import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Literal, NamedTuple, Union
+from typing import IO, Any, Literal, NamedTuple
 
 import msgpack  # type: ignore[import-untyped]
 
@@ -43,6 +43,7 @@ __all__ = [
     "cache_url",
     "check_entry",
     "classify",
+    "entry_files_for",
     "entry_path",
     "explain",
     "iter_entry_files",
@@ -189,9 +190,6 @@ class CachedResponse:
     kind: Kind
 
 
-_FileId = Union[tuple[str, int, int, int], None]
-
-
 @dataclass(frozen=True)
 class EntryFiles:
     """The files one cache key owns in one leaf directory.
@@ -214,16 +212,20 @@ class EntryFiles:
         own = tuple(p for p in (self.meta, self.body) if p is not None)
         return own + self.temps + self.strays
 
-    def fingerprint(self) -> tuple[_FileId, ...]:
-        """(name, inode, size, mtime_ns) per file, None if gone: unchanged means no re-check."""
-        out: list[_FileId] = []
+    def fingerprint(self) -> tuple[int, ...]:
+        """(inode, size, mtime_ns) of each file in :attr:`paths` order, -1s for a vanished one.
+
+        Flat ints so it can be stored as JSON; equal fingerprints mean the
+        entry need not be validated again (pip replaces files, new inode).
+        """
+        out: list[int] = []
         for path in self.paths:
             try:
                 st = os.lstat(path)
             except OSError:
-                out.append(None)
+                out += (-1, -1, -1)
             else:
-                out.append((path.name, st.st_ino, st.st_size, st.st_mtime_ns))
+                out += (st.st_ino, st.st_size, st.st_mtime_ns)
         return tuple(out)
 
 
@@ -351,6 +353,25 @@ def iter_entry_files(http_dir: Path, fmt: Format | None = None) -> Iterator[Entr
                 yield from walk(child, depth + 1, prefix + de.name)
 
     yield from walk(http_dir, 0, "")
+
+
+def entry_files_for(meta: Path, fmt: Format | None = None) -> EntryFiles:
+    """The files of the entry whose metadata path is ``meta`` (e.g. from :func:`entry_path`).
+
+    Works whether or not the files exist; ``fmt`` defaults to the name of the
+    cache directory five levels above the leaf.
+    """
+    meta = Path(meta)
+    if not _KEY_RE.fullmatch(meta.name) or len(meta.parts) < 7:
+        raise ValueError(f"not a cache entry path: {meta}")
+    leaf = meta.parent
+    http_dir = meta.parents[5]
+    fmt = fmt or _infer_format(http_dir)
+    prefix = "".join(leaf.parts[-5:])
+    for entry in _group_leaf(http_dir, fmt, leaf, prefix):
+        if entry.key == meta.name:
+            return entry
+    return EntryFiles(key=meta.name, fmt=fmt, meta=None, body=None)
 
 
 # --------------------------------------------------------------------------- msgpack
@@ -749,7 +770,9 @@ def _no_meta_problem(entry: EntryFiles) -> CorruptEntry:
         return CorruptEntry(Problem.ORPHAN_BODY, "body without metadata")
     if entry.temps:
         return CorruptEntry(Problem.TEMP_FILE, "only temporary files")
-    return CorruptEntry(Problem.STRAY_FILE, "file pip never reads")
+    if entry.strays:
+        return CorruptEntry(Problem.STRAY_FILE, "file pip never reads")
+    return CorruptEntry(Problem.UNREADABLE_METADATA, "no metadata file")
 
 
 def _inspect(entry: EntryFiles) -> _Inspection:
