@@ -640,8 +640,26 @@ def _encodings(headers: Mapping[str, str]) -> list[str]:
     return [e for e in (p.strip().lower() for p in raw.split(",")) if e and e != "identity"]
 
 
-def _decode_head(head: bytes, encodings: list[str]) -> tuple[bytes | None, str | None]:
-    """First decoded bytes of a (possibly truncated) Content-Encoded body.
+def _inflate(data: bytes, wbits: int, complete: bool) -> bytes:
+    """First HEAD_BYTES of zlib/gzip/raw-deflate data (zlib.error if invalid).
+
+    ``complete`` says ``data`` is the whole stream, so it must also end
+    properly; the rest of the output is discarded as it is produced.
+    """
+    d = zlib.decompressobj(wbits)
+    out = d.decompress(data, HEAD_BYTES)
+    if complete:
+        while d.unconsumed_tail and not d.eof:
+            d.decompress(d.unconsumed_tail, 1 << 16)
+        if not d.eof:
+            raise zlib.error("compressed stream ends early")
+    return out
+
+
+def _decode_head(
+    head: bytes, encodings: list[str], complete: bool
+) -> tuple[bytes | None, str | None]:
+    """First decoded bytes of a (possibly partial) Content-Encoded body.
 
     Returns (None, None) for encodings we cannot undo and (None, why) for
     bodies that are not valid in their declared encoding.
@@ -657,12 +675,13 @@ def _decode_head(head: bytes, encodings: list[str]) -> tuple[bytes | None, str |
         err = ""
         for wbits in modes:
             try:
-                data = zlib.decompressobj(wbits).decompress(data, HEAD_BYTES)
+                data = _inflate(data, wbits, complete)
                 break
             except zlib.error as exc:
                 err = f"{enc}: {exc}"
         else:
             return None, err
+        complete = False  # inner layers are only seen in part
     return data, None
 
 
@@ -672,9 +691,9 @@ def _zip_names(body: IO[bytes]) -> list[str]:
         return zf.namelist()
 
 
-def _gzip_error(data: bytes) -> str | None:
+def _gzip_error(data: bytes, complete: bool) -> str | None:
     try:
-        zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(data, 1024)
+        _inflate(data, 16 + zlib.MAX_WBITS, complete)
     except zlib.error as exc:
         return f"gzip: {exc}"
     return None
@@ -704,10 +723,16 @@ class _Evidence:
     archive_error: str | None = None
 
 
-def _sniff(headers: Mapping[str, str], head: bytes, body: IO[bytes] | None) -> _Evidence:
-    """Classify by Content-Type, then by the decoded body's magic bytes."""
+def _sniff(
+    headers: Mapping[str, str], head: bytes, body: IO[bytes] | None, complete: bool
+) -> _Evidence:
+    """Classify by Content-Type, then by the decoded body's magic bytes.
+
+    ``complete`` says ``head`` is the whole body, which allows checking that
+    compressed streams end properly.
+    """
     encodings = _encodings(headers)
-    decoded, enc_err = _decode_head(head, encodings)
+    decoded, enc_err = _decode_head(head, encodings, complete)
     if _media_type(headers) in INDEX_CONTENT_TYPES:
         return _Evidence(Kind.INDEX_PAGE, encoding_error=enc_err)
     if decoded is None:
@@ -721,7 +746,7 @@ def _sniff(headers: Mapping[str, str], head: bytes, body: IO[bytes] | None) -> _
             return _Evidence(Kind.OTHER, archive_error=f"zip: {exc}")
         return _Evidence(Kind.WHEEL if _is_wheel(names) else Kind.SDIST)
     if decoded.startswith(b"\x1f\x8b"):
-        return _Evidence(Kind.SDIST, archive_error=_gzip_error(decoded))
+        return _Evidence(Kind.SDIST, archive_error=_gzip_error(decoded, complete and not encodings))
     if decoded.startswith((b"BZh", b"\xfd7zXZ\x00")) or decoded[257:262] == b"ustar":
         return _Evidence(Kind.SDIST)
     if decoded[:17].lower() == b"metadata-version:":
@@ -741,8 +766,10 @@ def classify(headers: Mapping[str, str], head: bytes, body: Path | bytes | None 
         headers = Headers(headers)
     if isinstance(body, Path):
         with _open_nofollow(body) as f:
-            return _sniff(headers, head, f).kind
-    return _sniff(headers, head, io.BytesIO(body) if body is not None else None).kind
+            return _sniff(headers, head, f, False).kind
+    if body is None:
+        return _sniff(headers, head, None, False).kind
+    return _sniff(headers, head, io.BytesIO(body), len(head) >= len(body)).kind
 
 
 # --------------------------------------------------------------------------- entries
@@ -815,7 +842,8 @@ def _build(status: int, headers: Headers, f: IO[bytes], offset: int, length: int
     if status in (200, 203) and length:
         f.seek(offset)
         head = f.read(min(length, HEAD_BYTES))
-        evidence = _sniff(headers, head, io.BufferedReader(_Window(f, offset, length)))
+        window = io.BufferedReader(_Window(f, offset, length))
+        evidence = _sniff(headers, head, window, complete=len(head) == length)
     else:  # redirects carry no body; an empty 200 is judged in check_entry
         evidence = _Evidence(Kind.OTHER)
     cl = headers.get("content-length", "").strip()
