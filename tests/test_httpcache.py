@@ -723,7 +723,7 @@ def _check_never_crashes(directory: Path, meta: bytes, body: bytes | None) -> No
         pass
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     meta=st.one_of(
         st.binary(max_size=400),
@@ -807,17 +807,44 @@ def test_pip_never_chokes_on_what_we_accept(
                 body_file.close()
 
 
-@settings(max_examples=300, deadline=None)
-@given(value=_msgpack_values, extra=_msgpack_values)
-def test_structure_walk_agrees_with_msgpack(value: Any, extra: Any) -> None:
-    """Unknown values around the body are skipped exactly, whatever their msgpack types."""
+# Big enough that the http/ metadata file is walked rather than loaded.
+BIG_METADATA = METADATA + b"Description: " + b"x" * 70_000 + b"\n"
+
+
+def _big_old_blob(value: Any, extra: Any) -> bytes:
     data = _good_meta(headers={"X": "y"})
     data["extra"] = extra
-    data["vary"] = {}
-    data["response"]["body"] = METADATA
-    blob = b"cc=4," + msgpack.packb({"zzz": value, **data}, use_bin_type=True)
+    data["response"]["body"] = BIG_METADATA
+    return b"cc=4," + msgpack.packb({"zzz": value, **data}, use_bin_type=True)
+
+
+@settings(max_examples=200, deadline=None)
+@given(value=_msgpack_values, extra=_msgpack_values)
+def test_structure_walk_agrees_with_msgpack(value: Any, extra: Any) -> None:
+    """Unknown values around a big body are skipped exactly, whatever their msgpack types."""
     with tempfile.TemporaryDirectory() as tmp:
-        entry = write_meta(Path(tmp, "http"), URL, blob)
+        entry = write_meta(Path(tmp, "http"), URL, _big_old_blob(value, extra))
         response, problem = hc.check_entry(entry)
         assert problem is None and response is not None
-        assert response.kind is Kind.METADATA and response.body_size == len(METADATA)
+        assert response.kind is Kind.METADATA and response.body_size == len(BIG_METADATA)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    value=_msgpack_values,
+    flip=st.one_of(st.none(), st.tuples(st.integers(0, 400), st.integers(0, 255))),
+    cut=st.one_of(st.none(), st.integers(1, 400)),
+)
+def test_damaged_big_metadata_never_crashes(
+    value: Any, flip: tuple[int, int] | None, cut: int | None
+) -> None:
+    blob = _big_old_blob(value, None)
+    if flip is not None:
+        pos = flip[0] % len(blob)
+        blob = blob[:pos] + bytes([flip[1]]) + blob[pos + 1 :]
+    if cut is not None:
+        blob = blob[:-cut] if cut % 2 else blob[: len(blob) - len(BIG_METADATA) - cut]
+    with tempfile.TemporaryDirectory() as tmp:
+        _check_never_crashes(Path(tmp, "http"), blob, None)
+        if cut is not None and flip is None:
+            assert hc.check_entry(hc.entry_files_for(hc.entry_path(Path(tmp, "http"), URL)))[1]

@@ -70,8 +70,10 @@ INDEX_CONTENT_TYPES = frozenset(
     }
 )
 
-# Metadata files of big http/ entries hold the whole wheel; above this size we
-# walk the msgpack structure and seek over the body instead of loading it.
+# Metadata files of big http/ entries hold the whole wheel: above _SMALL_FILE the
+# msgpack structure is walked and the body seeked over, never loaded; no other
+# value in such a file may exceed _MAX_SMALL_VALUE.
+_SMALL_FILE = 1 << 16
 _MAX_SMALL_VALUE = 1 << 20
 _KEY_RE = re.compile(r"[0-9a-f]{56}")
 _HEX_DIGIT = frozenset("0123456789abcdef")
@@ -509,10 +511,8 @@ def _parse_response_map(r: _Reader) -> tuple[dict[str, Any], tuple[int, int] | N
     return out, span
 
 
-def _parse_metadata(
-    f: IO[bytes], size: int
-) -> tuple[dict[str, Any], dict[str, Any], tuple[int, int]]:
-    """Validate a metadata file; return (response, vary, body span in this file)."""
+def _parse_metadata(f: IO[bytes], size: int) -> tuple[dict[str, Any], bytes | tuple[int, int]]:
+    """Validate a metadata file; return (response, inline body or its (offset, length))."""
     if size == 0:
         raise CorruptEntry(Problem.UNREADABLE_METADATA, "empty metadata file")
     prefix = f.read(16)
@@ -527,6 +527,28 @@ def _parse_metadata(
             f"serialization cc={version.decode()}",
         )
     f.seek(m.end())
+    response: Any
+    body: bytes | tuple[int, int] | None
+    if size <= _SMALL_FILE:  # every http-v2 file, small http/ ones: one C call
+        try:
+            top = msgpack.unpackb(f.read(), raw=False)
+        except Exception as exc:  # msgpack raises a zoo of ValueError/TypeError subclasses
+            raise CorruptEntry(Problem.UNREADABLE_METADATA, f"msgpack: {exc}") from None
+        if not isinstance(top, dict):
+            raise CorruptEntry(Problem.UNREADABLE_METADATA, f"metadata is {_describe(top)}")
+        response, vary = top.get("response"), top.get("vary", {})
+        body = response.get("body") if isinstance(response, dict) else None
+    else:
+        response, vary, body = _walk_large(f, size)
+    why = _shape_problem(response, vary)
+    if why:
+        raise CorruptEntry(Problem.UNREADABLE_METADATA, why)
+    assert body is not None  # _shape_problem insists on a bytes body
+    return response, body
+
+
+def _walk_large(f: IO[bytes], size: int) -> tuple[Any, Any, tuple[int, int] | None]:
+    """(response, vary, body span) without reading the body."""
     r = _Reader(f, size)
     try:
         count = r.map_header()
@@ -547,10 +569,6 @@ def _parse_metadata(
             raise _Malformed("trailing bytes after msgpack")
     except _Malformed as exc:
         raise CorruptEntry(Problem.UNREADABLE_METADATA, str(exc)) from None
-    why = _shape_problem(response, vary)
-    if why:
-        raise CorruptEntry(Problem.UNREADABLE_METADATA, why)
-    assert span is not None  # _shape_problem insists on a bytes body
     return response, vary, span
 
 
@@ -815,14 +833,16 @@ def _inspect(entry: EntryFiles) -> _Inspection:
     with meta_f:
         try:
             size = os.fstat(meta_f.fileno()).st_size
-            response, _vary, span = _parse_metadata(meta_f, size)
+            response, body = _parse_metadata(meta_f, size)
         except OSError as exc:
             raise CorruptEntry(Problem.UNREADABLE_METADATA, str(exc)) from None
         headers = Headers(response["headers"])
         status: int = response["status"]
         if entry.fmt == "http":
             try:
-                return _build(status, headers, meta_f, *span)
+                if isinstance(body, bytes):
+                    return _build(status, headers, io.BytesIO(body), 0, len(body))
+                return _build(status, headers, meta_f, *body)
             except OSError as exc:
                 raise CorruptEntry(Problem.UNREADABLE_METADATA, str(exc)) from None
     if entry.body is None:
