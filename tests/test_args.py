@@ -9,7 +9,9 @@ from pipfresh.errors import PipfreshError
 
 
 def test_own_options_are_removed_and_the_rest_kept_in_order() -> None:
-    parsed = split(["--python", "/v/bin/python", "-r", "req.txt", "--summary-json=s.json", "--pre", "x"])
+    parsed = split(
+        ["--python", "/v/bin/python", "-r", "req.txt", "--summary-json=s.json", "--pre", "x"]
+    )
     assert parsed.python == "/v/bin/python"
     assert parsed.summary_json == "s.json"
     assert parsed.args == ["-r", "req.txt", "--pre", "x"]

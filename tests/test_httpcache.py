@@ -8,6 +8,8 @@ import io
 import json
 import os
 import shutil
+import subprocess
+import sys
 import tarfile
 import tempfile
 import zipfile
@@ -26,8 +28,11 @@ from pip._vendor.cachecontrol.serialize import Serializer
 from pip._vendor.requests import PreparedRequest
 from pip._vendor.urllib3 import HTTPResponse
 
+from conftest import pip_wheel
 from pipfresh import httpcache as hc
 from pipfresh.httpcache import CorruptEntry, EntryFiles, Kind, Problem
+from pipfresh.testing.dists import build_sdist, build_wheel
+from pipfresh.testing.index import PackageIndex
 
 # -- bodies ---------------------------------------------------------------------------
 
@@ -848,3 +853,72 @@ def test_damaged_big_metadata_never_crashes(
         _check_never_crashes(Path(tmp, "http"), blob, None)
         if cut is not None and flip is None:
             assert hc.check_entry(hc.entry_files_for(hc.entry_path(Path(tmp, "http"), URL)))[1]
+
+
+# -- real pip against a loopback index ------------------------------------------------
+
+
+def _pip_download(
+    index: PackageIndex, version: str, cache: Path, dest: Path, *args: str
+) -> subprocess.CompletedProcess[str]:
+    """Run pip ``version`` straight out of its wheel, caching into ``cache``."""
+    return subprocess.run(
+        [
+            sys.executable,
+            str(pip_wheel(version) / "pip"),
+            "download",
+            "--no-deps",
+            "--dest",
+            str(dest),
+            "--cache-dir",
+            str(cache),
+            "--index-url",
+            index.index_url,
+            "--trusted-host",  # pip only caches plain-http hosts it trusts
+            "127.0.0.1",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("version", ["23.0.1", "23.3.2", "26.3"])
+def test_real_pip_entries_are_healthy(
+    index: PackageIndex, dist_dir: Path, tmp_path: Path, version: str
+) -> None:
+    index.publish(build_wheel(dist_dir, "alpha", "1.0"), build_sdist(dist_dir, "beta", "2.0"))
+    cache = tmp_path / "pip-cache"
+    for spec in ("alpha", "beta"):
+        proc = _pip_download(index, version, cache, tmp_path / "dl", spec)
+        assert proc.returncode == 0, proc.stderr
+    fmt = "http" if version == "23.0.1" else "http-v2"
+    assert not (cache / ("http-v2" if fmt == "http" else "http")).exists()
+    rows = hc.scan(cache / fmt)
+    assert [r.problem for r in rows] == [None] * len(rows)
+    kinds = {r.response.kind for r in rows if r.response}
+    assert {Kind.INDEX_PAGE, Kind.WHEEL, Kind.SDIST} <= kinds
+    pages = [r.response for r in rows if r.response and r.response.kind is Kind.INDEX_PAGE]
+    assert all(p.content_encoding == "gzip" for p in pages)  # stored still compressed
+
+
+@pytest.mark.slow
+def test_truncated_body_breaks_pip_until_removed(
+    index: PackageIndex, dist_dir: Path, tmp_path: Path
+) -> None:
+    """pip 23.3-24.x serve a short cached body as is: the hash check fails the install."""
+    index.publish(build_wheel(dist_dir, "alpha", "1.0"))
+    cache = tmp_path / "pip-cache"
+    assert _pip_download(index, "24.3.1", cache, tmp_path / "dl1", "alpha").returncode == 0
+    [wheel] = [
+        r for r in hc.scan(cache / "http-v2") if r.response and r.response.kind is Kind.WHEEL
+    ]
+    assert wheel.entry.body is not None
+    wheel.entry.body.write_bytes(wheel.entry.body.read_bytes()[:300])
+    assert hc.check_entry(wheel.entry)[1] is Problem.TRUNCATED_BODY
+    failed = _pip_download(index, "24.3.1", cache, tmp_path / "dl2", "alpha")
+    assert failed.returncode != 0 and "sha256" in failed.stderr.lower()
+    hc.remove_entry(wheel.entry)
+    assert _pip_download(index, "24.3.1", cache, tmp_path / "dl3", "alpha").returncode == 0

@@ -38,11 +38,24 @@ def test_key_follows_content_and_never_crosses_partitions(tmp_path: Path) -> Non
 
 
 def test_discover_finds_dependency_files(tmp_path: Path) -> None:
-    for name in ("requirements.txt", "requirements-dev.txt", "constraints.txt", "pyproject.toml", "tox.ini", "README.md"):
+    for name in (
+        "requirements.txt",
+        "requirements-dev.txt",
+        "constraints.txt",
+        "pyproject.toml",
+        "tox.ini",
+        "README.md",
+    ):
         (tmp_path / name).write_text("x")
     found = [p.name for p in keys.discover(tmp_path)]
     assert "README.md" not in found
-    assert {"requirements.txt", "requirements-dev.txt", "constraints.txt", "pyproject.toml", "tox.ini"} == set(found)
+    assert {
+        "requirements.txt",
+        "requirements-dev.txt",
+        "constraints.txt",
+        "pyproject.toml",
+        "tox.ini",
+    } == set(found)
 
 
 def test_missing_key_file_is_a_clear_error(tmp_path: Path) -> None:
@@ -61,7 +74,11 @@ with lock.hold(Path(sys.argv[1]), shared=sys.argv[2] == "shared"):
 
 
 def _holder(path: Path, mode: str, seconds: float) -> subprocess.Popen[str]:
-    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(path), mode, str(seconds)], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(path), mode, str(seconds)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
     return proc
 
@@ -72,9 +89,11 @@ def test_shared_locks_coexist_and_exclusive_waits(tmp_path: Path) -> None:
     try:
         with lock.hold(path, shared=True, timeout=1):
             pass  # a second reader gets in at once
-        with pytest.raises(LockTimeout, match="PIPFRESH_LOCK_TIMEOUT"):
-            with lock.hold(path, shared=False, timeout=0.3):
-                pass
+        with (
+            pytest.raises(LockTimeout, match="PIPFRESH_LOCK_TIMEOUT"),
+            lock.hold(path, shared=False, timeout=0.3),
+        ):
+            pass
     finally:
         reader.kill()
         reader.wait()

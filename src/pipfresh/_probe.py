@@ -1,7 +1,7 @@
 """Facts about an interpreter, printed as JSON. Runs *under the target*: stdlib only.
 
 Kept compatible with every Python pipfresh can target (3.7+), so no f-string `=`,
-no walrus, no typing imports. ``interpreter.py`` runs this file's source with ``-c``.
+no walrus, no builtin generics in annotations. ``interpreter.py`` runs this file's source with ``-c``.
 """
 
 import json
@@ -10,9 +10,10 @@ import platform
 import struct
 import sys
 import sysconfig
+from typing import Optional, Tuple
 
 
-def _glibc():
+def _glibc() -> Optional[str]:
     try:
         value = os.confstr("CS_GNU_LIBC_VERSION")  # "glibc 2.36"
     except (AttributeError, OSError, ValueError):
@@ -25,7 +26,7 @@ def _glibc():
     return parts[1]
 
 
-def _musl():
+def _musl() -> Optional[str]:
     import glob
     import subprocess
 
@@ -40,7 +41,7 @@ def _musl():
     return None
 
 
-def _pip():
+def _pip() -> Tuple[Optional[str], Optional[str]]:
     try:
         import pip  # pip/__init__.py is tiny: this does not import pip's internals
     except Exception:
@@ -49,7 +50,7 @@ def _pip():
     return getattr(pip, "__version__", None), init
 
 
-def main():
+def main() -> None:
     config = sysconfig.get_config_vars()
     pip_version, pip_init = _pip()
     libc = None

@@ -60,7 +60,7 @@ def select(target: Target) -> PipProgram:
     if own is not None and own >= MIN_PIP:
         return PipProgram((str(target.python), "-m", "pip"), own, f"target's pip {own}")
     ours = Version(metadata.version("pip"))
-    requires = metadata.metadata("pip").get("Requires-Python") or ""
+    requires = metadata.metadata("pip")["Requires-Python"] or ""
     try:
         supported = SpecifierSet(requires)
     except InvalidSpecifier:

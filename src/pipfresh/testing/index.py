@@ -783,6 +783,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def version_string(self) -> str:
         return self.server_version
+
     timeout = 60
 
     def setup(self) -> None:

@@ -1,0 +1,183 @@
+"""Command-line routing and output only; the work lives in the other modules.
+
+``pipfresh cache dir|info|prune|purge|key`` are pipfresh's own; every other
+command, and ``pipfresh cache list|remove``, is pip's, run with the managed cache.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import __version__
+from .errors import PipfreshError
+
+USAGE = """\
+usage: pipfresh [--python PYTHON] COMMAND [pip options]
+       pipfresh cache {dir,info,prune,purge,key} [options]
+
+Runs pip with a managed cache directory, one partition per interpreter ABI:
+index pages are revalidated on every run (a version published a second ago is
+found), while downloaded and built wheels are reused.
+
+  pipfresh install -r requirements.txt      any `pip install` arguments
+  pipfresh download|wheel|lock|index|...     any other pip command, same cache
+
+pipfresh's own options (everything else goes to pip):
+  --python PYTHON        target interpreter or venv (default: $VIRTUAL_ENV,
+                         else the interpreter running pipfresh)
+  --summary-json FILE    also write the run's summary as JSON ("-": stdout)
+  -q                     no summary line (passed on to pip as well)
+
+environment: PIPFRESH_CACHE_DIR (cache root), PIPFRESH_LOCK_TIMEOUT (seconds)
+"""
+
+OWN_CACHE_COMMANDS = ("dir", "info", "prune", "purge", "key")
+_LEADING = ("--python", "--summary-json")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _dispatch(args)
+    except PipfreshError as exc:
+        print(f"pipfresh: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dispatch(argv: list[str]) -> int:
+    leading: list[str] = []
+    while argv and argv[0].split("=", 1)[0] in _LEADING:
+        take = 1 if "=" in argv[0] else 2
+        leading += argv[:take]
+        argv = argv[take:]
+    if not argv or (argv[0] in ("-h", "--help", "help") and len(argv) == 1):
+        print(USAGE, end="")
+        return 0 if argv else 2
+    if argv[0] in ("-V", "--version"):
+        print(f"pipfresh {__version__}")
+        return 0
+    command, rest = argv[0], leading + argv[1:]
+    if command == "cache" and (not rest or _first_positional(rest) in OWN_CACHE_COMMANDS):
+        return cache_main(rest)
+    from .runner import run_pip_command
+
+    return run_pip_command(command, rest, os.environ)
+
+
+def _first_positional(args: list[str]) -> str | None:
+    skip = False
+    for token in args:
+        if skip:
+            skip = False
+            continue
+        if token in _LEADING:
+            skip = True
+            continue
+        if not token.startswith("-"):
+            return token
+    return None
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pipfresh cache", description="Manage pipfresh's cache.")
+    sub = parser.add_subparsers(dest="action", required=True, metavar="{dir,info,prune,purge,key}")
+
+    def add(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument(
+            "--python", help="target interpreter or venv (default: $VIRTUAL_ENV, else ours)"
+        )
+        return p
+
+    add("dir", "print the partition's directory, nothing else")
+    info = add("info", "size and entries by kind, per partition")
+    info.add_argument("--all", action="store_true", help="every partition under the root")
+    info.add_argument("--json", action="store_true", help="machine-readable output")
+    prune = add("prune", "drop stale metadata and what can serve no run")
+    prune.add_argument("--all", action="store_true", help="every partition under the root")
+    prune.add_argument(
+        "--ci", action="store_true", help="also drop downloads the next CI run can fetch cheaply"
+    )
+    prune.add_argument(
+        "--keep-index-pages", action="store_true", help="keep index pages for cheap 304s"
+    )
+    prune.add_argument("--json", action="store_true", help="machine-readable output")
+    purge = add("purge", "empty the partition")
+    purge.add_argument("--all", action="store_true", help="every partition under the root")
+    key = add("key", "a CI cache key and a restore prefix that stays within the partition")
+    key.add_argument("files", nargs="*", type=Path, help="dependency files (default: found in .)")
+    key.add_argument("--json", action="store_true", help="machine-readable output")
+    return parser
+
+
+def cache_main(argv: list[str]) -> int:
+    from . import inventory, keys, prune
+    from .partition import partition_id
+    from .runner import open_root, resolve_target
+
+    opts = _parser().parse_args(argv)
+    root = open_root(os.environ)
+
+    def target_partition() -> tuple[str, object]:
+        target = resolve_target(opts.python, os.environ, root)
+        return partition_id(target.facts), target
+
+    if opts.action == "dir":
+        pid, _ = target_partition()
+        print(root.partition(pid).path)
+        return 0
+    if opts.action == "key":
+        pid, _ = target_partition()
+        files = list(opts.files) or keys.discover(Path.cwd())
+        key = keys.compute(pid, files, Path.cwd())
+        if opts.json:
+            print(
+                json.dumps({"key": key.key, "restore-key": key.restore_prefix, "files": key.files})
+            )
+        else:
+            print(f"key={key.key}\nrestore-key={key.restore_prefix}")
+        return 0
+
+    partitions = (
+        root.partitions()
+        if getattr(opts, "all", False)
+        else [root.partition(target_partition()[0])]
+    )
+    if opts.action == "info":
+        found = [inventory.take(p) for p in partitions if p.path.is_dir()]
+        if opts.json:
+            print(json.dumps([inv.to_json() for inv in found], indent=2))
+        elif not found:
+            print(f"no partitions yet under {root.path}")
+        else:
+            print("\n".join(inventory.describe(inv) for inv in found))
+        return 0
+    if opts.action == "prune":
+        rules = prune.rules_for(keep_index_pages=opts.keep_index_pages, ci=opts.ci)
+        results = {p.id: prune.prune(p, rules) for p in partitions}
+        if opts.json:
+            print(
+                json.dumps(
+                    {pid: {"removed": r.removed, "freed": r.freed} for pid, r in results.items()}
+                )
+            )
+        else:
+            for pid, result in results.items():
+                removed = (
+                    ", ".join(f"{n} {k}" for k, n in sorted(result.removed.items())) or "nothing"
+                )
+                print(f"pipfresh: pruned {pid}: {removed}; freed {result.freed / 1048576:.1f} MB")
+        return 0
+    if opts.action == "purge":
+        for p in partitions:
+            freed = prune.purge(p)
+            print(f"pipfresh: purged {p.id}; freed {freed / 1048576:.1f} MB")
+        return 0
+    raise PipfreshError(f"unknown cache action {opts.action}")

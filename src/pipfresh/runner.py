@@ -1,0 +1,156 @@
+"""One pipfresh run of a pip command: target, partition, checks, pip, account.
+
+The order matters: the partition is locked *shared* for the whole run (other
+installs may share it; a prune may not), broken entries are dropped before pip
+can meet them, and the cache is snapshotted around pip so the summary can say
+what the run reused, fetched and built.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+from . import health, httpcache, interpreter, lock, pip, report, share, snapshot
+from .args import PipArgs, split
+from .errors import CacheRootError
+from .interpreter import Target
+from .partition import CacheRoot, Partition, default_root, partition_id
+from .summary import Summary, account
+
+
+def resolve_target(
+    python: str | None, environ: Mapping[str, str], root: CacheRoot | None
+) -> Target:
+    """Locate and probe the target; the probe is cached under the root when there is one."""
+    path, source = interpreter.locate(python, environ)
+    facts = interpreter.probe(path, root.probes if root else None)
+    return Target(path, source, facts)
+
+
+def open_root(environ: Mapping[str, str]) -> CacheRoot:
+    return CacheRoot(default_root(environ)).ensure()
+
+
+def run_pip_command(command: str, argv: list[str], environ: Mapping[str, str]) -> int:
+    """``pipfresh COMMAND ARGS``: pip's COMMAND with the managed cache; pip's status back."""
+    started = time.monotonic()
+    parsed = split(argv)
+    note = _printer(parsed)
+    user_choice = parsed.user_cache_choice
+    root: CacheRoot | None = None
+    if user_choice is None:
+        root = open_root(environ)
+    else:
+        note(f"{user_choice} given: pip runs without pipfresh's managed cache")
+        try:
+            root = open_root(environ)
+        except CacheRootError:
+            root = None  # only the probe cache is lost
+    target = resolve_target(parsed.python, environ, root)
+    program = pip.select(target)
+    partition = None
+    if user_choice is None:
+        assert root is not None
+        partition = root.partition(partition_id(target.facts)).ensure()
+        for text in pip.user_env_notes(environ):
+            note(text)
+    env = pip.environment(environ, program, partition.pip_cache if partition else None)
+
+    summary = Summary(
+        command=command,
+        partition=partition.id if partition else None,
+        cache="managed" if partition else str(user_choice),
+        python=str(target.python),
+        python_source=target.source,
+        pip=program.description,
+    )
+    with tempfile.TemporaryDirectory(prefix="pipfresh-") as scratch:
+        pip_args = [command, *parsed.args]
+        report_path: Path | None = None
+        if command == "install":
+            if parsed.report is None:
+                report_path = Path(scratch, "report.json")
+                pip_args += ["--report", str(report_path)]
+            elif parsed.report != "-":
+                report_path = Path(parsed.report)
+        if partition is None:
+            code = pip.run(program.command(pip_args), env)
+        else:
+            code = _run_in_partition(
+                partition, target, program, pip_args, env, summary, report_path, note
+            )
+    summary.exit_code = code
+    summary.elapsed = time.monotonic() - started
+    if command == "install":
+        if parsed.quiet == 0:
+            print(summary.line(), file=sys.stderr)
+        if parsed.summary_json:
+            summary.write_json(parsed.summary_json)
+    return code
+
+
+def _run_in_partition(
+    partition: Partition,
+    target: Target,
+    program: pip.PipProgram,
+    pip_args: list[str],
+    env: Mapping[str, str],
+    summary: Summary,
+    report_path: Path | None,
+    note: _Note,
+) -> int:
+    def waiting() -> None:
+        print(
+            f"pipfresh: waiting for another pipfresh to finish with {partition.id}...",
+            file=sys.stderr,
+        )
+
+    with lock.hold(partition.lock_file, shared=True, on_wait=waiting):
+        dropped = health.drop_broken(partition, program.http_dir)
+        summary.dropped = len(dropped)
+        before = snapshot.take(partition.pip_cache)
+        code = pip.run(program.command(pip_args), env)
+        after = snapshot.take(partition.pip_cache)
+        items: list[report.Installed] = []
+        if code == 0 and report_path is not None and report_path.exists():
+            try:
+                items = report.load(report_path)
+            except report.ReportError as exc:
+                summary.notes.append(str(exc))
+        account(summary, items, partition.pip_cache, program.http_dir, before, after, _read)
+        touched = [
+            rel
+            for rel in snapshot.changed(before, after)
+            if rel.startswith("http-v2/") and rel.endswith(".body")
+        ]
+        share.link_duplicates(partition, touched)
+        try:
+            partition.record_use(target.facts, str(program.version))
+        except OSError:
+            pass
+    return code
+
+
+def _read(meta: Path) -> httpcache.CachedResponse | None:
+    entry = httpcache.entry_files_for(meta)
+    response, _problem = httpcache.check_entry(entry)
+    return response
+
+
+def _printer(parsed: PipArgs) -> _Note:
+    return _Note(quiet=parsed.quiet > 0)
+
+
+class _Note:
+    """One-line notes on stderr, silenced by ``-q``."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+
+    def __call__(self, text: str) -> None:
+        if not self.quiet:
+            print(f"pipfresh: {text}", file=sys.stderr)
