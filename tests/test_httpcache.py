@@ -687,6 +687,16 @@ def test_remove_entry_deletes_only_the_entry(v2: Path) -> None:
     assert hc.remove_entry(entry) == 0  # already gone: another pip got there first
 
 
+def test_remove_entry_counts_shared_hard_links_as_nothing(tmp_path: Path, v2: Path) -> None:
+    entry = pip_store_v2(v2, URL, WHEEL, OCTET)
+    assert entry.meta is not None and entry.body is not None
+    shared = tmp_path / "other-partition.body"
+    os.link(entry.body, shared)
+    meta_size = entry.meta.stat().st_size
+    assert hc.remove_entry(entry) == meta_size
+    assert not entry.body.exists() and shared.read_bytes() == WHEEL
+
+
 def test_prune_empty_dirs(v2: Path) -> None:
     keep = pip_store_v2(v2, URL, WHEEL, OCTET)
     drop = pip_store_v2(v2, URL + "?drop", WHEEL, OCTET)

@@ -954,17 +954,19 @@ def _unlink_all(paths: Iterable[Path]) -> int:
     freed = 0
     for path in paths:
         try:
-            size = os.lstat(path).st_size
+            st = os.lstat(path)
             os.unlink(path)  # removes a symlink itself, never its target
         except FileNotFoundError:
             continue  # another pip got there first
-        freed += size
+        if st.st_nlink <= 1:  # a hard link shared with another cache frees nothing
+            freed += st.st_size
     return freed
 
 
 def remove_entry(entry: EntryFiles) -> int:
     """Delete the entry's own files (never directories); return bytes freed.
 
+    Files hard-linked elsewhere (another partition) count as freeing nothing.
     Tolerates files vanishing concurrently.  A temp file may belong to a pip
     that is writing right now; callers should skip young ones.
     """
