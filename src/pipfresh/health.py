@@ -25,6 +25,8 @@ BREAKS_PIP = frozenset(
     {
         httpcache.Problem.UNREADABLE_METADATA,
         httpcache.Problem.TRUNCATED_BODY,
+        httpcache.Problem.OVERSIZED_BODY,
+        httpcache.Problem.BAD_ENCODING,
         httpcache.Problem.BAD_ARCHIVE,
     }
 )

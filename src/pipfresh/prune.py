@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,6 +48,15 @@ class Rule:
         raise NotImplementedError
 
 
+class Leftovers(Rule):
+    """Temporary files of writes that never finished, and files pip never reads."""
+
+    reason = "temporary"
+
+    def drops(self, candidate: Candidate) -> bool:
+        return candidate.problem in (httpcache.Problem.TEMP_FILE, httpcache.Problem.STRAY_FILE)
+
+
 class Broken(Rule):
     """Unreadable, truncated, half-written, orphaned or leftover: serves no run."""
 
@@ -80,7 +89,7 @@ class Downloads(Rule):
 
 
 def rules_for(*, keep_index_pages: bool = False, ci: bool = False) -> list[Rule]:
-    rules: list[Rule] = [Broken()]
+    rules: list[Rule] = [Leftovers(), Broken()]
     if not keep_index_pages:
         rules.append(IndexPages())
     if ci:
@@ -99,14 +108,18 @@ class PruneResult:
 
 
 def prune(
-    partition: Partition, rules: Sequence[Rule], *, timeout: float | None = None
+    partition: Partition,
+    rules: Sequence[Rule],
+    *,
+    timeout: float | None = None,
+    on_wait: Callable[[], None] | None = None,
 ) -> PruneResult:
     """Apply ``rules`` to the partition, alone (exclusive lock), never outside it."""
     partition.root.require_marked()
     result = PruneResult()
     if not partition.path.is_dir():
         return result
-    with lock.hold(partition.lock_file, shared=False, timeout=timeout):
+    with lock.hold(partition.lock_file, shared=False, timeout=timeout, on_wait=on_wait):
         pip_cache = partition.pip_cache
         legacy = _writes_http_v2(partition)
         for http_dir in ("http", "http-v2"):
@@ -202,7 +215,12 @@ def _remove_tree(path: Path) -> int:
     return size
 
 
-def purge(partition: Partition, *, timeout: float | None = None) -> int:
+def purge(
+    partition: Partition,
+    *,
+    timeout: float | None = None,
+    on_wait: Callable[[], None] | None = None,
+) -> int:
     """Empty one partition entirely; bytes freed."""
     partition.root.require_marked()
     path = partition.path
@@ -210,5 +228,5 @@ def purge(partition: Partition, *, timeout: float | None = None) -> int:
         raise CacheRootError(f"refusing to purge {path}: not a partition directory")
     if not path.is_dir():
         return 0
-    with lock.hold(partition.lock_file, shared=False, timeout=timeout):
+    with lock.hold(partition.lock_file, shared=False, timeout=timeout, on_wait=on_wait):
         return _remove_tree(path)
