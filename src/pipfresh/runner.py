@@ -85,7 +85,8 @@ def run_pip_command(command: str, argv: list[str], environ: Mapping[str, str]) -
             )
     summary.exit_code = code
     summary.elapsed = time.monotonic() - started
-    if command == "install":
+    if command == "install" and not {"-h", "--help"} & set(parsed.args):
+        summary.dry_run = "--dry-run" in parsed.args
         if parsed.quiet == 0:
             print(summary.line(), file=sys.stderr)
         if parsed.summary_json:

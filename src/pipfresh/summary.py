@@ -35,6 +35,7 @@ class Summary:
 
     exit_code: int = 0
     command: str = "install"
+    dry_run: bool = False
     installed: int = 0
     reused: int = 0
     reused_bytes: int = 0
@@ -58,7 +59,7 @@ class Summary:
     notes: list[str] = field(default_factory=list)
 
     def line(self) -> str:
-        parts = [f"installed {self.installed}"]
+        parts = [f"{'would install' if self.dry_run else 'installed'} {self.installed}"]
         parts.append(f"reused {self.reused} ({human_size(self.reused_bytes)})")
         downloaded = f"downloaded {self.downloaded} ({human_size(self.downloaded_bytes)})"
         if self.metadata_downloaded:
