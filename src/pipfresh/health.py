@@ -6,9 +6,11 @@ entry is checked once; an entry that passed is remembered by the identity of
 its files (inode, size, mtime) and not read again until it changes. A restored
 CI cache has new inodes, so it is checked once after every restore.
 
-Only what would *break* pip is dropped here, while other installs may be
-running: a half-written entry (metadata without body, body without metadata)
-is a miss to pip, and may be another pip's write in progress. ``prune`` removes
+Only what could *break* pip is dropped here, while other installs may be
+running. Metadata whose body is absent or unreadable is among them (pip then
+serves the empty inline body); dropping it may cost a concurrent pip the entry
+it is writing, never correctness. An orphaned body or a temporary file is a
+miss to pip and may be another pip's write in progress: ``prune`` removes
 those, under an exclusive lock.
 """
 
@@ -24,6 +26,7 @@ from .partition import Partition, write_json
 BREAKS_PIP = frozenset(
     {
         httpcache.Problem.UNREADABLE_METADATA,
+        httpcache.Problem.MISSING_BODY,
         httpcache.Problem.TRUNCATED_BODY,
         httpcache.Problem.OVERSIZED_BODY,
         httpcache.Problem.BAD_ENCODING,
