@@ -46,6 +46,7 @@ class Summary:
     built: int = 0
     reused_built: int = 0
     local: int = 0
+    uncached: int = 0
     index_revalidated: int = 0
     index_changed: int = 0
     index_new: int = 0
@@ -65,6 +66,8 @@ class Summary:
         if self.metadata_downloaded:
             downloaded += f" + {self.metadata_downloaded} metadata"
         parts.append(downloaded)
+        if self.uncached:
+            parts.append(f"{self.uncached} fetched but not cacheable (the index sent no caching headers)")
         built = f"built {self.built}"
         if self.reused_built:
             built += f", {self.reused_built} built earlier"
@@ -126,15 +129,17 @@ def account(
         if item.local or not item.url.startswith(("http://", "https://")):
             summary.local += 1
             continue
-        if not item.is_wheel:
-            if (item.canonical_name, _normal(item.version)) in built_before:
-                summary.reused_built += 1
+        if not item.is_wheel and (item.canonical_name, _normal(item.version)) in built_before:
+            summary.reused_built += 1
             continue
         meta = httpcache.entry_path(pip_cache / http_dir, item.url)
         body_rel = _body_rel(meta.relative_to(pip_cache).as_posix(), http_dir)
         if body_rel in before and body_rel not in touched:
             summary.reused += 1
             summary.reused_bytes += before[body_rel].size
+        elif body_rel not in after:
+            # Fetched, but the server's headers forbade caching it (or sent none).
+            summary.uncached += 1
 
     for rel in sorted(touched):
         if not rel.startswith(("http/", "http-v2/")) or rel.endswith(".body"):
