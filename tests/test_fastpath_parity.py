@@ -1,0 +1,348 @@
+"""The store installer ends where pip ends: same files, RECORD, scripts, metadata, bytecode.
+
+Purpose-built wheels cover data files, headers, scripts (``#!python`` and not),
+console and GUI entry points, ``.pth`` files, a namespace package split over two
+wheels and a purelib/platlib split. Each test installs the same wheels once with
+real pip and once from the store, into venvs of the same path length, and
+compares the two trees byte for byte (paths to the venv normalised).
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import hashlib
+import json
+import os
+import shutil
+import stat
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from packaging.version import Version
+
+from helpers import index_args
+from pipfresh import install
+from pipfresh.interpreter import probe
+from pipfresh.store import STORE_LAYOUT, Compiler, Store
+from pipfresh.testing.dists import build_wheel, native_tag
+
+# -- purpose-built wheels ----------------------------------------------------------------
+
+_CLI = '''"""Entry points of the fancy test distribution."""
+
+import sys
+
+
+def main():
+    print("fancy console", len(sys.argv) - 1)
+    return 0
+
+
+def gui():
+    print("fancy gui")
+    return 0
+'''
+
+
+def _with_exec_bits(wheel: Path, executable: set[str]) -> Path:
+    """Rewrite ``wheel`` so ``executable`` members carry 0o755, as build backends set it."""
+    with zipfile.ZipFile(wheel) as zf:
+        members = [(info, zf.read(info)) for info in zf.infolist()]
+    with zipfile.ZipFile(wheel, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for info, data in members:
+            if info.filename in executable:
+                info.external_attr = (stat.S_IFREG | 0o755) << 16
+            zf.writestr(info, data)
+    return wheel
+
+
+def fancy_wheels(out: Path) -> list[Path]:
+    """The parity workload: every wheel feature pip handles, in four wheels."""
+    data = "fancy-1.0.data"
+    fancy = build_wheel(
+        out,
+        "fancy",
+        "1.0",
+        requires=["nsp-one", "nsp-two", "native-bits"],
+        modules={
+            "fancy/__init__.py": '"""fancy."""\n__version__ = "1.0"\n',
+            "fancy/cli.py": _CLI,
+            "fancy/sub/__init__.py": "",
+            "fancy/sub/deep.py": "VALUE = 42\n",
+            "fancy/broken_syntax.py": "def oops(:\n",  # pip skips what does not compile
+            "fancy_path_hook.pth": "import sys; sys.fancy_hooked = True\n",
+        },
+        entry_points={
+            "console_scripts": {"fancy": "fancy.cli:main"},
+            "gui_scripts": {"fancy-gui": "fancy.cli:gui"},
+        },
+        extra_files={
+            f"{data}/data/share/fancy/readme.txt": b"fancy data file\n",
+            f"{data}/data/share/fancy/helper.py": b"HELPER = 1\n",
+            f"{data}/headers/fancy.h": b"#define FANCY 1\n",
+            f"{data}/scripts/fancy-tool": b"#!python\nimport fancy\nprint('tool', fancy.__version__)\n",
+            f"{data}/scripts/fancy-sh": b"#!/bin/sh\necho fancy-sh\n",
+            f"{data}/scripts/fancy": b"#!python\n# a setuptools wrapper pip skips\n",
+            f"{data}/purelib/fancy_extra/__init__.py": b"EXTRA = 'purelib'\n",
+        },
+    )
+    _with_exec_bits(fancy, {f"{data}/scripts/fancy-tool", f"{data}/scripts/fancy-sh"})
+    one = build_wheel(out, "nsp-one", "1.0", modules={"nsp/one/__init__.py": "ONE = 1\n"})
+    two = build_wheel(out, "nsp-two", "2.0", modules={"nsp/two/__init__.py": "TWO = 2\n"})
+    native = build_wheel(
+        out,
+        "native-bits",
+        "0.5",
+        pure=False,
+        tag=native_tag(),
+        modules={"native_bits/__init__.py": "PLAT = 'platlib'\n"},
+        extra_files={"native_bits-0.5.data/purelib/native_pure/__init__.py": b"PURE = 1\n"},
+    )
+    return [fancy, one, two, native]
+
+
+IMPORTS = ["fancy", "fancy.cli", "fancy.sub.deep", "fancy_extra", "nsp.one", "nsp.two",
+           "native_bits", "native_pure"]  # fmt: skip
+NAMES = ["fancy", "nsp-one", "nsp-two", "native-bits"]
+
+
+# -- comparing trees ------------------------------------------------------------------------
+
+
+def tree(venv: Any) -> dict[str, tuple[int, bytes]]:
+    """Every file of the venv: mode and contents with the venv's path normalised.
+
+    Bytecode holds its source's mtime, so for ``.pyc`` only presence is compared.
+    """
+    root = str(venv.path)
+    out = {}
+    for dirpath, _dirs, names in os.walk(root):
+        for name in names:
+            full = os.path.join(dirpath, name)
+            rel = os.path.relpath(full, root)
+            if os.path.islink(full):
+                out[rel] = (0, os.readlink(full).replace(root, "<VENV>").encode())
+                continue
+            mode = stat.S_IMODE(os.lstat(full).st_mode)
+            data = b"" if name.endswith(".pyc") else Path(full).read_bytes()
+            out[rel] = (mode, data.replace(root.encode(), b"<VENV>"))
+    return out
+
+
+def assert_same_tree(
+    expected: dict[str, tuple[int, bytes]], got: dict[str, tuple[int, bytes]]
+) -> None:
+    only_pip = sorted(set(expected) - set(got))
+    only_store = sorted(set(got) - set(expected))
+    assert not only_pip and not only_store, (
+        f"only after pip: {only_pip}\nonly after store: {only_store}"
+    )
+    differ = [p for p in expected if expected[p] != got[p]]
+    details = [f"{p}: pip {expected[p]!r}\n   store {got[p]!r}" for p in differ[:5]]
+    assert not differ, "files differ:\n" + "\n".join(details)
+
+
+def assert_records_valid(venv: Any) -> int:
+    """Every RECORD row names an existing file whose hash and size match; returns rows checked."""
+    site = Path(probe(venv.python, None).purelib or "")
+    checked = 0
+    for record in site.glob("*.dist-info/RECORD"):
+        with open(record, newline="", encoding="utf-8") as fp:
+            for path, digest, size in csv.reader(fp):
+                full = site / path
+                if ".data/" in path and not full.exists():
+                    continue  # pip keeps the row of a setuptools wrapper it skipped
+                assert full.exists(), f"{record}: {path} is missing"
+                if digest:
+                    algo, value = digest.split("=", 1)
+                    data = full.read_bytes()
+                    raw = hashlib.new(algo, data).digest()
+                    assert base64.urlsafe_b64encode(raw).decode().rstrip("=") == value, path
+                    assert int(size) == len(data), path
+                checked += 1
+    return checked
+
+
+_METADATA_DUMP = """
+import importlib.metadata as m, json, sys
+out = {}
+for d in m.distributions():
+    out[d.metadata["Name"]] = {
+        "version": d.version,
+        "files": sorted(str(f) for f in (d.files or [])),
+        "metadata": sorted(d.metadata.items()),
+        "entry_points": sorted((e.group, e.name, e.value) for e in d.entry_points),
+        "requires": d.requires,
+        "installer": d.read_text("INSTALLER"),
+        "requested": d.read_text("REQUESTED"),
+        "direct_url": d.read_text("direct_url.json"),
+    }
+print(json.dumps(out, sort_keys=True).replace(sys.prefix, "<VENV>"))
+"""
+
+
+def metadata(venv: Any) -> dict[str, Any]:
+    result: dict[str, Any] = json.loads(venv.run("-c", _METADATA_DUMP).stdout)
+    return result
+
+
+def pyc_state(venv: Any) -> dict[str, int]:
+    return {
+        str(p): p.stat().st_mtime_ns
+        for p in Path(venv.path).rglob("*.pyc")
+        if "site-packages/pip/" not in str(p)
+    }
+
+
+def assert_behaves(venv: Any) -> None:
+    """Scripts run, modules import without writing bytecode, the .pth ran, pip check is clean."""
+    assert venv.run("-c", "import sys; assert sys.fancy_hooked").returncode == 0
+    before = pyc_state(venv)
+    code = f"import importlib\nfor m in {IMPORTS!r}: importlib.import_module(m)"
+    venv.run("-c", code)
+    assert pyc_state(venv) == before, "importing wrote bytecode: the stored .pyc was not valid"
+    scripts = venv.bin
+    import subprocess
+
+    def run(*argv: str | Path) -> str:
+        return subprocess.run(
+            [str(a) for a in argv], capture_output=True, text=True, check=True
+        ).stdout
+
+    assert run(scripts / "fancy", "a", "b") == "fancy console 2\n"
+    assert run(scripts / "fancy-gui") == "fancy gui\n"
+    assert run(scripts / "fancy-tool") == "tool 1.0\n"
+    assert run(scripts / "fancy-sh") == "fancy-sh\n"
+    venv.pip("check")
+
+
+# -- stage 1: store + installer, driven directly -----------------------------------------
+
+
+@pytest.fixture
+def py311(interpreters: dict[str, Path]) -> Path:
+    if "3.11" not in interpreters:
+        pytest.skip("needs Python 3.11")
+    return interpreters["3.11"]
+
+
+@dataclass
+class EndState:
+    """A target after an install: its files, its metadata as Python sees it, ``pip list``."""
+
+    files: dict[str, tuple[int, bytes]]
+    metadata: dict[str, Any]
+    pip_list: str
+
+    @classmethod
+    def of(cls, venv: Any) -> EndState:
+        return cls(tree(venv), metadata(venv), venv.pip("list", "--format=json").stdout)
+
+
+def assert_same_end_state(expected: EndState, venv: Any) -> None:
+    got = EndState.of(venv)
+    assert_same_tree(expected.files, got.files)
+    assert got.metadata == expected.metadata
+    assert got.pip_list == expected.pip_list
+
+
+def reinstalled_venv(make_venv: Any, python: Path, venv: Any, **kwargs: Any) -> Any:
+    """A fresh venv at the same path: scripts and RECORD hashes then compare byte for byte."""
+    shutil.rmtree(venv.path)
+    return make_venv(python, name=venv.path.relative_to(venv.path.parents[0]).as_posix(), **kwargs)
+
+
+def test_store_install_matches_pip(
+    index, dist_dir: Path, make_venv, py311: Path, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    wheels = fancy_wheels(dist_dir)
+    index.publish(*wheels)
+    venv = make_venv(py311, name="env")
+    venv.pip("install", *index_args(index), "fancy")
+    by_pip = EndState.of(venv)
+
+    venv = reinstalled_venv(make_venv, py311, venv)
+    clean = tree(venv)
+    facts = probe(venv.python, None)
+    store = Store(tmp_path / STORE_LAYOUT)
+    digests = {hashlib.sha256(w.read_bytes()).hexdigest(): w for w in wheels}
+    entries = store.add(digests, Compiler(venv.python))
+    assert sorted(entries) == sorted(digests)
+    scheme = install.TargetScheme.for_venv(facts)
+    for sha, wheel in digests.items():
+        name = wheel.name.split("-")[0].replace("_", "-")
+        request = install.Request(entries[sha], name, name == "fancy", None)
+        install.install(
+            request,
+            scheme,
+            str(venv.python),
+            install.script_template(Version("26.3")),
+            install.HardLinker(),
+        )
+
+    assert_same_end_state(by_pip, venv)
+    assert assert_records_valid(venv) > 20
+    assert_behaves(venv)
+
+    venv.pip("uninstall", "--yes", *NAMES)
+    assert sorted(set(tree(venv)) - set(clean)) == [], "pip uninstall left files behind"
+
+
+def test_edit_in_a_target_never_reaches_the_next_target(
+    dist_dir: Path, make_venv, py311: Path, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """Files are hardlinked: an in-place edit changes the stored inode, so the entry is
+    verified on lookup (size, mtime, mode), discarded and added again."""
+    wheel = build_wheel(dist_dir, "edited", "1.0")
+    sha = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    store = Store(tmp_path / STORE_LAYOUT)
+    first = make_venv(py311, pip=None, name="first")
+    facts = probe(first.python, None)
+    compiler = Compiler(first.python)
+    entry = store.add({sha: wheel}, compiler)[sha]
+    template = install.script_template(Version("26.3"))
+
+    def put(venv: Any) -> Path:
+        found = store.lookup(sha) or store.add({sha: wheel}, compiler)[sha]
+        scheme = install.TargetScheme.for_venv(probe(venv.python, None))
+        request = install.Request(found, "edited", True, None)
+        install.install(request, scheme, str(venv.python), template, install.HardLinker())
+        return Path(scheme.purelib) / "edited" / "__init__.py"
+
+    module = put(first)
+    stored_file = Path(entry.file("edited/__init__.py"))
+    assert os.path.samefile(module, stored_file)  # really linked
+    with open(module, "a") as fp:  # an editor writing in place
+        fp.write("BROKEN = True\n")
+    assert store.lookup(sha) is None  # the change is seen, the entry dropped
+
+    second = make_venv(py311, pip=None, name="second")
+    assert "BROKEN" not in put(second).read_text()
+    assert "BROKEN" in module.read_text()  # the first target keeps its own edit
+    assert facts.is_venv
+
+
+def test_copy_mode_keeps_bytecode_valid(
+    dist_dir: Path, make_venv, py311: Path, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    wheel = build_wheel(dist_dir, "copied", "1.0")
+    sha = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    venv = make_venv(py311, pip=None)
+    store = Store(tmp_path / STORE_LAYOUT)
+    entry = store.add({sha: wheel}, Compiler(venv.python))[sha]
+    scheme = install.TargetScheme.for_venv(probe(venv.python, None))
+    linker = install.linker_from_env({install.LINK_MODE_ENV: "copy"})
+    request = install.Request(entry, "copied", True, None)
+    install.install(
+        request, scheme, str(venv.python), install.script_template(Version("26.3")), linker
+    )
+    module = Path(scheme.purelib) / "copied" / "__init__.py"
+    assert not os.path.samefile(module, entry.file("copied/__init__.py"))
+    pyc = next((module.parent / "__pycache__").glob("*.pyc"))
+    mtime = pyc.stat().st_mtime_ns
+    venv.run("-c", "import copied")
+    assert pyc.stat().st_mtime_ns == mtime
