@@ -10,7 +10,7 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from . import __version__
@@ -161,7 +161,7 @@ def cache_main(argv: list[str]) -> int:
         return 0
     if opts.action == "prune":
         rules = prune.rules_for(keep_index_pages=opts.keep_index_pages, ci=opts.ci)
-        results = {p.id: prune.prune(p, rules) for p in partitions}
+        results = {p.id: prune.prune(p, rules, on_wait=_waiting(p.id)) for p in partitions}
         if opts.json:
             print(
                 json.dumps(
@@ -177,7 +177,16 @@ def cache_main(argv: list[str]) -> int:
         return 0
     if opts.action == "purge":
         for p in partitions:
-            freed = prune.purge(p)
+            freed = prune.purge(p, on_wait=_waiting(p.id))
             print(f"pipfresh: purged {p.id}; freed {freed / 1048576:.1f} MB")
         return 0
     raise PipfreshError(f"unknown cache action {opts.action}")
+
+
+def _waiting(pid: str) -> Callable[[], None]:
+    """Say why a prune or purge does not start at once: installs are using the partition."""
+
+    def say() -> None:
+        print(f"pipfresh: waiting for running installs to finish with {pid}...", file=sys.stderr)
+
+    return say

@@ -35,15 +35,19 @@ def hold(
     shared: bool,
     timeout: float | None = None,
     on_wait: Callable[[], None] | None = None,
-) -> Iterator[None]:
-    """Hold ``path`` locked, waiting at most ``timeout`` seconds (then ``LockTimeout``)."""
+) -> Iterator[int]:
+    """Hold ``path`` locked, waiting at most ``timeout`` seconds (then ``LockTimeout``).
+
+    Yields the locked descriptor: a child process that inherits it (``pass_fds``)
+    keeps the lock held even if this process is killed before the child ends.
+    """
     wait = lock_timeout() if timeout is None else timeout
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
     try:
         _acquire(fd, shared=shared, timeout=wait, on_wait=on_wait, path=path)
         try:
-            yield
+            yield fd
         finally:
             _release(fd)
     finally:

@@ -7,6 +7,7 @@ variables, so only the environment reaches every pip that a run starts.
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -100,14 +101,16 @@ def environment(
     return env
 
 
-def run(argv: Sequence[str], env: Mapping[str, str]) -> int:
+def run(argv: Sequence[str], env: Mapping[str, str], *, lock_fd: int | None = None) -> int:
     """Run pip and return its exit status, as a shell would report it.
 
     Ctrl-C reaches pip directly (same process group); we wait for pip to finish
     so its status, not a traceback of ours, is what the caller sees. SIGTERM is
-    passed on to pip.
+    passed on to pip. pip inherits ``lock_fd``, so if pipfresh alone is killed
+    the partition stays locked until pip is done with it.
     """
-    proc = subprocess.Popen(list(argv), env=dict(env))
+    keep = (lock_fd,) if lock_fd is not None and os.name == "posix" else ()
+    proc = subprocess.Popen(list(argv), env=dict(env), pass_fds=keep)
 
     def forward(signum: int, _frame: object) -> None:
         try:

@@ -110,11 +110,11 @@ def _run_in_partition(
             file=sys.stderr,
         )
 
-    with lock.hold(partition.lock_file, shared=True, on_wait=waiting):
+    with lock.hold(partition.lock_file, shared=True, on_wait=waiting) as lock_fd:
         dropped = health.drop_broken(partition, program.http_dir)
         summary.dropped = len(dropped)
         before = snapshot.take(partition.pip_cache)
-        code = pip.run(program.command(pip_args), env)
+        code = pip.run(program.command(pip_args), env, lock_fd=lock_fd)
         after = snapshot.take(partition.pip_cache)
         items: list[report.Installed] = []
         if code == 0 and report_path is not None and report_path.exists():

@@ -1,0 +1,331 @@
+"""Reliability end to end: real pip runs meeting parallel runs, kills, corrupt and foreign caches.
+
+Every test drives ``python -m pipfresh`` as a process against the loopback index
+and then looks at the cache with pipfresh's own reader: nothing a run leaves
+behind may be half-written, and nothing outside the cache root may be touched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from helpers import index_args, installed_version, pipfresh
+from pipfresh import httpcache
+from pipfresh.testing.dists import build_sdist, build_wheel
+
+# -- shared workload --------------------------------------------------------------------
+
+WANTED = {"app": "1.0", "lib": "1.2", "built": "0.3", "big": "2.0"}
+
+
+def publish_workload(index, dist_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    """A wheel with dependencies, two versions of one, an sdist to build, a bigger wheel."""
+    noise = os.urandom(400_000).hex()  # ~800 kB that does not compress much
+    index.publish(
+        build_wheel(dist_dir, "app", "1.0", requires=["lib>=1", "built", "big"]),
+        build_wheel(dist_dir, "lib", "1.0"),
+        build_wheel(dist_dir, "lib", "1.2"),
+        build_sdist(dist_dir, "built", "0.3"),
+        build_wheel(dist_dir, "big", "1.0"),
+        build_wheel(dist_dir, "big", "2.0", modules={"big/__init__.py": f"DATA = {noise!r}\n"}),
+    )
+
+
+def cache_root() -> Path:
+    return Path(os.environ["PIPFRESH_CACHE_DIR"])
+
+
+def partitions(root: Path) -> list[Path]:
+    top = root / "partitions-v1"
+    return sorted(p for p in top.iterdir() if p.is_dir()) if top.is_dir() else []
+
+
+@dataclass
+class Health:
+    """What pipfresh's reader finds in every HTTP entry and built wheel of a cache root."""
+
+    good: int
+    problems: list[tuple[str, str]]
+    bad_wheels: list[str]
+
+    def broken(self, *, ignore: Iterable[httpcache.Problem] = ()) -> list[tuple[str, str]]:
+        skip = {p.value for p in ignore}
+        return [(k, p) for k, p in self.problems if p not in skip]
+
+
+def inspect_cache(root: Path) -> Health:
+    import zipfile
+
+    good, problems, bad_wheels = 0, [], []
+    for part in partitions(root):
+        for http_dir in ("http", "http-v2"):
+            directory = part / "pip" / http_dir
+            if not directory.is_dir():
+                continue
+            for entry in httpcache.iter_entry_files(directory):
+                _response, problem = httpcache.check_entry(entry)
+                if problem is None:
+                    good += 1
+                else:
+                    problems.append((f"{http_dir}/{entry.key}", problem.value))
+        for wheel in (part / "pip" / "wheels").rglob("*.whl"):
+            try:
+                with zipfile.ZipFile(wheel) as archive:
+                    if archive.testzip() is not None:
+                        bad_wheels.append(str(wheel))
+            except (OSError, zipfile.BadZipFile):
+                bad_wheels.append(str(wheel))
+    return Health(good, problems, bad_wheels)
+
+
+def assert_installed(python: Path, wanted: dict[str, str] = WANTED) -> None:
+    got = {name: installed_version(python, name) for name in wanted}
+    assert got == wanted
+
+
+def popen_pipfresh(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """pipfresh in its own session, so a test can signal it and its pip like a terminal does."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipfresh", *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env or dict(os.environ),
+        start_new_session=True,
+    )
+
+
+def prune_json(*extra: str) -> dict[str, dict[str, object]]:
+    run = pipfresh("cache", "prune", "--all", "--json", *extra).ok()
+    return json.loads(run.stdout)  # type: ignore[no-any-return]
+
+
+# -- 1. concurrency ---------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_parallel_installs_with_prune_and_info_in_the_middle(
+    index, dist_dir: Path, make_venv, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """8 installs on one partition at once (two pip formats), a prune and an info meanwhile."""
+    publish_workload(index, dist_dir)
+    index.latency = 0.15  # every response a little late: the runs overlap for seconds
+    venvs = [make_venv(pip=None) for _ in range(6)]
+    venvs += [make_venv(pip="26.3"), make_venv(pip="23.0.1")]
+    # Overlapping requirements: all share lib/built/big; half pin the older lib.
+    reqs = [["app"] if i % 2 == 0 else ["app", "lib==1.0"] for i in range(len(venvs))]
+    installs = [
+        popen_pipfresh("install", "--python", v.python, *index_args(index), *r)
+        for v, r in zip(venvs, reqs)
+    ]
+    lock_dir = cache_root() / "locks-v1"
+    deadline = time.monotonic() + 60
+    while not (lock_dir.is_dir() and any(lock_dir.iterdir())):
+        assert time.monotonic() < deadline, "no install took its lock"
+        time.sleep(0.05)
+    time.sleep(0.5)
+
+    impatient = pipfresh(
+        "cache", "prune", "--all", env={**os.environ, "PIPFRESH_LOCK_TIMEOUT": "0.5"}
+    )
+    info = pipfresh("cache", "info", "--all", "--json").ok()
+    patient = popen_pipfresh("cache", "prune", "--all", "--json")
+    outs = [p.communicate(timeout=300) for p in installs]
+    installs_done = time.monotonic()
+    prune_out, prune_err = patient.communicate(timeout=300)
+
+    for proc, (out, err) in zip(installs, outs):
+        assert proc.returncode == 0, f"{out}\n{err}"
+    for venv, r in zip(venvs, reqs):
+        assert_installed(venv.python, {**WANTED, "lib": "1.0" if "lib==1.0" in r else "1.2"})
+
+    assert impatient.code == 2
+    said = impatient.stderr.splitlines()
+    assert said[0].startswith("pipfresh: waiting for running installs"), said
+    assert said[-1].startswith("pipfresh: error: gave up after") and len(said) == 2, said
+    assert "PIPFRESH_LOCK_TIMEOUT" in said[-1]
+    assert isinstance(json.loads(info.stdout), list)
+
+    assert patient.returncode == 0, prune_err
+    assert "waiting" in prune_err  # it said why it did not prune at once
+    assert time.monotonic() >= installs_done
+    removed = json.loads(prune_out)
+    (pid,) = removed
+    assert "broken" not in removed[pid]["removed"], removed  # no run left a corrupt entry
+    assert "temporary" not in removed[pid]["removed"], removed
+    health = inspect_cache(cache_root())
+    assert health.problems == [] and health.bad_wheels == [] and health.good >= 6
+
+    # The pruned cache still serves a new venv without downloading or building anything.
+    index.latency = 0.0
+    index.reset_counters()
+    last = make_venv(pip=None)
+    run = pipfresh(
+        "install", "--python", last.python, *index_args(index), "app", summary=tmp_path / "s.json"
+    ).ok()
+    assert_installed(last.python)
+    assert index.counters().file_bytes == 0
+    assert run.summary is not None and run.summary["built"] == 0
+
+
+# -- 2. interrupted runs ----------------------------------------------------------------
+
+KILL_POINTS = 12
+
+
+def _children(pid: int) -> list[int]:
+    """Direct children of ``pid`` (Linux /proc)."""
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(x) for x in text.split()]
+
+
+def _pip_children(pid: int) -> list[int]:
+    """The ``python -m pip`` processes pipfresh started."""
+    found = []
+    for child in _children(pid):
+        try:
+            argv = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"pip" in argv and b"-m" in argv:
+            found.append(child)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _group_gone(pgid: int, within: float) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.slow
+def test_sigkill_at_many_points_then_next_run_succeeds(
+    index, dist_dir: Path, make_venv, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """Kill pipfresh and its pip (the whole process group) at points spread over a cold run."""
+    publish_workload(index, dist_dir)
+    started = time.monotonic()
+    pipfresh("install", "--python", make_venv(pip=None).python, *index_args(index), "app").ok()
+    cold = time.monotonic() - started
+
+    tried = []
+    for k in range(KILL_POINTS):
+        root = tmp_path / f"root{k}"
+        env = {**os.environ, "PIPFRESH_CACHE_DIR": str(root)}
+        victim = make_venv(pip=None)
+        at = cold * (k + 0.5) / KILL_POINTS
+        proc = popen_pipfresh("install", "--python", victim.python, *index_args(index), "app", env=env)
+        time.sleep(at)
+        finished_first = proc.poll() is not None
+        if not finished_first:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate(timeout=60)
+        assert _group_gone(proc.pid, 10)
+        tried.append((round(at, 2), "finished" if finished_first else "killed"))
+
+        after = make_venv(pip=None)
+        pipfresh("install", "--python", after.python, *index_args(index), "app", env=env).ok()
+        assert_installed(after.python)
+        # Whatever the kill left is only what a prune removes; then all is whole.
+        pipfresh("cache", "prune", "--all", env=env).ok()
+        health = inspect_cache(root)
+        assert health.problems == [] and health.bad_wheels == [], (at, health)
+        leftovers = [p for p in root.rglob("*") if p.name.endswith(".tmp")]
+        assert leftovers == [], (at, leftovers)
+    assert sum(1 for _, what in tried if what == "killed") >= KILL_POINTS - 2, tried
+
+
+@pytest.mark.slow
+def test_killing_pipfresh_alone_keeps_prune_away_from_its_pip(
+    index, dist_dir: Path, make_venv
+) -> None:  # type: ignore[no-untyped-def]
+    """A CI runner that kills only the parent: the orphaned pip still holds the partition."""
+    publish_workload(index, dist_dir)
+    index.latency = 0.1
+    venv = make_venv(pip=None)
+    proc = popen_pipfresh("install", "--python", venv.python, *index_args(index), "app")
+    deadline = time.monotonic() + 60
+    pip_pids: list[int] = []
+    while not pip_pids:
+        assert time.monotonic() < deadline and proc.poll() is None, "pip never started"
+        pip_pids = _pip_children(proc.pid)
+        time.sleep(0.02)
+    time.sleep(0.5)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)  # not communicate(): the orphaned pip still holds the pipes
+    assert _alive(pip_pids[0]), "pip finished before the test could kill pipfresh"
+
+    prune = popen_pipfresh("cache", "prune", "--all", "--json")
+    _out, err = prune.communicate(timeout=120)
+    assert prune.returncode == 0, err
+    assert "waiting for running installs" in err
+    assert not _alive(pip_pids[0])  # the prune ran only after the orphaned pip was done
+    proc.communicate(timeout=30)
+    assert_installed(venv.python)  # and that pip finished its install
+    health = inspect_cache(cache_root())
+    assert health.problems == [] and health.bad_wheels == []
+
+
+@pytest.mark.slow
+def test_ctrl_c_exits_promptly_with_pips_status_and_leaves_nothing(
+    index, dist_dir: Path, make_venv, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    publish_workload(index, dist_dir)
+    index.latency = 0.1
+    scratch = tmp_path / "tmpdir"
+    scratch.mkdir()
+    env = {**os.environ, "TMPDIR": str(scratch)}
+    venv = make_venv(pip=None)
+    proc = popen_pipfresh(
+        "install", "--python", venv.python, *index_args(index), "app",
+        "--summary-json", tmp_path / "s.json", env=env,
+    )
+    deadline = time.monotonic() + 60
+    while not _pip_children(proc.pid):
+        assert time.monotonic() < deadline and proc.poll() is None, "pip never started"
+        time.sleep(0.02)
+    time.sleep(1.0)
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+    sent = time.monotonic()
+    _out, err = proc.communicate(timeout=30)
+    assert time.monotonic() - sent < 5, "Ctrl-C was not prompt"
+    assert _group_gone(proc.pid, 5)
+    assert proc.returncode == 1, err  # pip's status after Ctrl-C (ERROR), passed through
+    assert "Operation cancelled by user" in err
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["exit_code"] == 1
+    assert list(scratch.iterdir()) == []  # pip and pipfresh removed their temporary dirs
+
+    pipfresh("cache", "prune", "--all").ok()
+    health = inspect_cache(cache_root())
+    assert health.problems == [] and health.bad_wheels == []
+    assert [p for p in cache_root().rglob("*") if p.name.endswith(".tmp")] == []
+    again = make_venv(pip=None)
+    pipfresh("install", "--python", again.python, *index_args(index), "app").ok()
+    assert_installed(again.python)
