@@ -108,17 +108,42 @@ def _parser() -> argparse.ArgumentParser:
     prune.add_argument(
         "--keep-index-pages", action="store_true", help="keep index pages for cheap 304s"
     )
+    from .prune import DEFAULT_KEEP_RUNS, DEFAULT_MODE, MODES
+
+    prune.add_argument(
+        "--mode",
+        choices=list(MODES),
+        help="; ".join(f"{name}: {text}" for name, text in MODES.items())
+        + f" (default: {DEFAULT_MODE}; --ci is --mode ci)",
+    )
+    prune.add_argument(
+        "--keep-runs",
+        type=int,
+        default=DEFAULT_KEEP_RUNS,
+        metavar="N",
+        help=f"--mode recent keeps what the last N runs used (default {DEFAULT_KEEP_RUNS})",
+    )
+    prune.add_argument("--max-size", metavar="SIZE", help="--mode size cap, e.g. 500M, 2G")
     prune.add_argument("--json", action="store_true", help="machine-readable output")
     purge = add("purge", "empty the partition")
     purge.add_argument("--all", action="store_true", help="every partition under the root")
     key = add("key", "a CI cache key and a restore prefix that stays within the partition")
     key.add_argument("files", nargs="*", type=Path, help="dependency files (default: found in .)")
     key.add_argument("--json", action="store_true", help="machine-readable output")
+    key.add_argument(
+        "--github-output",
+        type=Path,
+        metavar="FILE",
+        help="append key, restore-key, dir, partition, state (on GitHub Actions: $GITHUB_OUTPUT)",
+    )
+    key.add_argument(
+        "--dotenv", type=Path, metavar="FILE", help="append PIPFRESH_KEY=... lines (GitLab)"
+    )
     return parser
 
 
 def cache_main(argv: list[str]) -> int:
-    from . import inventory, keys, prune
+    from . import inventory, prune
     from .partition import partition_id
     from .runner import open_root, resolve_target
 
@@ -134,16 +159,10 @@ def cache_main(argv: list[str]) -> int:
         print(root.partition(pid).path)
         return 0
     if opts.action == "key":
-        pid, _ = target_partition()
-        files = list(opts.files) or keys.discover(Path.cwd())
-        key = keys.compute(pid, files, Path.cwd())
-        if opts.json:
-            print(
-                json.dumps({"key": key.key, "restore-key": key.restore_prefix, "files": key.files})
-            )
-        else:
-            print(f"key={key.key}\nrestore-key={key.restore_prefix}")
-        return 0
+        from . import ci
+
+        target = resolve_target(opts.python, os.environ, root)
+        return ci.key_command(root, target.facts, opts, os.environ)
 
     partitions = (
         root.partitions()
@@ -160,7 +179,14 @@ def cache_main(argv: list[str]) -> int:
             print("\n".join(inventory.describe(inv) for inv in found))
         return 0
     if opts.action == "prune":
-        rules = prune.rules_for(keep_index_pages=opts.keep_index_pages, ci=opts.ci)
+        mode = opts.mode or ("ci" if opts.ci else "size" if opts.max_size else prune.DEFAULT_MODE)
+        rules = prune.rules_for(
+            keep_index_pages=opts.keep_index_pages,
+            ci=opts.ci,
+            mode=mode,
+            keep_runs=opts.keep_runs,
+            max_size=prune.parse_size(opts.max_size) if opts.max_size else prune.DEFAULT_MAX_SIZE,
+        )
         results = {p.id: prune.prune(p, rules, on_wait=_waiting(p.id)) for p in partitions}
         if opts.json:
             print(

@@ -2,19 +2,23 @@
 
 ``pipfresh-<layout>-<os>-<partition>-<hash of dependency files>``; the restore
 prefix stops after the partition, so a fallback restore stays within the ABI.
-Only ``[A-Za-z0-9._-]`` appear, which every CI cache accepts.
+A pre-release interpreter's ABI is not stable, so its prefix also carries its
+full build string (``sys.version``, made safe). Only ``[A-Za-z0-9._-]`` appear,
+which every CI cache (GitHub, GitLab, S3-backed runners) accepts.
 """
 
 from __future__ import annotations
 
 import hashlib
 import platform
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import PipfreshError
-from .partition import LAYOUT_VERSION
+from .interpreter import Facts
+from .partition import LAYOUT_VERSION, partition_id
 
 # Files that decide what gets installed, looked for when none are named.
 DEPENDENCY_PATTERNS = (
@@ -28,6 +32,11 @@ DEPENDENCY_PATTERNS = (
     "noxfile.py",
     "pylock*.toml",
 )
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+# GitHub refuses keys over 512 characters; a build string is kept well under that.
+_MAX_BUILD = 120
 
 
 @dataclass(frozen=True)
@@ -50,8 +59,31 @@ def discover(directory: Path) -> list[Path]:
     return sorted(found)
 
 
-def compute(partition_id: str, files: Sequence[Path], base: Path) -> CacheKey:
-    """Hash the files' names (relative to ``base``) and contents."""
+def safe(text: str, limit: int = _MAX_BUILD) -> str:
+    """``text`` with every run of characters a CI cache may refuse turned into one ``_``."""
+    return _UNSAFE.sub("_", text).strip("_")[:limit].rstrip("_")
+
+
+def build_string(facts: Facts) -> str | None:
+    """The full build string of a pre-release interpreter, made key-safe; None for a final."""
+    if facts.version_info[3] == "final":
+        return None
+    return safe(facts.version) or None
+
+
+def for_target(facts: Facts, files: Sequence[Path], base: Path) -> CacheKey:
+    """The key of the partition ``facts`` selects."""
+    return compute(partition_id(facts), files, base, build=build_string(facts))
+
+
+def compute(
+    partition_id: str, files: Sequence[Path], base: Path, *, build: str | None = None
+) -> CacheKey:
+    """Hash the files' names (relative to ``base``) and contents.
+
+    ``build`` (a pre-release's build string) goes into the restore prefix: two
+    builds of 3.14.0a1 must not restore each other's cache.
+    """
     digest = hashlib.sha256()
     names = []
     for path in sorted(files, key=lambda p: _name(p, base)):
@@ -65,6 +97,8 @@ def compute(partition_id: str, files: Sequence[Path], base: Path) -> CacheKey:
         digest.update(name.encode() + b"\0" + hashlib.sha256(content).digest())
         names.append(name)
     prefix = f"pipfresh-{LAYOUT_VERSION}-{os_name()}-{partition_id}-"
+    if build:
+        prefix += f"{safe(build)}-"
     return CacheKey(prefix + digest.hexdigest()[:20], prefix, tuple(names))
 
 

@@ -19,8 +19,8 @@ from pathlib import Path
 
 from packaging.version import InvalidVersion, Version
 
-from . import httpcache, lock
-from .errors import CacheRootError
+from . import httpcache, lock, usage
+from .errors import CacheRootError, PipfreshError
 from .partition import Partition
 
 Kind = httpcache.Kind
@@ -28,21 +28,60 @@ Kind = httpcache.Kind
 
 @dataclass(frozen=True)
 class Candidate:
-    """A cache entry and what reading it told us."""
+    """A cache entry and what reading it told us: an HTTP entry, or a wheel pip built."""
 
-    entry: httpcache.EntryFiles
+    entry: httpcache.EntryFiles | None
     response: httpcache.CachedResponse | None
     problem: httpcache.Problem | None
+    wheel: Path | None = None  # a wheel in ``wheels/``, built from an sdist
+    rel: str = ""  # relative to pip's cache directory, as ``usage`` names it
 
     @property
     def kind(self) -> httpcache.Kind | None:
         return self.response.kind if self.response is not None else None
 
+    @property
+    def files(self) -> tuple[Path, ...]:
+        return self.entry.paths if self.entry is not None else (self.wheel,) if self.wheel else ()
+
+    @property
+    def size(self) -> int:
+        """Bytes on disk (a file hardlinked to another partition counts in full)."""
+        total = 0
+        for path in self.files:
+            try:
+                total += path.lstat().st_size
+            except OSError:
+                pass
+        return total
+
+    def mtime(self) -> float:
+        """When pip last wrote the entry: its last use when no run recorded one."""
+        latest = 0.0
+        for path in self.files:
+            try:
+                latest = max(latest, path.lstat().st_mtime)
+            except OSError:
+                pass
+        return latest
+
+    def remove(self) -> int:
+        if self.entry is not None:
+            return httpcache.remove_entry(self.entry)
+        return _remove_file(self.wheel) if self.wheel is not None else 0
+
 
 class Rule:
-    """Decides, entry by entry, what a prune drops."""
+    """Decides, entry by entry, what a prune drops.
+
+    ``prepare`` sees every entry the rules before it kept, once, before any
+    ``drops``: a rule that needs the whole picture (a size cap) decides there.
+    """
 
     reason = "rule"
+
+    def prepare(self, partition: Partition, candidates: Sequence[Candidate]) -> None:
+        """Look at the partition before deciding; most rules need not."""
 
     def drops(self, candidate: Candidate) -> bool:
         raise NotImplementedError
@@ -88,13 +127,112 @@ class Downloads(Rule):
         return candidate.kind in (Kind.WHEEL, Kind.SDIST, Kind.METADATA)
 
 
-def rules_for(*, keep_index_pages: bool = False, ci: bool = False) -> list[Rule]:
+class Unused(Rule):
+    """What none of the last ``runs`` pipfresh runs on the partition used.
+
+    The record (``usage``) travels with the cache, so in CI "the last runs" spans
+    jobs. With no record at all there is nothing to go on, and nothing is dropped.
+    """
+
+    reason = "unused"
+
+    def __init__(self, runs: int) -> None:
+        if runs < 1:
+            raise PipfreshError("--keep-runs must be at least 1")
+        self.runs = runs
+        self.usage = usage.Usage()
+
+    def prepare(self, partition: Partition, candidates: Sequence[Candidate]) -> None:
+        self.usage = usage.load(partition)
+
+    def drops(self, candidate: Candidate) -> bool:
+        if self.usage.runs == 0:
+            return False
+        return not self.usage.used_within(candidate.rel, self.runs)
+
+
+class SizeCap(Rule):
+    """Least recently used first, until what is left fits in ``max_bytes``.
+
+    Last use comes from the usage record; an entry no run recorded counts as
+    used when pip wrote it.
+    """
+
+    reason = "over-size-cap"
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.evict: set[str] = set()
+
+    def prepare(self, partition: Partition, candidates: Sequence[Candidate]) -> None:
+        record = usage.load(partition)
+        sized = [(c, c.size) for c in candidates]
+        total = sum(size for _, size in sized)
+        order = sorted(sized, key=lambda cs: (_last_use(record, cs[0]), -cs[1], cs[0].rel))
+        self.evict = set()
+        for candidate, size in order:
+            if total <= self.max_bytes:
+                break
+            self.evict.add(candidate.rel)
+            total -= size
+
+    def drops(self, candidate: Candidate) -> bool:
+        return candidate.rel in self.evict
+
+
+def _last_use(record: usage.Usage, candidate: Candidate) -> float:
+    seen = record.last_used(candidate.rel)
+    return seen if seen is not None else candidate.mtime()
+
+
+#: ``pipfresh cache prune --mode``: what each keeps, beyond dropping what serves no run.
+MODES = {
+    "valid": "keep everything still valid",
+    "ci": "also drop downloads (cheap to fetch again); keep wheels built from sdists",
+    "recent": "keep only what the last --keep-runs runs used",
+    "size": "evict least recently used entries until the partition fits --max-size",
+}
+DEFAULT_MODE = "recent"
+DEFAULT_KEEP_RUNS = 5
+DEFAULT_MAX_SIZE = 1_000_000_000
+
+
+def rules_for(
+    *,
+    keep_index_pages: bool = False,
+    ci: bool = False,
+    mode: str = "valid",
+    keep_runs: int = DEFAULT_KEEP_RUNS,
+    max_size: int = DEFAULT_MAX_SIZE,
+) -> list[Rule]:
     rules: list[Rule] = [Leftovers(), Broken()]
     if not keep_index_pages:
         rules.append(IndexPages())
-    if ci:
+    if ci or mode == "ci":
         rules.append(Downloads())
+    elif mode == "recent":
+        rules.append(Unused(keep_runs))
+    elif mode == "size":
+        rules.append(SizeCap(max_size))
+    elif mode != "valid":
+        raise PipfreshError(f"unknown prune mode {mode!r} (one of {', '.join(MODES)})")
     return rules
+
+
+def parse_size(text: str) -> int:
+    """``500M``, ``2G``, ``1.5GB``, ``800k``, ``1000000``: bytes (powers of 1000)."""
+    units = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
+    raw = text.strip().lower().removesuffix("b").removesuffix("i")
+    number, unit = raw, ""
+    if raw and raw[-1] in units:
+        number, unit = raw[:-1], raw[-1]
+    try:
+        value = float(number)
+    except ValueError:
+        raise PipfreshError(f"not a size: {text!r} (e.g. 500M, 2G)") from None
+    if value < 0:
+        raise PipfreshError(f"not a size: {text!r}")
+    return int(value * units[unit])
 
 
 @dataclass
@@ -122,6 +260,7 @@ def prune(
     with lock.hold(partition.lock_file, shared=False, timeout=timeout, on_wait=on_wait):
         pip_cache = partition.pip_cache
         legacy = _writes_http_v2(partition)
+        candidates: list[Candidate] = []
         for http_dir in ("http", "http-v2"):
             directory = pip_cache / http_dir
             if not directory.is_dir() or directory.is_symlink():
@@ -130,15 +269,21 @@ def prune(
                 result.add("legacy-http", _remove_tree(directory))
                 continue
             for entry in httpcache.iter_entry_files(directory):
-                candidate = Candidate(entry, *httpcache.check_entry(entry))
-                for rule in rules:
-                    if rule.drops(candidate):
-                        result.add(rule.reason, httpcache.remove_entry(entry))
-                        break
+                rel = usage.entry_rel(entry)
+                candidates.append(Candidate(entry, *httpcache.check_entry(entry), rel=rel))
         selfcheck = pip_cache / "selfcheck"
         if selfcheck.is_dir() and not selfcheck.is_symlink():
             result.add("selfcheck", _remove_tree(selfcheck))
-        _prune_built_wheels(pip_cache / "wheels", result)
+        candidates += _built_wheels(pip_cache)
+        for rule in rules:  # each rule sees what the rules before it kept
+            rule.prepare(partition, candidates)
+            kept = []
+            for candidate in candidates:
+                if rule.drops(candidate):
+                    result.add(rule.reason, candidate.remove())
+                else:
+                    kept.append(candidate)
+            candidates = kept
         _remove_leftovers(partition.path, result)
         _remove_empty_dirs(pip_cache)
     return result
@@ -152,15 +297,17 @@ def _writes_http_v2(partition: Partition) -> bool:
         return False
 
 
-def _prune_built_wheels(wheels: Path, result: PruneResult) -> None:
-    """A built wheel that is not a readable zip would fail every install that picks it."""
+def _built_wheels(pip_cache: Path) -> list[Candidate]:
+    """Wheels pip built; one that is not a readable zip would fail every install that picks it."""
     import zipfile
 
+    wheels = pip_cache / "wheels"
     if not wheels.is_dir() or wheels.is_symlink():
-        return
+        return []
+    found = []
     for dirpath, dirnames, filenames in os.walk(wheels):
         dirnames[:] = [d for d in dirnames if not os.path.islink(os.path.join(dirpath, d))]
-        for name in filenames:
+        for name in sorted(filenames):
             if not name.endswith(".whl"):
                 continue
             path = Path(dirpath, name)
@@ -169,8 +316,10 @@ def _prune_built_wheels(wheels: Path, result: PruneResult) -> None:
                     ok = any(n.endswith(".dist-info/WHEEL") for n in archive.namelist())
             except (OSError, zipfile.BadZipFile, ValueError):
                 ok = False
-            if not ok:
-                result.add("broken", _remove_file(path))
+            problem = None if ok else httpcache.Problem.BAD_ARCHIVE
+            rel = path.relative_to(pip_cache).as_posix()
+            found.append(Candidate(None, None, problem, wheel=path, rel=rel))
+    return found
 
 
 def _remove_leftovers(top: Path, result: PruneResult) -> None:

@@ -14,9 +14,9 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from . import health, httpcache, interpreter, lock, pip, report, share, snapshot
+from . import health, httpcache, interpreter, lock, pip, report, share, snapshot, usage
 from .args import PipArgs, split
-from .errors import CacheRootError
+from .errors import CacheRootError, LockTimeout
 from .interpreter import Target
 from .partition import CacheRoot, Partition, default_root, partition_id
 from .summary import Summary, account
@@ -132,6 +132,13 @@ def _run_in_partition(
         try:
             partition.record_use(target.facts, str(program.version))
         except OSError:
+            pass
+        try:  # what this run used, for `cache prune --mode recent|size`
+            usage.record(
+                partition,
+                usage.used_by_run(partition.pip_cache, program.http_dir, items, before, after),
+            )
+        except (OSError, LockTimeout):
             pass
     return code
 
