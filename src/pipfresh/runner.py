@@ -14,7 +14,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from . import health, httpcache, interpreter, lock, pip, report, share, snapshot, usage
+from . import fastpath, health, httpcache, interpreter, lock, pip, report, share, snapshot, usage
 from .args import PipArgs, split
 from .errors import CacheRootError, LockTimeout
 from .interpreter import Target
@@ -68,6 +68,8 @@ def run_pip_command(command: str, argv: list[str], environ: Mapping[str, str]) -
         python_source=target.source,
         pip=program.description,
     )
+    decision = fastpath.decide(command, parsed, target, partition, environ)
+    summary.installer, summary.installer_reason = decision.installer, decision.reason
     with tempfile.TemporaryDirectory(prefix="pipfresh-") as scratch:
         pip_args = [command, *parsed.args]
         report_path: Path | None = None
@@ -114,7 +116,12 @@ def _run_in_partition(
         dropped = health.drop_broken(partition, program.http_dir)
         summary.dropped = len(dropped)
         before = snapshot.take(partition.pip_cache)
-        code = pip.run(program.command(pip_args), env, lock_fd=lock_fd)
+        if summary.installer == "store" and report_path is not None:
+            code = fastpath.install_with_store(
+                partition, target, program, pip_args, env, report_path, summary, note.quiet
+            )
+        else:
+            code = pip.run(program.command(pip_args), env, lock_fd=lock_fd)
         after = snapshot.take(partition.pip_cache)
         items: list[report.Installed] = []
         if code == 0 and report_path is not None and report_path.exists():

@@ -57,6 +57,8 @@ class Summary:
     python_source: str = ""
     pip: str = ""
     elapsed: float = 0.0
+    installer: str = "pip"  # "store" when the fast path installed (fastpath.py)
+    installer_reason: str = ""
     notes: list[str] = field(default_factory=list)
 
     def line(self) -> str:
@@ -86,6 +88,8 @@ class Summary:
         where = self.partition if self.cache == "managed" else f"cache: {self.cache}"
         parts.append(f"partition {where}")
         parts.append(f"python {self.python} ({self.python_source})")
+        reason = f" ({self.installer_reason})" if self.installer_reason else ""
+        parts.append(f"installer {self.installer}{reason}")
         parts.append(f"{self.elapsed:.1f}s")
         head = "pipfresh: " if self.exit_code == 0 else f"pipfresh: pip exited {self.exit_code}; "
         return head + " · ".join(parts)

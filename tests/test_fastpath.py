@@ -1,0 +1,241 @@
+"""``pipfresh install`` through the store (PIPFRESH_INSTALLER=store): pip's end state,
+pip's freshness, pip's decisions; plain pip for what the store does not handle."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from helpers import index_args, installed_version, pipfresh
+from pipfresh.args import split
+from pipfresh.fastpath import decide, fetch_options, unsupported_option
+from pipfresh.interpreter import Target, probe
+from pipfresh.testing.dists import build_sdist, build_wheel
+from test_fastpath_parity import (
+    EndState,
+    assert_behaves,
+    assert_records_valid,
+    assert_same_end_state,
+    fancy_wheels,
+    tree,
+)
+
+
+@pytest.fixture
+def py311(interpreters: dict[str, Path]) -> Path:
+    if "3.11" not in interpreters:
+        pytest.skip("needs Python 3.11")
+    return interpreters["3.11"]
+
+
+def store_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PIPFRESH_INSTALLER"] = "store"
+    env.update(extra)
+    return env
+
+
+def same_path_venv(make_venv: Any, python: Path, venv: Any, pip: str) -> Any:
+    shutil.rmtree(venv.path)
+    return make_venv(python, pip=pip, name=venv.path.name)
+
+
+@pytest.mark.parametrize("pip_version", ["23.0.1", "26.3"])
+def test_store_path_ends_where_pip_ends(
+    pip_version: str, index, dist_dir: Path, make_venv, py311: Path, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """Cold and warm through the store, each compared with pipfresh running plain pip."""
+    index.publish(
+        *fancy_wheels(dist_dir),
+        build_wheel(dist_dir, "app", "1.0", requires=["fancy", "built"]),
+        build_sdist(dist_dir, "built", "0.3"),
+    )
+    summary = tmp_path / "s.json"
+    venv = make_venv(py311, pip=pip_version, name="env")
+    args = ["install", "--python", venv.python, *index_args(index), "app"]
+    pipfresh(*args, summary=summary).ok()  # plain pip (the default), same cache
+    by_pip = EndState.of(venv)
+
+    for round_ in ("cold", "warm"):
+        venv = same_path_venv(make_venv, py311, venv, pip_version)
+        index.reset_counters()
+        run = pipfresh(*args, env=store_env(), summary=summary).ok()
+        assert run.summary is not None
+        assert run.summary["installer"] == "store", run.summary
+        added = 6 if round_ == "cold" else 0
+        assert run.summary["installer_reason"] == f"{6 - added} from the store, {added} added"
+        assert "installer store" in run.stderr and "Successfully installed app-1.0" in run.stdout
+        assert_same_end_state(by_pip, venv)
+        counters = index.counters()
+        # Still fresh: every index page was asked for again; nothing downloaded twice.
+        assert counters.index_requests > 0, counters
+        assert counters.file_bytes == 0, counters
+    assert assert_records_valid(venv) > 20
+    assert_behaves(venv)
+
+
+def test_a_version_published_a_second_ago_is_installed(
+    index, dist_dir: Path, make_venv, py311: Path, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    index.publish(build_wheel(dist_dir, "demo", "1.0"))
+    first = make_venv(py311)
+    pipfresh("install", "--python", first.python, *index_args(index), "demo", env=store_env()).ok()
+    index.publish(build_wheel(dist_dir, "demo", "1.1"))
+    second = make_venv(py311)
+    run = pipfresh(
+        "install",
+        "--python",
+        second.python,
+        *index_args(index),
+        "demo",
+        env=store_env(),
+        summary=tmp_path / "s.json",
+    ).ok()
+    assert installed_version(second.python, "demo") == "1.1"
+    assert run.summary is not None and run.summary["installer"] == "store"
+    assert run.summary["index_changed"] >= 1
+
+
+def test_upgrade_uninstalls_the_replaced_version_first(
+    index, dist_dir: Path, make_venv, py311: Path, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    old = {"demo/__init__.py": "V = 1\n", "demo/gone.py": "GONE = True\n"}
+    index.publish(build_wheel(dist_dir, "demo", "1.0", modules=old))
+    venv = make_venv(py311)
+    common = ["install", "--python", venv.python, *index_args(index)]
+    pipfresh(*common, "demo", env=store_env()).ok()
+    site = Path(probe(venv.python, None).purelib or "")
+    assert (site / "demo" / "gone.py").exists()
+
+    index.publish(build_wheel(dist_dir, "demo", "2.0", modules={"demo/__init__.py": "V = 2\n"}))
+    already = pipfresh(*common, "demo", env=store_env(), summary=tmp_path / "s.json").ok()
+    assert already.summary is not None and already.summary["installed"] == 0
+    assert installed_version(venv.python, "demo") == "1.0"  # pip's rule: satisfied stays
+
+    pipfresh(*common, "--upgrade", "demo", env=store_env()).ok()
+    assert installed_version(venv.python, "demo") == "2.0"
+    assert not (site / "demo" / "gone.py").exists()
+    assert not list((site / "demo" / "__pycache__").glob("gone.*"))
+    assert [p.name for p in site.glob("demo-*.dist-info")] == ["demo-2.0.dist-info"]
+    venv.pip("check")
+
+
+def test_direct_wheel_file_gets_pips_direct_url(
+    dist_dir: Path, make_venv, py311: Path, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    wheel = build_wheel(dist_dir, "direct", "1.0")
+    venv = make_venv(py311, name="env")
+    pipfresh("install", "--python", venv.python, "--no-index", wheel).ok()
+    expected = EndState.of(venv)
+    venv = same_path_venv(make_venv, py311, venv, "26.3")
+    run = pipfresh(
+        "install", "--python", venv.python, "--no-index", wheel,
+        env=store_env(), summary=tmp_path / "s.json",
+    ).ok()  # fmt: skip
+    assert run.summary is not None and run.summary["installer"] == "store"
+    assert_same_end_state(expected, venv)
+    assert '"archive_info"' in expected.metadata["direct"]["direct_url"]
+
+
+def _project(root: Path, name: str) -> Path:
+    """A local source tree (flit), for directory and editable requirements."""
+    root.mkdir(parents=True)
+    (root / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["flit_core>=3.2,<5"]\nbuild-backend = "flit_core.buildapi"\n'
+        f'[project]\nname = "{name}"\nversion = "0.1"\ndescription = "local"\n'
+    )
+    (root / f"{name}.py").write_text('"""local."""\n')
+    return root
+
+
+@pytest.mark.parametrize(
+    ("extra", "reason"),
+    [
+        (["-e", "{project}"], "editable installs"),
+        (["--target", "{tmp}/t", "{project}"], "--target"),
+        (["{project}"], "localproj comes from a local directory"),
+    ],
+)
+def test_outside_the_supported_set_plain_pip_runs(
+    extra: list[str], reason: str, index, make_venv, py311: Path, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    project = _project(tmp_path / "proj", "localproj")
+    venv = make_venv(py311)
+    args = [a.format(project=project, tmp=tmp_path) for a in extra]
+    run = pipfresh(
+        "install", "--python", venv.python, *index_args(index), *args,
+        env=store_env(), summary=tmp_path / "s.json",
+    ).ok()  # fmt: skip
+    assert run.summary is not None
+    assert run.summary["installer"] == "pip"
+    assert reason in run.summary["installer_reason"]
+    assert f"installer pip ({run.summary['installer_reason']})" in run.stderr
+    if "--target" in extra:
+        assert (tmp_path / "t" / "localproj.py").exists()
+    else:
+        assert installed_version(venv.python, "localproj") == "0.1"
+
+
+def test_default_is_plain_pip_and_says_so(
+    index, dist_dir: Path, make_venv, py311: Path, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    index.publish(build_wheel(dist_dir, "demo", "1.0"))
+    venv = make_venv(py311)
+    run = pipfresh(
+        "install", "--python", venv.python, *index_args(index), "demo", summary=tmp_path / "s.json"
+    ).ok()
+    assert run.summary is not None
+    assert (run.summary["installer"], run.summary["installer_reason"]) == ("pip", "default")
+    bad = pipfresh(
+        "install", "--python", venv.python, "demo", env=store_env(PIPFRESH_INSTALLER="x")
+    )
+    assert bad.code == 2 and "PIPFRESH_INSTALLER=x" in bad.stderr
+
+
+def test_decisions_for_targets_and_options(py311: Path, tmp_path: Path) -> None:
+    """The choice itself, on a real probe of a base interpreter (not a venv)."""
+    facts = probe(py311, None)
+    target = Target(py311, "--python", facts)
+    env = {"PIPFRESH_INSTALLER": "store"}
+    decision = decide("install", split(["demo"]), target, None, env)
+    assert decision.installer == "pip"
+    assert unsupported_option(["--edit", "x"]) == "editable installs"  # optparse prefix
+    assert unsupported_option(["-qe", "x"]) == "editable installs"
+    assert unsupported_option(["-r", "-e.txt"]) is None  # a value, not an option
+    assert unsupported_option(["--pre", "--prefer-binary", "-U", "x"]) is None
+    assert unsupported_option(["--user"]) == "--user"
+    assert unsupported_option(["--prefix=/x"]) == "--prefix"
+    assert fetch_options(["-i", "U", "--trusted-host=h", "-U", "x", "--no-index", "-fD"]) == [
+        "-i",
+        "U",
+        "--trusted-host=h",
+        "--no-index",
+        "-fD",
+    ]
+
+
+def test_store_survives_a_partial_add(
+    index, dist_dir: Path, make_venv, py311: Path, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """A leftover half-added entry (killed run) is never used; the next run adds it again."""
+    index.publish(build_wheel(dist_dir, "demo", "1.0"))
+    venv = make_venv(py311)
+    cmd = ["install", "--python", venv.python, *index_args(index), "demo"]
+    pipfresh(*cmd, env=store_env()).ok()
+    stores = list(Path(os.environ["PIPFRESH_CACHE_DIR"]).glob("partitions-v1/*/pipfresh/store-v1"))
+    (entry,) = [p for p in stores[0].iterdir() if not p.name.startswith(".")]
+    half = stores[0] / f".tmp-{entry.name[:16]}-killed"
+    entry.rename(half)
+    (half / "manifest.json").unlink()  # as if killed before the manifest was written
+    second = make_venv(py311)
+    run = pipfresh(
+        "install", "--python", second.python, *index_args(index), "demo",
+        env=store_env(), summary=tmp_path / "s.json",
+    ).ok()  # fmt: skip
+    assert run.summary is not None and run.summary["installer_reason"].endswith("1 added")
+    assert installed_version(second.python, "demo") == "1.0"
+    assert tree(second)
