@@ -64,8 +64,9 @@ def _dispatch(argv: list[str]) -> int:
         print(f"pipfresh {__version__}")
         return 0
     command, rest = argv[0], leading + argv[1:]
-    if command == "cache" and (not rest or _first_positional(rest) in OWN_CACHE_COMMANDS):
-        return cache_main(rest)
+    if command == "cache" and (not argv[1:] or _first_positional(argv[1:]) in OWN_CACHE_COMMANDS):
+        # `pipfresh --python X cache dir`: the option belongs to the subcommand.
+        return cache_main(argv[1:2] + leading + argv[2:])
     from .runner import run_pip_command
 
     return run_pip_command(command, rest, os.environ)
