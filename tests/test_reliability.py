@@ -7,6 +7,7 @@ behind may be half-written, and nothing outside the cache root may be touched.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -180,7 +181,7 @@ def test_parallel_installs_with_prune_and_info_in_the_middle(
 
 # -- 2. interrupted runs ----------------------------------------------------------------
 
-KILL_POINTS = 12
+KILL_POINTS = 10
 
 
 def _children(pid: int) -> list[int]:
@@ -228,28 +229,34 @@ def _group_gone(pgid: int, within: float) -> bool:
 def test_sigkill_at_many_points_then_next_run_succeeds(
     index, dist_dir: Path, make_venv, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
-    """Kill pipfresh and its pip (the whole process group) at points spread over a cold run."""
+    """Kill pipfresh and its pip (the whole process group) at points spread over a cold run.
+
+    Each point gets its own cache root, so every kill meets a cold run at that moment;
+    two points run at once to keep the test short.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
     publish_workload(index, dist_dir)
     started = time.monotonic()
     pipfresh("install", "--python", make_venv(pip=None).python, *index_args(index), "app").ok()
     cold = time.monotonic() - started
+    victims = [(make_venv(pip=None), make_venv(pip=None)) for _ in range(KILL_POINTS)]
 
-    tried = []
-    for k in range(KILL_POINTS):
+    def kill_then_rerun(k: int) -> str:
         root = tmp_path / f"root{k}"
         env = {**os.environ, "PIPFRESH_CACHE_DIR": str(root)}
-        victim = make_venv(pip=None)
-        at = cold * (k + 0.5) / KILL_POINTS
-        proc = popen_pipfresh("install", "--python", victim.python, *index_args(index), "app", env=env)
+        victim, after = victims[k]
+        at = cold * 1.5 * (k + 0.5) / KILL_POINTS  # two at once run slower than the cold run
+        proc = popen_pipfresh(
+            "install", "--python", victim.python, *index_args(index), "app", env=env
+        )
         time.sleep(at)
-        finished_first = proc.poll() is not None
-        if not finished_first:
+        outcome = "finished" if proc.poll() is not None else "killed"
+        if outcome == "killed":
             os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate(timeout=60)
         assert _group_gone(proc.pid, 10)
-        tried.append((round(at, 2), "finished" if finished_first else "killed"))
 
-        after = make_venv(pip=None)
         pipfresh("install", "--python", after.python, *index_args(index), "app", env=env).ok()
         assert_installed(after.python)
         # Whatever the kill left is only what a prune removes; then all is whole.
@@ -258,7 +265,11 @@ def test_sigkill_at_many_points_then_next_run_succeeds(
         assert health.problems == [] and health.bad_wheels == [], (at, health)
         leftovers = [p for p in root.rglob("*") if p.name.endswith(".tmp")]
         assert leftovers == [], (at, leftovers)
-    assert sum(1 for _, what in tried if what == "killed") >= KILL_POINTS - 2, tried
+        return outcome
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        outcomes = list(pool.map(kill_then_rerun, range(KILL_POINTS)))
+    assert outcomes.count("killed") >= KILL_POINTS - 2, outcomes
 
 
 @pytest.mark.slow
@@ -329,3 +340,153 @@ def test_ctrl_c_exits_promptly_with_pips_status_and_leaves_nothing(
     again = make_venv(pip=None)
     pipfresh("install", "--python", again.python, *index_args(index), "app").ok()
     assert_installed(again.python)
+
+
+# -- 3. corrupt caches ------------------------------------------------------------------
+
+MUTATIONS = (
+    "truncate-meta",
+    "garbage-meta",
+    "empty-meta",
+    "delete-meta",
+    "truncate-body",
+    "empty-body",
+    "delete-body",
+    "wrong-encoding",
+)
+
+
+def _rewrite_headers(meta: Path, encoding: str) -> None:
+    """Declare a Content-Encoding the body does not have, in pip's own cc=4 msgpack."""
+    import msgpack
+
+    blob = meta.read_bytes()
+    prefix, _, packed = blob.partition(b",")
+    data = msgpack.unpackb(packed, raw=False, strict_map_key=False)
+    headers = data["response"]["headers"]
+    for name in [k for k in headers if k.lower() == "content-encoding"]:
+        del headers[name]
+    headers["Content-Encoding"] = encoding
+    meta.write_bytes(prefix + b"," + msgpack.packb(data, use_bin_type=True))
+
+
+def corrupt(entry: httpcache.EntryFiles, how: str, data) -> None:  # type: ignore[no-untyped-def]
+    """Apply one mutation to an http-v2 entry (meta + body), drawing its details from ``data``."""
+    from hypothesis import strategies as st
+
+    assert entry.meta is not None and entry.body is not None
+    meta, body = entry.meta, entry.body
+    if how == "truncate-meta":
+        size = meta.stat().st_size
+        cut = data.draw(st.integers(1, size - 1), label="meta bytes kept")
+        meta.write_bytes(meta.read_bytes()[:cut])
+    elif how == "garbage-meta":
+        meta.write_bytes(data.draw(st.binary(min_size=1, max_size=300), label="meta"))
+    elif how == "empty-meta":
+        meta.write_bytes(b"")
+    elif how == "delete-meta":
+        meta.unlink()
+    elif how == "truncate-body":
+        size = body.stat().st_size
+        cut = data.draw(st.integers(1, size - 1), label="body bytes kept")
+        body.write_bytes(body.read_bytes()[:cut])
+    elif how == "empty-body":
+        body.write_bytes(b"")
+    elif how == "delete-body":
+        body.unlink()
+    elif how == "wrong-encoding":
+        current = httpcache.check_entry(entry)[0]
+        assert current is not None
+        choices = ["deflate"] if current.content_encoding == "gzip" else ["gzip", "deflate"]
+        _rewrite_headers(meta, data.draw(st.sampled_from(choices), label="encoding"))
+    else:  # pragma: no cover
+        raise AssertionError(how)
+
+
+@pytest.mark.slow
+def test_corrupt_entries_are_dropped_fetched_again_and_reported(
+    index, dist_dir: Path, make_venv, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """Hypothesis picks entries of a warm cache and breaks them; every install still works."""
+    import shutil
+
+    from hypothesis import HealthCheck, Phase, given, settings
+    from hypothesis import strategies as st
+
+    publish_workload(index, dist_dir)
+    template = tmp_path / "template"
+    env = {**os.environ, "PIPFRESH_CACHE_DIR": str(template)}
+    pipfresh("install", "--python", make_venv(pip=None).python, *index_args(index), "app", env=env).ok()
+    (part,) = partitions(template)
+    http_v2 = part / "pip" / "http-v2"
+    keys = sorted(e.key for e in httpcache.iter_entry_files(http_v2))
+    kinds = {e.key: httpcache.check_entry(e)[0].kind.value for e in httpcache.iter_entry_files(http_v2)}  # type: ignore[union-attr]
+    assert {"index-page", "wheel", "sdist"} <= set(kinds.values()), kinds
+    needed = {
+        f"{name}-{version}-py3-none-any.whl": httpcache.entry_path(
+            http_v2, index.file_url(f"{name}-{version}-py3-none-any.whl")
+        ).name
+        for name, version in WANTED.items()
+        if name != "built"
+    }
+    assert set(needed.values()) <= set(keys), (needed, keys)
+    examples: list[dict[str, object]] = []
+    calls = itertools.count()
+
+    @settings(
+        max_examples=20,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        phases=[Phase.explicit, Phase.generate],  # a shrink would rerun pip for minutes
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+    @given(data=st.data())
+    def one_example(data) -> None:  # type: ignore[no-untyped-def]
+        root = tmp_path / f"example{next(calls)}"
+        shutil.copytree(template, root, symlinks=True)
+        here = root / part.relative_to(template) / "pip" / "http-v2"
+        chosen = data.draw(st.lists(st.sampled_from(keys), min_size=1, max_size=4, unique=True))
+        broken: dict[str, str] = {}
+        entries = {e.key: e for e in httpcache.iter_entry_files(here)}
+        for key in chosen:
+            how = data.draw(st.sampled_from(MUTATIONS), label=f"{kinds[key]} {key[:8]}")
+            corrupt(entries[key], how, data)
+            broken[key] = how
+        problems = {e.key: httpcache.check_entry(e)[1] for e in httpcache.iter_entry_files(here)}
+        assert all(problems.get(key) is not None for key in broken), (broken, problems)
+
+        run_env = {**os.environ, "PIPFRESH_CACHE_DIR": str(root)}
+        venv = make_venv(pip=None)
+        index.reset_counters()
+        run = pipfresh(
+            "install", "--python", venv.python, *index_args(index), "app",
+            env=run_env, summary=tmp_path / "s.json",
+        ).ok()
+        assert_installed(venv.python)
+        # Every broken wheel this install needs was fetched again (not an sdist: its
+        # built wheel serves).
+        refetched = {name for name, key in needed.items() if key in broken}
+        assert refetched <= set(index.counters().downloads), (broken, index.counters())
+        # Nothing that could break pip is left; a body without metadata is only a
+        # miss to pip (an entry this run did not need), and the next prune drops it.
+        health = inspect_cache(root)
+        assert health.broken(ignore=[httpcache.Problem.ORPHAN_BODY]) == [], (broken, health)
+        assert health.bad_wheels == [], (broken, health)
+        # `cache info` says what was dropped: the same count the run's summary gave.
+        info = json.loads(pipfresh("cache", "info", "--all", "--json", env=run_env).ok().stdout)
+        dropped = sum(info[0]["dropped"].values())
+        assert run.summary is not None and dropped == run.summary["dropped"]
+        assert dropped >= sum(1 for h in broken.values() if h != "delete-meta"), (broken, info)
+        pipfresh("cache", "prune", "--all", env=run_env).ok()
+        assert inspect_cache(root).problems == []
+        examples.append({"broken": broken, "dropped": dropped})
+        shutil.rmtree(root)
+        shutil.rmtree(venv.path)
+
+    one_example()
+    assert len(examples) >= 10
+    entries = sum(len(ex["broken"]) for ex in examples)  # type: ignore[arg-type]
+    print(f"fuzzed {len(examples)} caches, {entries} entries broken, all installs correct")
+    tried = {how for ex in examples for how in ex["broken"].values()}  # type: ignore[attr-defined]
+    assert tried == set(MUTATIONS), tried
