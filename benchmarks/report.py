@@ -1,0 +1,241 @@
+"""Turn measurements into the markdown tables and the PNG chart under ``benchmarks/results/``.
+
+Medians of N with min and max; ratios are medians over medians. Request and
+byte counts are exact (the index counts them), so they are the figures to
+trust first on a busy machine; times are the ones to read with the load.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+MB = 1e6
+
+
+def _group(
+    rows: Iterable[Mapping[str, Any]],
+) -> dict[tuple[str, str, str], list[Mapping[str, Any]]]:
+    groups: dict[tuple[str, str, str], list[Mapping[str, Any]]] = {}
+    for row in rows:
+        if row["scenario"] == "fill":
+            continue
+        groups.setdefault((row["scenario"], row["python"], row["contender"]), []).append(row)
+    return groups
+
+
+def _med(rows: Sequence[Mapping[str, Any]], key: str) -> float:
+    return statistics.median(float(r[key]) for r in rows)
+
+
+def _extra(rows: Sequence[Mapping[str, Any]], key: str) -> float | None:
+    values = [float(r["extra"][key]) for r in rows if key in r["extra"]]
+    return statistics.median(values) if values else None
+
+
+def _spread(rows: Sequence[Mapping[str, Any]], key: str) -> str:
+    values = [float(r[key]) for r in rows]
+    if len(values) == 1:
+        return f"{values[0]:.1f}"
+    return f"{statistics.median(values):.1f} ({min(values):.1f}–{max(values):.1f})"
+
+
+def _ratio(a: float | None, b: float | None) -> str:
+    if a is None or b is None or b == 0:
+        return "–"
+    return f"{a / b:.2f}×"
+
+
+def _probe(rows: Sequence[Mapping[str, Any]]) -> str:
+    got = sorted({str(r["probe"]) for r in rows})
+    expected = sorted({str(r["probe_expected"]) for r in rows})
+    stale = sum(1 for r in rows if r["stale"])
+    text = "/".join(got)
+    if stale:
+        return f"**{text} STALE** ({stale}/{len(rows)}; newest {'/'.join(expected)})"
+    return f"{text} ✓"
+
+
+def scenario_table(
+    rows: Sequence[Mapping[str, Any]], scenario: str, contenders: Sequence[str]
+) -> list[str]:
+    groups = _group(rows)
+    pythons = sorted({k[1] for k in groups if k[0] == scenario})
+    roundtrip = scenario == "roundtrip"
+    head = [
+        "python",
+        "contender",
+        "wall s, median (min–max)",
+        "× pip",
+        "CPU s",
+        "requests: index 200 / 304 / files / metadata",
+        "MB served",
+        "cache MB",
+        "probe",
+    ]
+    if roundtrip:
+        head[7:7] = ["archive MB", "archive+restore s"]
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for python in pythons:
+        pip_rows = groups.get((scenario, python, "pip"))
+        pip_wall = _med(pip_rows, "wall") if pip_rows else None
+        for name in contenders:
+            g = groups.get((scenario, python, name))
+            if not g:
+                continue
+            if any(r["exit_code"] != 0 for r in g):
+                failed = sum(1 for r in g if r["exit_code"] != 0)
+                name = f"{name} (**{failed} failed**)"
+            reqs = " / ".join(
+                f"{_med(g, k):.0f}" for k in ("index_200", "index_304", "files", "metadata")
+            )
+            cells = [
+                python,
+                name,
+                _spread(g, "wall"),
+                _ratio(_med(g, "wall"), pip_wall),
+                f"{_med(g, 'cpu'):.1f}",
+                reqs,
+                f"{_med(g, 'bytes') / MB:.1f}",
+                f"{_med(g, 'cache_bytes') / MB:.1f}",
+                _probe(g),
+            ]
+            if roundtrip:
+                size = _extra(g, "archive_bytes")
+                moves = [_extra(g, "archive_seconds"), _extra(g, "restore_seconds")]
+                cells[7:7] = [
+                    f"{size / MB:.1f}" if size is not None else "–",
+                    f"{sum(m for m in moves if m is not None):.1f}",
+                ]
+            out.append("| " + " | ".join(cells) + " |")
+    return out
+
+
+def ratio_table(rows: Sequence[Mapping[str, Any]], scenarios: Sequence[str]) -> list[str]:
+    """pipfresh's median wall time (and bytes served) over each other contender's, per scenario."""
+    groups = _group(rows)
+    others = ["pip", "no-cache", "uv", "uv --refresh", "uv --compile-bytecode"]
+    head = ["scenario", *(f"pipfresh / {o}" for o in others), "MB served: pipfresh / pip"]
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for scenario in scenarios:
+        keys = sorted({(k[0], k[1]) for k in groups if k[0] == scenario})
+        wall: dict[str, float] = {}
+        served: dict[str, float] = {}
+        for key in keys:
+            for name in ["pipfresh", *others]:
+                g = groups.get((*key, name))
+                if g:
+                    wall[name] = wall.get(name, 0.0) + _med(g, "wall")
+                    served[name] = served.get(name, 0.0) + _med(g, "bytes")
+        if "pipfresh" not in wall:
+            continue
+        cells = [scenario + (" (sum over pythons)" if len(keys) > 1 else "")]
+        cells += [_ratio(wall["pipfresh"], wall.get(o)) for o in others]
+        cells.append(_ratio(served["pipfresh"], served.get("pip")))
+        out.append("| " + " | ".join(cells) + " |")
+    return out
+
+
+def markdown(meta: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> str:
+    contenders = list(meta["contenders"])
+    scenarios = [s for s in meta["scenarios"] if any(r["scenario"] == s for r in rows)]
+    lines = [
+        f"# Benchmark results {meta['date']}",
+        "",
+        f"- command: `{meta['command']}`",
+        f"- machine: {meta['machine']}; load average at start {meta['load_start']}, "
+        f"at end {meta['load_end']} ({meta['load_note']})",
+        f"- versions: {meta['versions']}",
+        f"- workload: {meta['workload']}",
+        f"- index: 127.0.0.1, latency {meta['latency_ms']} ms per response, bandwidth "
+        f"{meta['bandwidth']}, pages `max-age={meta['max_age']}`; N={meta['reps']} "
+        f"(median, min–max), contenders interleaved; total {meta['elapsed_min']:.1f} min",
+        "",
+        "## pipfresh against the others (median wall time ratios; < 1 means pipfresh is faster)",
+        "",
+        *ratio_table(rows, scenarios),
+    ]
+    for scenario in scenarios:
+        names = [*contenders, *(n for n in meta.get("extra_contenders", []) if n not in contenders)]
+        lines += ["", f"## {scenario}", "", meta["descriptions"].get(scenario, ""), ""]
+        lines += scenario_table(rows, scenario, names)
+        if scenario == "multi-abi":
+            lines += ["", *multi_abi_sizes(rows)]
+    return "\n".join(lines) + "\n"
+
+
+def multi_abi_sizes(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    groups = _group(rows)
+    pythons = sorted({k[1] for k in groups if k[0] == "multi-abi"})
+    if not pythons:
+        return []
+    last = pythons[-1]
+    out = ["Cache size on disk after all four interpreters (hardlinks counted once):", ""]
+    for (scenario, python, name), g in sorted(groups.items()):
+        if scenario == "multi-abi" and python == last:
+            total = sum(
+                _med(groups[("multi-abi", p, name)], "wall")
+                for p in pythons
+                if ("multi-abi", p, name) in groups
+            )
+            out.append(
+                f"- {name}: {_med(g, 'cache_bytes') / MB:.1f} MB, "
+                f"{total:.1f} s for the {len(pythons)} runs"
+            )
+    return out
+
+
+def chart(meta: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], target: Path) -> Path:
+    """Grouped bars: median wall time (min-max whiskers) and MB served, per scenario."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = _group(rows)
+    scenarios = [s for s in meta["scenarios"] if any(k[0] == s for k in groups)]
+    names = [*meta["contenders"], *meta.get("extra_contenders", [])]
+    names = [n for n in names if any(k[2] == n for k in groups)]
+    fig, axes = plt.subplots(2, 1, figsize=(13, 8.5), sharex=True)
+    width = 0.8 / max(1, len(names))
+    for i, name in enumerate(names):
+        xs, walls, lo, hi, served, stale_x, stale_y = [], [], [], [], [], [], []
+        for j, scenario in enumerate(scenarios):
+            g = [r for k, rs in groups.items() if k[0] == scenario and k[2] == name for r in rs]
+            if not g:
+                continue
+            per_python: dict[str, list[Mapping[str, Any]]] = {}
+            for r in g:
+                per_python.setdefault(str(r["python"]), []).append(r)
+            w = sum(_med(rs, "wall") for rs in per_python.values())
+            mins = sum(min(float(r["wall"]) for r in rs) for rs in per_python.values())
+            maxs = sum(max(float(r["wall"]) for r in rs) for rs in per_python.values())
+            x = j + (i - (len(names) - 1) / 2) * width
+            xs.append(x)
+            walls.append(w)
+            lo.append(w - mins)
+            hi.append(maxs - w)
+            served.append(sum(_med(rs, "bytes") for rs in per_python.values()) / MB)
+            if any(r["stale"] for r in g):
+                stale_x.append(x)
+                stale_y.append(w)
+        axes[0].bar(xs, walls, width, yerr=[lo, hi], capsize=2, label=name)
+        axes[1].bar(xs, served, width, label=name)
+        if stale_x:
+            axes[0].scatter(stale_x, [y * 1.04 + 0.5 for y in stale_y], marker="x", color="red")
+    axes[0].set_ylabel("wall time, s (median; multi-abi: sum of 4)")
+    axes[1].set_ylabel("MB served by the index")
+    axes[1].set_xticks(range(len(scenarios)), scenarios)
+    axes[0].legend(ncol=4, fontsize=8)
+    axes[0].set_title(
+        f"pipfresh benchmarks {meta['date']} · {meta['machine']} · load {meta['load_start']}"
+        f" → {meta['load_end']}\n{meta['versions']} · red x: installed a stale version",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(target, dpi=110)
+    plt.close(fig)
+    return target
