@@ -192,6 +192,39 @@ def test_size_cap_evicts_the_least_recently_used_first(
     assert ci.state(CacheRoot(partition.parents[1]).partition(partition.name)) == "empty"
 
 
+def test_recent_mode_without_a_record_keeps_everything(tmp_path: Path, dist_dir: Path) -> None:
+    """A cache made before runs were recorded (or by plain pip) is not emptied."""
+    partition = Path(pipfresh("cache", "dir").ok().stdout.strip())
+    built = partition / "pip" / "wheels" / "ab" / "cd" / "ef" / "0123"
+    built.mkdir(parents=True)
+    shutil.copy(build_wheel(dist_dir, "native", "0.1"), built)
+    (partition / "pipfresh").mkdir(parents=True)
+    out = json.loads(pipfresh("cache", "prune", "--mode", "recent", "--json").ok().stdout)
+    assert out[partition.name]["removed"] == {} and list(built.iterdir())
+
+    (partition / "pipfresh" / "usage-v1.json").write_text('{"runs": 3, "entries": {}}')
+    out = json.loads(pipfresh("cache", "prune", "--json").ok().stdout)  # recent is the default
+    assert out[partition.name]["removed"] == {"unused": 1} and not built.exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [("500M", 500_000_000), ("2G", 2_000_000_000), ("1.5GB", 1_500_000_000), ("800k", 800_000)],
+)
+def test_max_size_reads_like_people_write_it(text: str, size: int) -> None:
+    from pipfresh.prune import parse_size
+
+    assert parse_size(text) == size
+
+
+def test_bad_max_size_is_a_one_line_error() -> None:
+    run = pipfresh("cache", "prune", "--max-size", "lots")
+    assert (
+        run.code == 2
+        and run.stderr.strip() == "pipfresh: error: not a size: 'lots' (e.g. 500M, 2G)"
+    )
+
+
 def httpcache_rel(pip_cache: Path, url: str) -> str:
     from pipfresh import httpcache
 
