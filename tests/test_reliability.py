@@ -314,8 +314,14 @@ def test_ctrl_c_exits_promptly_with_pips_status_and_leaves_nothing(
     env = {**os.environ, "TMPDIR": str(scratch)}
     venv = make_venv(pip=None)
     proc = popen_pipfresh(
-        "install", "--python", venv.python, *index_args(index), "app",
-        "--summary-json", tmp_path / "s.json", env=env,
+        "install",
+        "--python",
+        venv.python,
+        *index_args(index),
+        "app",
+        "--summary-json",
+        tmp_path / "s.json",
+        env=env,
     )
     deadline = time.monotonic() + 60
     while not _pip_children(proc.pid):
@@ -416,11 +422,15 @@ def test_corrupt_entries_are_dropped_fetched_again_and_reported(
     publish_workload(index, dist_dir)
     template = tmp_path / "template"
     env = {**os.environ, "PIPFRESH_CACHE_DIR": str(template)}
-    pipfresh("install", "--python", make_venv(pip=None).python, *index_args(index), "app", env=env).ok()
+    pipfresh(
+        "install", "--python", make_venv(pip=None).python, *index_args(index), "app", env=env
+    ).ok()
     (part,) = partitions(template)
     http_v2 = part / "pip" / "http-v2"
     keys = sorted(e.key for e in httpcache.iter_entry_files(http_v2))
-    kinds = {e.key: httpcache.check_entry(e)[0].kind.value for e in httpcache.iter_entry_files(http_v2)}  # type: ignore[union-attr]
+    kinds = {
+        e.key: httpcache.check_entry(e)[0].kind.value for e in httpcache.iter_entry_files(http_v2)
+    }  # type: ignore[union-attr]
     assert {"index-page", "wheel", "sdist"} <= set(kinds.values()), kinds
     needed = {
         f"{name}-{version}-py3-none-any.whl": httpcache.entry_path(
@@ -460,8 +470,13 @@ def test_corrupt_entries_are_dropped_fetched_again_and_reported(
         venv = make_venv(pip=None)
         index.reset_counters()
         run = pipfresh(
-            "install", "--python", venv.python, *index_args(index), "app",
-            env=run_env, summary=tmp_path / "s.json",
+            "install",
+            "--python",
+            venv.python,
+            *index_args(index),
+            "app",
+            env=run_env,
+            summary=tmp_path / "s.json",
         ).ok()
         assert_installed(venv.python)
         # Every broken wheel this install needs was fetched again (not an sdist: its
@@ -490,3 +505,227 @@ def test_corrupt_entries_are_dropped_fetched_again_and_reported(
     print(f"fuzzed {len(examples)} caches, {entries} entries broken, all installs correct")
     tried = {how for ex in examples for how in ex["broken"].values()}  # type: ignore[attr-defined]
     assert tried == set(MUTATIONS), tried
+
+
+# -- 4. foreign caches ------------------------------------------------------------------
+
+NOBODY = 65534
+
+
+def _needs_root() -> None:
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        pytest.skip("needs root to hand the cache to another user")
+
+
+@pytest.fixture
+def shared_dir() -> Path:  # type: ignore[misc]
+    """A directory every user can reach (pytest's tmp_path is private to root)."""
+    import shutil
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="pipfresh-foreign-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _chown_tree(top: Path, uid: int) -> None:
+    for path in [top, *top.rglob("*")]:
+        os.lchown(path, uid, uid)
+
+
+def _other_users_python() -> str:
+    """An interpreter another user can run, of our minor version (pyenv's live under /root)."""
+    import shutil
+
+    name = "python{}.{}".format(*sys.version_info[:2])
+    found = shutil.which(name, path="/usr/local/bin:/usr/bin:/bin")
+    if found is None:
+        pytest.skip(f"no {name} outside /root for another user to run")
+    return found
+
+
+def _venv_for(owner: int, where: Path) -> Path:
+    """A venv without pip (pipfresh's pip installs into it) that ``owner`` can write."""
+    base = sys.executable if owner == 0 else _other_users_python()
+    subprocess.run([base, "-m", "venv", "--without-pip", str(where)], check=True)
+    _chown_tree(where, owner)
+    return where / "bin" / "python"
+
+
+def _pipfresh_as(
+    uid: int, *args: str | Path, env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    """Run pipfresh (this checkout, these dependencies) as ``uid``, from a venv it can reach."""
+    import site
+
+    tool = Path(env["HOME"]) / "pipfresh-venv"
+    if not tool.exists():
+        subprocess.run(
+            [_other_users_python(), "-m", "venv", "--without-pip", str(tool)], check=True
+        )
+        (purelib,) = tool.glob("lib/python*/site-packages")
+        ours = [p for p in site.getsitepackages() if Path(p).is_dir()]
+        (purelib / "pipfresh-dev.pth").write_text(
+            "".join(f"import site; site.addsitedir({p!r})\n" for p in ours)
+        )
+    return subprocess.run(
+        [str(tool / "bin" / "python"), "-m", "pipfresh", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        user=uid,
+        group=uid,
+        extra_groups=[],
+        timeout=300,
+    )
+
+
+def _warm_cache(index, dist_dir: Path, root: Path) -> None:  # type: ignore[no-untyped-def]
+    publish_workload(index, dist_dir)
+    env = {**os.environ, "PIPFRESH_CACHE_DIR": str(root)}
+    python = _venv_for(0, root.parent / "warm-venv")
+    pipfresh("install", "--python", python, *index_args(index), "app", env=env).ok()
+
+
+def _env_for(uid: int, shared: Path, root: Path) -> dict[str, str]:
+    home = shared / f"home-{uid}"
+    (home / "tmp").mkdir(parents=True, exist_ok=True)
+    _chown_tree(home, uid)
+    return {
+        **os.environ,
+        "PIPFRESH_CACHE_DIR": str(root),
+        "HOME": str(home),
+        "TMPDIR": str(home / "tmp"),
+        "XDG_CACHE_HOME": str(home / ".cache"),
+    }
+
+
+@pytest.mark.slow
+def test_root_takes_over_a_cache_restored_by_another_user(
+    index, dist_dir: Path, shared_dir: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """pip as root disables a cache root does not own; pipfresh repairs it and uses it."""
+    _needs_root()
+    root = shared_dir / "cache"
+    _warm_cache(index, dist_dir, root)
+    _chown_tree(root, NOBODY)
+    (part,) = partitions(root)
+
+    # The problem, shown with real pip: it silently gives up the cache.
+    plain = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "-d",
+            shared_dir / "dl",
+            "--cache-dir",
+            part / "pip",
+            *index_args(index),
+            "lib",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "cache has been disabled" in plain.stderr
+
+    index.reset_counters()
+    python = _venv_for(0, shared_dir / "venv")
+    env = _env_for(0, shared_dir, root)
+    run = pipfresh("install", "--python", python, *index_args(index), "app", env=env).ok()
+    assert_installed(python)
+    assert "pipfresh: took ownership of" in run.stderr and "uid 65534" in run.stderr
+    assert "disabled" not in run.stderr
+    assert index.counters().file_bytes == 0  # the restored cache served every file
+    assert {p.lstat().st_uid for p in [part, *part.rglob("*")]} == {0}
+
+
+@pytest.mark.slow
+def test_another_user_meets_a_root_owned_cache_and_installs_without_it(
+    index, dist_dir: Path, shared_dir: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """Restored as root, run as a user: nothing to repair, one warning, a correct install."""
+    _needs_root()
+    root = shared_dir / "cache"
+    _warm_cache(index, dist_dir, root)
+    before = sorted((str(p), p.stat().st_size) for p in root.rglob("*") if p.is_file())
+    python = _venv_for(NOBODY, shared_dir / "venv")
+    env = _env_for(NOBODY, shared_dir, root)
+    run = _pipfresh_as(NOBODY, "install", "--python", python, *index_args(index), "app", env=env)
+    assert run.returncode == 0, run.stderr
+    assert_installed(python)
+    warnings = [line for line in run.stderr.splitlines() if "warning" in line.lower()]
+    assert len(warnings) == 1, run.stderr
+    assert warnings[0].startswith("pipfresh: warning:") and "chown -R 65534" in warnings[0]
+    assert "runs without a cache" in warnings[0]
+    after = sorted((str(p), p.stat().st_size) for p in root.rglob("*") if p.is_file())
+    assert after == before  # the other user's cache is left exactly as it was
+
+
+@pytest.mark.slow
+def test_read_only_modes_and_unreadable_entries_are_repaired(
+    index, dist_dir: Path, shared_dir: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """A user's own cache restored with read-only modes, with root's unreadable files inside."""
+    _needs_root()
+    root = shared_dir / "cache"
+    _warm_cache(index, dist_dir, root)
+    _chown_tree(root, NOBODY)
+    (part,) = partitions(root)
+    http_v2 = part / "pip" / "http-v2"
+    entries = list(httpcache.iter_entry_files(http_v2))
+    foreign = [e.body for e in entries[:2]] + [entries[2].meta]
+    for path in foreign:
+        assert path is not None
+        os.lchown(path, 0, 0)
+        path.chmod(0o600)  # root's, unreadable by the user
+    for path in [part, *part.rglob("*")]:
+        if path.lstat().st_uid == NOBODY:
+            path.chmod(0o555 if path.is_dir() else 0o444)
+
+    python = _venv_for(NOBODY, shared_dir / "venv")
+    env = _env_for(NOBODY, shared_dir, root)
+    index.reset_counters()
+    run = _pipfresh_as(NOBODY, "install", "--python", python, *index_args(index), "app", env=env)
+    assert run.returncode == 0, run.stderr
+    assert_installed(python)
+    assert "pipfresh: repaired the permissions of" in run.stderr, run.stderr
+    assert "warning" not in run.stderr.lower(), run.stderr
+    # Only what was unreadable was fetched again; the rest of the restored cache served.
+    assert index.counters().file_requests <= len(foreign), index.counters()
+    assert all(os.access(p, os.W_OK) or p.is_file() for p in part.rglob("*"))
+    health = inspect_cache(root)
+    assert health.broken(ignore=[httpcache.Problem.ORPHAN_BODY]) == [], health
+
+
+@pytest.mark.slow
+def test_read_only_file_system_installs_without_the_cache(
+    index, dist_dir: Path, shared_dir: Path
+) -> None:  # type: ignore[no-untyped-def]
+    _needs_root()
+    mount = shared_dir / "ro"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=20m", "tmpfs", str(mount)]).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        root = mount / "cache"
+        _warm_cache(index, dist_dir, root)
+        subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)
+        python = _venv_for(0, shared_dir / "venv")
+        run = pipfresh(
+            "install",
+            "--python",
+            python,
+            *index_args(index),
+            "app",
+            env=_env_for(0, shared_dir, root),
+        ).ok()
+        assert_installed(python)
+        (warning,) = [line for line in run.stderr.splitlines() if "warning" in line.lower()]
+        assert warning.startswith("pipfresh: warning:") and "read-only" in warning
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)

@@ -20,5 +20,9 @@ class CacheRootError(PipfreshError):
     """The cache root is unusable: not a directory, not writable, or not ours."""
 
 
+class CacheNotWritable(CacheRootError):
+    """The cache is another user's or read-only, and cannot be repaired: pip runs without it."""
+
+
 class LockTimeout(PipfreshError):
     """Another pipfresh holds the partition for longer than we are willing to wait."""

@@ -43,7 +43,10 @@ def hold(
     """
     wait = lock_timeout() if timeout is None else timeout
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except PermissionError:  # another user's lock file: flock needs only a descriptor
+        fd = os.open(path, os.O_RDONLY)
     try:
         _acquire(fd, shared=shared, timeout=wait, on_wait=on_wait, path=path)
         try:

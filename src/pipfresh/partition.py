@@ -17,6 +17,7 @@ misreads an old cache and old buckets are recognisable)::
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import CacheRootError
+from .errors import CacheNotWritable, CacheRootError
 from .interpreter import PROBE_LAYOUT, Facts
 
 LAYOUT_VERSION = 1
@@ -39,6 +40,7 @@ CACHEDIR_TAG = (
     "# This file is a cache directory tag created by pipfresh.\n"
     "# For information about cache directory tags see https://bford.info/cachedir/\n"
 )
+_NO_ACCESS = (errno.EACCES, errno.EPERM, errno.EROFS)
 _UNSAFE = re.compile(r"[^A-Za-z0-9._]+")
 _IMPL_PREFIX = {"cpython": "cp", "pypy": "pp", "graalpy": "graalpy", "ironpython": "ip"}
 
@@ -151,9 +153,10 @@ class CacheRoot:
                 self.marker.write_text("pipfresh cache root; safe to delete\n", encoding="utf-8")
                 (path / "CACHEDIR.TAG").write_text(CACHEDIR_TAG, encoding="utf-8")
         except OSError as exc:
-            raise CacheRootError(f"cannot use cache root {path}: {exc.strerror or exc}") from None
+            error = CacheNotWritable if exc.errno in _NO_ACCESS else CacheRootError
+            raise error(f"cannot use cache root {path}: {exc.strerror or exc}") from None
         if not os.access(path, os.W_OK | os.X_OK):
-            raise CacheRootError(f"cache root {path} is not writable by this user")
+            raise CacheNotWritable(_not_writable("cache root", path, path))
         return self
 
     def require_marked(self) -> None:
@@ -210,11 +213,10 @@ class Partition:
             self.pip_cache.mkdir(parents=True, exist_ok=True)
             self.state_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise CacheRootError(
-                f"cannot create partition {self.path}: {exc.strerror or exc}"
-            ) from None
+            error = CacheNotWritable if exc.errno in _NO_ACCESS else CacheRootError
+            raise error(f"cannot create partition {self.path}: {exc.strerror or exc}") from None
         if not os.access(self.pip_cache, os.W_OK | os.X_OK):
-            raise CacheRootError(f"partition {self.path} is not writable by this user")
+            raise CacheNotWritable(_not_writable("partition", self.pip_cache, self.root.path))
         return self
 
     def read_info(self) -> dict[str, Any]:
@@ -246,6 +248,21 @@ class Partition:
             for name in filenames:
                 yield Path(dirpath, name)
             dirnames[:] = [d for d in dirnames if not Path(dirpath, d).is_symlink()]
+
+
+def _not_writable(what: str, path: Path, root: Path) -> str:
+    """Whose it is and the command that gives it back: the usual cause is a restore as root."""
+    try:
+        owner = path.stat().st_uid
+    except OSError:
+        return f"{what} {path} is not writable by this user"
+    me = os.geteuid() if hasattr(os, "geteuid") else owner
+    if owner == me:
+        return f"{what} {path} is not writable (read-only file system or permissions)"
+    return (
+        f"{what} {path} belongs to uid {owner} and is not writable by uid {me} "
+        f"(fix: chown -R {me} {root})"
+    )
 
 
 def write_json(path: Path, data: object) -> None:

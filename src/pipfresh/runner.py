@@ -14,9 +14,21 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from . import fastpath, health, httpcache, interpreter, lock, pip, report, share, snapshot, usage
+from . import (
+    fastpath,
+    health,
+    httpcache,
+    interpreter,
+    lock,
+    pip,
+    repair,
+    report,
+    share,
+    snapshot,
+    usage,
+)
 from .args import PipArgs, split
-from .errors import CacheRootError, LockTimeout
+from .errors import CacheNotWritable, CacheRootError, LockTimeout
 from .interpreter import Target
 from .partition import CacheRoot, Partition, default_root, partition_id
 from .summary import Summary, account
@@ -42,8 +54,12 @@ def run_pip_command(command: str, argv: list[str], environ: Mapping[str, str]) -
     note = _printer(parsed)
     user_choice = parsed.user_cache_choice
     root: CacheRoot | None = None
+    unusable: str | None = None  # why the managed cache cannot be used, if it cannot
     if user_choice is None:
-        root = open_root(environ)
+        try:
+            root = open_root(environ)
+        except CacheNotWritable as exc:
+            unusable = str(exc)
     else:
         note(f"{user_choice} given: pip runs without pipfresh's managed cache")
         try:
@@ -54,16 +70,21 @@ def run_pip_command(command: str, argv: list[str], environ: Mapping[str, str]) -
     program = pip.select(target)
     partition = None
     if user_choice is None:
-        assert root is not None
-        partition = root.partition(partition_id(target.facts)).ensure()
+        if root is not None:
+            partition, unusable = _usable_partition(root, partition_id(target.facts), note)
         for text in pip.user_env_notes(environ):
             note(text)
     env = pip.environment(environ, program, partition.pip_cache if partition else None)
+    if unusable is not None:
+        # pip would disable the cache itself, with a warning that scrolls by: say it once.
+        print(f"pipfresh: warning: {unusable}; pip runs without a cache", file=sys.stderr)
+        env.pop("PIP_CACHE_DIR", None)
+        env["PIP_NO_CACHE_DIR"] = "1"
 
     summary = Summary(
         command=command,
         partition=partition.id if partition else None,
-        cache="managed" if partition else str(user_choice),
+        cache="managed" if partition else "unusable" if unusable else str(user_choice),
         python=str(target.python),
         python_source=target.source,
         pip=program.description,
@@ -94,6 +115,21 @@ def run_pip_command(command: str, argv: list[str], environ: Mapping[str, str]) -
         if parsed.summary_json:
             summary.write_json(parsed.summary_json)
     return code
+
+
+def _usable_partition(
+    root: CacheRoot, pid: str, note: _Note
+) -> tuple[Partition | None, str | None]:
+    """The partition, repaired if another user's restore left it unusable; else why not."""
+    partition = root.partition(pid)
+    try:
+        repaired = repair.make_usable(partition)
+        partition.ensure()
+    except CacheNotWritable as exc:
+        return None, str(exc)
+    if repaired:
+        note(repaired)
+    return partition, None
 
 
 def _run_in_partition(
