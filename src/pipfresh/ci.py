@@ -27,17 +27,13 @@ from .partition import CacheRoot, Partition, partition_id
 STATE_DIRS = ("http", "http-v2", "wheels")
 
 
-def detect(environ: Mapping[str, str]) -> str | None:
-    """``"github"``, ``"gitlab"`` or None, from the variables each CI sets on its runners.
+def github_output(environ: Mapping[str, str]) -> Path | None:
+    """The step-output file of a GitHub Actions step, when running in one.
 
-    tox hides ``CI`` from its envs (and keeps it as
-    ``__TOX_ENVIRONMENT_VARIABLE_ORIGINAL_CI``); the provider's own variables are
-    what is looked at here.
+    Told by the runner's own variables, not ``CI`` (tox hides ``CI`` from its envs).
     """
-    if environ.get("GITHUB_ACTIONS") == "true":
-        return "github"
-    if environ.get("GITLAB_CI") == "true":
-        return "gitlab"
+    if environ.get("GITHUB_ACTIONS") == "true" and environ.get("GITHUB_OUTPUT"):
+        return Path(environ["GITHUB_OUTPUT"])
     return None
 
 
@@ -126,9 +122,7 @@ def key_command(
         print(json.dumps({**values, "files": list(key.files)}))
     else:
         print(f"key={key.key}\nrestore-key={key.restore_prefix}")
-    github = opts.github_output
-    if github is None and detect(environ) == "github" and environ.get("GITHUB_OUTPUT"):
-        github = Path(environ["GITHUB_OUTPUT"])
+    github = opts.github_output or github_output(environ)
     if github is not None:
         append(github, github_lines(values))
     if opts.dotenv is not None:
