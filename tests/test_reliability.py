@@ -729,3 +729,141 @@ def test_read_only_file_system_installs_without_the_cache(
         assert warning.startswith("pipfresh: warning:") and "read-only" in warning
     finally:
         subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+# -- 5. hostile paths -------------------------------------------------------------------
+
+
+def _tree_state(top: Path) -> dict[str, tuple[str, bytes | str]]:
+    """Every path under ``top`` with its content (files) or target (links), never following."""
+    state: dict[str, tuple[str, bytes | str]] = {}
+    for dirpath, dirnames, filenames in os.walk(top):
+        for name in dirnames + filenames:
+            path = Path(dirpath, name)
+            rel = str(path.relative_to(top))
+            if path.is_symlink():
+                state[rel] = ("link", os.readlink(path))
+            elif path.is_file():
+                state[rel] = ("file", path.read_bytes())
+            else:
+                state[rel] = ("dir", "")
+    return state
+
+
+def _hostile_root(kind: str, tmp_path: Path) -> tuple[str, Path]:
+    """A PIPFRESH_CACHE_DIR value pipfresh must not delete in, and the tree to watch."""
+    home = tmp_path / "home"
+    (home / "project").mkdir(parents=True)
+    (home / ".bashrc").write_text("export PS1='$ '\n")
+    (home / "project" / "notes.tmp").write_text("not a cache leftover\n")
+    other = tmp_path / "other-tree"
+    (other / "partitions-v1" / "x" / "pip").mkdir(parents=True)
+    (other / "partitions-v1" / "x" / "pip" / "keep.tmp").write_text("precious\n")
+    if kind == "root":
+        return "/", Path("/")
+    if kind == "home":
+        return "~", home
+    if kind == "file":
+        (home / "a-file").write_text("data\n")
+        return str(home / "a-file"), home
+    if kind == "symlink-into-other-tree":
+        (tmp_path / "link").symlink_to(other)
+        return str(tmp_path / "link"), other
+    if kind == "symlink-to-a-pipfresh-root":
+        (other / ".pipfresh-root").write_text("pipfresh cache root; safe to delete\n")
+        (tmp_path / "link").symlink_to(other)
+        return str(tmp_path / "link"), other
+    if kind == "not-created-by-pipfresh":
+        return str(home), home
+    if kind == "marker-is-a-symlink":
+        (home / ".pipfresh-root").symlink_to(other / "partitions-v1")
+        return str(home), home
+    raise AssertionError(kind)
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "root",
+        "home",
+        "file",
+        "symlink-into-other-tree",
+        "symlink-to-a-pipfresh-root",
+        "not-created-by-pipfresh",
+        "marker-is-a-symlink",
+    ],
+)
+def test_prune_and_purge_refuse_a_hostile_cache_dir(kind: str, tmp_path: Path) -> None:
+    value, watched = _hostile_root(kind, tmp_path)
+    env = {**os.environ, "PIPFRESH_CACHE_DIR": value, "HOME": str(tmp_path / "home")}
+    before = _tree_state(watched) if kind != "root" else None
+    refused = [["prune", "--all"], ["prune", "--all", "--ci"], ["purge", "--all"], ["purge"]]
+    if kind != "symlink-to-a-pipfresh-root":  # reading through a link to a real root is fine
+        refused.append(["info", "--all"])
+    for args in refused:
+        run = pipfresh("cache", *args, env=env)
+        assert run.code == 2, (args, run)
+        (line,) = run.stderr.splitlines()
+        assert line.startswith("pipfresh: error: "), line
+        assert any(
+            why in line for why in ("refusing", "pipfresh did not create", "not a directory")
+        ), line
+    if kind == "root":
+        assert not Path("/.pipfresh-root").exists()
+    else:
+        after = _tree_state(watched)
+        if kind == "symlink-to-a-pipfresh-root":  # a real root: the probe cache may appear
+            after = {k: v for k, v in after.items() if not k.startswith("probes-v1")}
+        assert after == before
+
+
+@pytest.mark.slow
+def test_links_planted_inside_a_real_root_are_never_followed(
+    index, dist_dir: Path, make_venv, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """Links out of a genuine root: installs, prunes and purges remove links, never targets."""
+    import shutil
+
+    publish_workload(index, dist_dir)
+    venv = make_venv(pip=None)
+    pipfresh("install", "--python", venv.python, *index_args(index), "app").ok()
+    root = cache_root()
+    (part,) = partitions(root)
+    outside = tmp_path / "outside"
+    shutil.copytree(part, outside / "partition-copy", symlinks=True)
+    # Give the copy everything a prune drops: a broken entry and a leftover.
+    copy_http = outside / "partition-copy" / "pip" / "http-v2"
+    victim = next(e for e in httpcache.iter_entry_files(copy_http))
+    assert victim.body is not None
+    victim.body.write_bytes(b"")
+    (outside / "partition-copy" / "pip" / "wheels" / "left.tmp").write_text("leftover\n")
+    (outside / "wheels" / "broken").mkdir(parents=True)
+    (outside / "wheels" / "broken" / "bad-1.0-py3-none-any.whl").write_bytes(b"not a zip")
+    (outside / "selfcheck").mkdir()
+    (outside / "selfcheck" / "state.json").write_text("{}\n")
+    (outside / "precious.tmp").write_text("precious\n")
+
+    free = next(c for c in "0123456789abcdef" if not (part / "pip" / "http-v2" / c).exists())
+    links = {
+        root / "partitions-v1" / "cp311-evil": outside / "partition-copy",
+        part / "pip" / "http-v2" / free: copy_http / victim.key[0],
+        part / "pip" / "http": copy_http,
+        part / "pip" / "selfcheck": outside / "selfcheck",
+        part / "pip" / "wheels" / "evil": outside / "wheels",
+        part / "pip" / "left.tmp": outside / "precious.tmp",
+        root / "locks-v1" / "cp311-evil.lock": outside / "precious.tmp",
+    }
+    for link, target in links.items():
+        link.symlink_to(target)
+    before = _tree_state(outside)
+
+    again = make_venv(pip=None)
+    pipfresh("install", "--python", again.python, *index_args(index), "app").ok()
+    assert_installed(again.python)
+    assert _tree_state(outside) == before
+    for args in (["info", "--all"], ["prune", "--all"], ["prune", "--all", "--ci"]):
+        pipfresh("cache", *args).ok()
+        assert _tree_state(outside) == before, args
+    pipfresh("cache", "purge", "--all").ok()
+    assert _tree_state(outside) == before
+    assert not part.exists()  # the real partition was purged, its links with it

@@ -178,7 +178,11 @@ class CacheRoot:
             names = sorted(p.name for p in self.partitions_dir.iterdir() if p.is_dir())
         except OSError:
             return []
-        return [Partition(self, name) for name in names if not Path(name).is_symlink()]
+        return [
+            Partition(self, name)
+            for name in names
+            if not (self.partitions_dir / name).is_symlink()  # a link leads out of the root
+        ]
 
 
 @dataclass(frozen=True)

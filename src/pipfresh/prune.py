@@ -254,6 +254,8 @@ def prune(
 ) -> PruneResult:
     """Apply ``rules`` to the partition, alone (exclusive lock), never outside it."""
     partition.root.require_marked()
+    if partition.path.is_symlink():
+        raise CacheRootError(f"refusing to prune through a symlink: {partition.path}")
     result = PruneResult()
     if not partition.path.is_dir():
         return result
