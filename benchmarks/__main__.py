@@ -25,10 +25,14 @@ HERE = Path(__file__).resolve().parent
 
 DESCRIPTIONS = {
     "cold": "Empty cache, fresh venv.",
-    "warm-young": "The cold run's cache again, minutes later: inside the pages' max-age.",
+    "warm-young": (
+        "The cold run's cache again, minutes later: inside the pages' max-age. "
+        "no-cache is measured in cold and fresh only: without a cache, every run is its cold run."
+    ),
     "fresh": (
         "The cold run's cache, and fresh-probe 1.1 published just before the measured run "
-        "(inside max-age). The newest version is 1.1: anything else is marked STALE."
+        "(inside max-age: see the cache's age). The newest version is 1.1: anything else "
+        "is marked STALE."
     ),
     "warm": (
         "A cache filled while the index announced max-age=1, i.e. older than max-age, as a "
@@ -43,7 +47,7 @@ DESCRIPTIONS = {
     ),
     "multi-abi": (
         "CPython 3.10, 3.11, 3.12, 3.13 in turn, one cache root per contender; "
-        "time per run and size on disk."
+        "time per run and size on disk (N is --multi-reps: four installs per contender)."
     ),
 }
 
@@ -84,6 +88,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--pip-wheel", type=Path, help="pip wheel for the venvs (default: corpus/tools)")
     p.add_argument("--python", default="3.12", help="X.Y for all but multi-abi")
     p.add_argument("--multi-python", default="3.10,3.11,3.12,3.13", help="X.Y,... for multi-abi")
+    p.add_argument("--multi-reps", type=int, default=1, help="repetitions of multi-abi")
     p.add_argument("--latency-ms", type=float, default=20.0, help="per response")
     p.add_argument("--bandwidth", help="per response, e.g. 50MB (bytes/s); default unlimited")
     p.add_argument("--max-age", type=int, default=600, help="index pages' max-age (PyPI: 600)")
@@ -120,7 +125,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     work = args.work.resolve()
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    plan = Plan(contenders, scenarios, args.reps, python, args.python, multi_found)
+    plan = Plan(
+        contenders,
+        scenarios,
+        args.reps,
+        python,
+        args.python,
+        multi_found,
+        multi_reps=min(args.multi_reps, args.reps),
+    )
     with serve(
         args.corpus,
         work,
@@ -176,6 +189,7 @@ def _meta(
         "bandwidth": args.bandwidth or "unlimited",
         "max_age": args.max_age,
         "reps": plan.reps,
+        "multi_reps": plan.multi_reps,
         "contenders": [c.name for c in plan.contenders],
         "extra_contenders": [c.name for c in plan.warm_extra],
         "scenarios": list(plan.scenarios),

@@ -4,9 +4,9 @@ Within each repetition every scenario runs every contender once, in an order
 rotated per repetition, so a slow minute on a shared machine hits all
 contenders alike. Caches are prepared off the clock:
 
-- ``cold``: empty cache; its cache is saved as the *young* snapshot.
-- ``warm-young``: a copy of the young snapshot, seconds to minutes old (inside max-age).
-- ``fresh``: a copy of the young snapshot, and probe 1.1 published just before the run.
+- ``cold``: empty cache; right after it, from copies of the cache it left:
+- ``fresh``: probe 1.1 published just before the run (the cache is one run old);
+- ``warm-young``: the same cache again, two runs old (inside max-age).
 - ``warm``: a copy of a cache filled once while the index said ``max-age=1``
   (so it is older than max-age, as a cache restored hours later is); as the run left it.
 - ``roundtrip``: that old cache, pruned as a CI job would, archived (tar+zstd),
@@ -38,7 +38,8 @@ from .harness import (
 from .harness import archive as make_archive
 from .harness import restore as restore_archive
 
-SCENARIOS = ("cold", "warm-young", "fresh", "warm", "roundtrip", "multi-abi")
+SCENARIOS = ("cold", "fresh", "warm-young", "warm", "roundtrip", "multi-abi")
+
 AGED_MAX_AGE = 1
 """max-age the index announces while filling the ``warm`` cache."""
 
@@ -54,6 +55,8 @@ class Plan:
     python_version: str
     multi_pythons: dict[str, Path]
     multi_contenders: Sequence[str] = ("pip", "uv", "pipfresh")
+    multi_reps: int = 1
+    """multi-abi is four installs per contender: by default it runs in the first repetition only."""
     warm_extra: Sequence[Contender] = field(
         default_factory=lambda: [Pipfresh("pipfresh (pages pruned)")]
     )
@@ -79,7 +82,6 @@ class Runner:
         self.requirements = requirements
         self.progress = progress
         self.results: list[Measurement] = []
-        self._young: dict[str, tuple[Path, float]] = {}
         self._old: dict[str, Path] = {}
         self._runs = 0
 
@@ -164,47 +166,35 @@ class Runner:
 
     # -- scenarios -----------------------------------------------------------------
 
-    def cold(self, rep: int) -> None:
+    def young(self, rep: int) -> None:
+        """cold, then fresh and warm-young from copies of its cache, contender by contender.
+
+        Back to back, so the young cache is as old as one or two runs (well inside
+        max-age even on a slow machine), and every contender's is equally old.
+        """
+        wanted = set(self.plan.scenarios)
         for c in self._order(self.plan.contenders, rep):
             cache = self._cache_dir(f"cold-{c.name}")
-            self._run(c, "cold", rep, cache)
-            if c.uses_cache:
-                self._young[c.name] = (cache, time.time())
-
-    def _young_copy(self, c: Contender) -> tuple[Path, float]:
-        if c.name not in self._young:
-            cache = self._cache_dir(f"cold-{c.name}")
-            self._run(c, "fill", 0, cache)
-            self._young[c.name] = (cache, time.time())
-        src, filled = self._young[c.name]
-        return copy_cache(src, self.work / "caches" / "run"), filled
-
-    def warm_young(self, rep: int) -> None:
-        for c in self._order(self.plan.contenders, rep):
-            if not c.uses_cache:
-                self._run(c, "warm-young", rep, self._cache_dir("run"))
-                continue
-            cache, filled = self._young_copy(c)
-            self._run(c, "warm-young", rep, cache, extra={"cache_age": time.time() - filled})
-
-    def fresh(self, rep: int) -> None:
-        for c in self._order(self.plan.contenders, rep):
-            cache, filled = (
-                self._young_copy(c) if c.uses_cache else (self._cache_dir("run"), time.time())
-            )
-            self.served.publish_new_probe()
-            try:
+            scenario = "cold" if "cold" in wanted else "fill"
+            self._run(c, scenario, rep if scenario == "cold" else 0, cache)
+            filled = time.time()
+            if "fresh" in wanted:
+                run = copy_cache(cache, self.work / "caches" / "run") if c.uses_cache else cache
+                self.served.publish_new_probe()
+                try:
+                    age = time.time() - filled
+                    self._run(c, "fresh", rep, run, extra={"cache_age": age})
+                finally:
+                    self.served.unpublish_new_probe()
+            if "warm-young" in wanted and c.uses_cache:
+                run = copy_cache(cache, self.work / "caches" / "run")
                 age = time.time() - filled
-                self._run(c, "fresh", rep, cache, extra={"cache_age": age})
-            finally:
-                self.served.unpublish_new_probe()
+                self._run(c, "warm-young", rep, run, extra={"cache_age": age})
+            shutil.rmtree(cache, ignore_errors=True)
 
     def warm(self, rep: int) -> None:
-        contenders = [*self.plan.contenders, *self.plan.warm_extra]
+        contenders = [*self._cached(self.plan.contenders), *self.plan.warm_extra]
         for c in self._order(contenders, rep):
-            if not c.uses_cache:
-                self._run(c, "warm", rep, self._cache_dir("run"))
-                continue
             cache = copy_cache(self._old[c.family], self.work / "caches" / "run")
             if c in self.plan.warm_extra:
                 self._prune(c, cache)
@@ -233,7 +223,11 @@ class Runner:
             self._run(c, "roundtrip", rep, cache, extra=extra)
 
     def multi_abi(self, rep: int) -> None:
-        chosen = [c for c in self.plan.contenders if c.name in self.plan.multi_contenders]
+        if rep > self.plan.multi_reps:
+            return
+        chosen = [
+            c for c in self._cached(self.plan.contenders) if c.name in self.plan.multi_contenders
+        ]
         caches = {c.name: self._cache_dir(f"multi-{c.name}") for c in chosen}
         for version, python in self.plan.multi_pythons.items():
             for c in self._order(chosen, rep):
@@ -245,25 +239,17 @@ class Runner:
 
     def run(self) -> list[Measurement]:
         self.fill_old()
-        steps: dict[str, Callable[[int], None]] = {
-            "cold": self.cold,
-            "warm-young": self.warm_young,
-            "fresh": self.fresh,
-            "warm": self.warm,
-            "roundtrip": self.roundtrip,
-            "multi-abi": self.multi_abi,
-        }
+        steps: list[tuple[set[str], Callable[[int], None]]] = [
+            ({"cold", "fresh", "warm-young"}, self.young),
+            ({"warm"}, self.warm),
+            ({"roundtrip"}, self.roundtrip),
+            ({"multi-abi"}, self.multi_abi),
+        ]
         for rep in range(1, self.plan.reps + 1):
-            for scenario in SCENARIOS:
-                if scenario in self.plan.scenarios:
-                    steps[scenario](rep)
+            for scenarios, step in steps:
+                if scenarios & set(self.plan.scenarios):
+                    step(rep)
         return self.results
-
-
-def machine_load() -> tuple[float, float, float]:
-    import os
-
-    return os.getloadavg()
 
 
 def tool_version(argv: Sequence[str]) -> str:
