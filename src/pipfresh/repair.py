@@ -132,3 +132,57 @@ def _survey_all(partition: Partition, euid: int) -> list[Finding]:
         + survey(partition.lock_file.parent, euid)
         + survey(partition.path, euid)
     )
+
+
+def remove_leftovers(partition: Partition) -> int:
+    """Delete ``*.tmp`` files, writes that never finished; bytes freed.
+
+    Call only while holding the partition alone: then no pip is writing, and every
+    temporary file is dead weight (pip never removes its own after a full disk).
+    """
+    freed = 0
+    for dirpath, dirnames, filenames in os.walk(partition.path):
+        dirnames[:] = [d for d in dirnames if not os.path.islink(os.path.join(dirpath, d))]
+        for name in filenames:
+            if name.endswith(".tmp"):
+                path = os.path.join(dirpath, name)
+                try:
+                    size = os.lstat(path).st_size
+                    os.unlink(path)
+                except OSError:
+                    continue
+                freed += size
+    return freed + _remove_dead_writers_files(partition.root.probes)
+
+
+def _remove_dead_writers_files(directory: Path) -> int:
+    """``<name>.<pid>.tmp`` files whose writer is gone (the probe cache is shared, unlocked)."""
+    freed = 0
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return 0
+    for name in names:
+        parts = name.split(".")
+        if len(parts) < 3 or parts[-1] != "tmp" or not parts[-2].isdigit():
+            continue
+        if _alive(int(parts[-2])):
+            continue
+        path = directory / name
+        try:
+            size = path.lstat().st_size
+            path.unlink()
+        except OSError:
+            continue
+        freed += size
+    return freed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # another user's process
+    return True

@@ -148,6 +148,11 @@ def _run_in_partition(
             file=sys.stderr,
         )
 
+    try:  # alone, an interrupted or disk-full run's temporary files are dead weight
+        with lock.hold(partition.lock_file, shared=False, timeout=0):
+            repair.remove_leftovers(partition)
+    except LockTimeout:
+        pass  # other runs are writing: their temporary files are not leftovers
     with lock.hold(partition.lock_file, shared=True, on_wait=waiting) as lock_fd:
         dropped = health.drop_broken(partition, program.http_dir)
         summary.dropped = len(dropped)
