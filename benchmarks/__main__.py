@@ -43,7 +43,7 @@ DESCRIPTIONS = {
     "roundtrip": (
         "The warm cache, pruned as a CI job would (pip: nothing; uv: `uv cache prune --ci`; "
         "pipfresh: `pipfresh cache prune`), archived with tar + zstd (level 3, as "
-        "actions/cache), deleted, restored, then the run."
+        "actions/cache), deleted, restored, then the run (uv's variants behave as uv here)."
     ),
     "multi-abi": (
         "CPython 3.10, 3.11, 3.12, 3.13 in turn, one cache root per contender; "

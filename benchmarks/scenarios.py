@@ -55,6 +55,7 @@ class Plan:
     python_version: str
     multi_pythons: dict[str, Path]
     multi_contenders: Sequence[str] = ("pip", "uv", "pipfresh")
+    roundtrip_contenders: Sequence[str] = ("pip", "uv", "pipfresh")
     multi_reps: int = 1
     """multi-abi is four installs per contender: by default it runs in the first repetition only."""
     warm_extra: Sequence[Contender] = field(
@@ -201,7 +202,12 @@ class Runner:
             self._run(c, "warm", rep, cache)
 
     def roundtrip(self, rep: int) -> None:
-        for c in self._order(self._cached(self.plan.contenders), rep):
+        chosen = [
+            c
+            for c in self._cached(self.plan.contenders)
+            if c.name in self.plan.roundtrip_contenders
+        ]
+        for c in self._order(chosen, rep):
             cache = copy_cache(self._old[c.family], self.work / "caches" / "run")
             started = time.perf_counter()
             self._prune(c, cache)
