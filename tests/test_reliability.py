@@ -250,23 +250,30 @@ class KillPoint:
     """A moment of a run, recognised from outside: the run is killed as soon as it is seen."""
 
     name: str
-    seen: Callable[[subprocess.Popen[str], Path, dict[str, bool]], bool]
+    seen: Callable[[subprocess.Popen[str], Path, dict[str, object]], bool]
 
 
-def _kill_points(total_files: int) -> list[KillPoint]:
-    def part_dir(root: Path, sub: str) -> Path:
-        found = list((root / "partitions-v1").glob(f"*/{sub}"))
-        return found[0] if found else root / "none"
+def _part_dir(root: Path, sub: str) -> Path:
+    found = list((root / "partitions-v1").glob(f"*/{sub}"))
+    return found[0] if found else root / "none"
 
+
+def _kill_points(total_files: int, installer: str) -> list[KillPoint]:
     def http_files(at_least: int) -> Callable[..., bool]:
-        return lambda proc, root, state: _files(part_dir(root, "pip/http-v2")) >= at_least
+        return lambda proc, root, state: _files(_part_dir(root, "pip/http-v2")) >= at_least
 
-    def pip_done(proc: subprocess.Popen[str], root: Path, state: dict[str, bool]) -> bool:
+    def pip_done(proc: subprocess.Popen[str], root: Path, state: dict[str, object]) -> bool:
         running = bool(_pip_children(proc.pid))
-        state["pip"] = state.get("pip", False) or running
-        return state["pip"] and not running
+        state["pip"] = bool(state.get("pip")) or running
+        return bool(state["pip"]) and not running
 
-    return [
+    def store_names(root: Path) -> list[str]:
+        try:
+            return os.listdir(_part_dir(root, "pipfresh/store-v1"))
+        except OSError:
+            return []
+
+    generic = [
         KillPoint("at once", lambda proc, root, state: True),
         KillPoint("probe cached", lambda proc, root, state: _files(root / "probes-v1") > 0),
         KillPoint("lock taken", lambda proc, root, state: _files(root / "locks-v1") > 0),
@@ -280,43 +287,81 @@ def _kill_points(total_files: int) -> list[KillPoint]:
             lambda proc, root, state: any(b"_in_process" in c for c in _group_cmdlines(proc.pid)),
         ),
         KillPoint(
-            "built wheel cached", lambda proc, root, state: _files(part_dir(root, "pip/wheels")) > 0
+            "built wheel cached",
+            lambda proc, root, state: _files(_part_dir(root, "pip/wheels")) > 0,
         ),
         KillPoint("most cached", http_files(max(4, total_files * 3 // 4))),
         KillPoint("pip done, pipfresh accounting", pip_done),
     ]
+    if installer == "pip":
+        return generic
+    keep = {"at once", "pip started", "first cache write", "building the sdist"}
+    return [p for p in generic if p.name in keep] + [
+        KillPoint(
+            "store staging a wheel",
+            lambda proc, root, state: any(n.startswith(".tmp-") for n in store_names(root)),
+        ),
+        KillPoint(
+            "store entry published",
+            lambda proc, root, state: any(not n.startswith(".") for n in store_names(root)),
+        ),
+        KillPoint(
+            "linking into the venv",
+            lambda proc, root, state: any(Path(str(state["venv"])).glob("lib/*/site-packages/app")),
+        ),
+        KillPoint("pip done, pipfresh accounting", pip_done),
+    ]
+
+
+def _store_problems(root: Path) -> list[str]:
+    """Store entries that are unreadable or changed, and staging left behind."""
+    from pipfresh.store import Store
+
+    top = _part_dir(root, "pipfresh/store-v1")
+    if not top.is_dir():
+        return []
+    store, bad = Store(top), []
+    for name in os.listdir(top):
+        if name.startswith("."):
+            bad.append(f"staging {name}")
+            continue
+        entry = store.get(name)
+        if entry is None or not entry.intact():
+            bad.append(f"entry {name}")
+    return bad
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("installer", ["pip", "store"])
 def test_sigkill_at_many_points_then_next_run_succeeds(
-    index, dist_dir: Path, make_venv, tmp_path: Path
+    installer: str, index, dist_dir: Path, make_venv, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
     """Kill pipfresh and its pip (the whole process group) at points spread over a cold run.
 
     Each point is recognised from outside (a file appears, pip starts, the build
     backend runs...), so the kill lands in that phase however loaded the machine is.
     Each point gets its own cache root, so every kill meets a cold run; two points run
-    at once to keep the test short.
+    at once to keep the test short. ``store`` is the fast path (PIPFRESH_INSTALLER).
     """
     from concurrent.futures import ThreadPoolExecutor
 
     publish_workload(index, dist_dir)
+    base = {**os.environ, "PIPFRESH_INSTALLER": installer}
     reference = tmp_path / "reference"
-    env = {**os.environ, "PIPFRESH_CACHE_DIR": str(reference)}
-    pipfresh(
-        "install", "--python", make_venv(pip=None).python, *index_args(index), "app", env=env
-    ).ok()
-    points = _kill_points(_files(reference / "partitions-v1", ".body") * 2)
+    env = {**base, "PIPFRESH_CACHE_DIR": str(reference)}
+    python = make_venv(pip=None).python
+    pipfresh("install", "--python", python, *index_args(index), "app", env=env).ok()
+    points = _kill_points(_files(reference / "partitions-v1", ".body") * 2, installer)
     victims = [(make_venv(pip=None), make_venv(pip=None)) for _ in points]
 
     def kill_then_rerun(k: int) -> str:
         root = tmp_path / f"root{k}"
-        env = {**os.environ, "PIPFRESH_CACHE_DIR": str(root)}
+        env = {**base, "PIPFRESH_CACHE_DIR": str(root)}
         victim, after = victims[k]
         proc = popen_pipfresh(
             "install", "--python", victim.python, *index_args(index), "app", env=env
         )
-        state: dict[str, bool] = {}
+        state: dict[str, object] = {"venv": victim.path}
         while proc.poll() is None and not points[k].seen(proc, root, state):
             time.sleep(0.002)
         outcome = "finished" if proc.poll() is not None else "killed"
@@ -331,6 +376,7 @@ def test_sigkill_at_many_points_then_next_run_succeeds(
         pipfresh("cache", "prune", "--all", env=env).ok()
         health = inspect_cache(root)
         assert health.problems == [] and health.bad_wheels == [], (points[k].name, health)
+        assert _store_problems(root) == [], points[k].name
         leftovers = [p for p in root.rglob("*") if p.name.endswith(".tmp")]
         assert leftovers == [], (points[k].name, leftovers)
         return outcome
@@ -339,7 +385,9 @@ def test_sigkill_at_many_points_then_next_run_succeeds(
         outcomes = dict(
             zip((p.name for p in points), pool.map(kill_then_rerun, range(len(points))))
         )
-    print(f"kill points: {outcomes}")
+    print(f"kill points ({installer}): {outcomes}")
+    if installer == "store":
+        assert _part_dir(reference, "pipfresh/store-v1").is_dir()  # the fast path did run
     # Fleeting moments (a temporary file, pip's last instant) may be missed; the rest not.
     assert list(outcomes.values()).count("killed") >= len(points) - 2, outcomes
 

@@ -12,6 +12,7 @@ cache and a single line says why.
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from .errors import CacheNotWritable
 from .partition import Partition
+from .store import STORE_LAYOUT
 
 _OWNER_RW = stat.S_IRUSR | stat.S_IWUSR
 _OWNER_RWX = _OWNER_RW | stat.S_IXUSR
@@ -152,7 +154,32 @@ def remove_leftovers(partition: Partition) -> int:
                 except OSError:
                     continue
                 freed += size
-    return freed + _remove_dead_writers_files(partition.root.probes)
+    return (
+        freed
+        + _remove_store_staging(partition.state_dir / STORE_LAYOUT)
+        + _remove_dead_writers_files(partition.root.probes)
+    )
+
+
+def _remove_store_staging(store: Path) -> int:
+    """The store's ``.tmp-*`` directories: wheels whose adding never finished."""
+    freed = 0
+    try:
+        names = [n for n in os.listdir(store) if n.startswith(".tmp-")]
+    except OSError:
+        return 0
+    for name in names:
+        path = store / name
+        if path.is_symlink() or not path.is_dir():
+            continue
+        for _dirpath, _dirnames, filenames in os.walk(path):
+            for file in filenames:
+                try:
+                    freed += os.lstat(os.path.join(_dirpath, file)).st_size
+                except OSError:
+                    pass
+        shutil.rmtree(path, ignore_errors=True)
+    return freed
 
 
 def _remove_dead_writers_files(directory: Path) -> int:
