@@ -627,6 +627,73 @@ def test_corrupt_entries_are_dropped_fetched_again_and_reported(
     assert tried == set(MUTATIONS), tried
 
 
+STORE_DAMAGE = (
+    "truncate-a-file",
+    "edit-a-file-in-place",
+    "delete-a-file",
+    "chmod-a-file",
+    "garbage-manifest",
+    "delete-manifest",
+    "empty-tree",
+)
+
+
+def _damage_store_entry(entry: Path, how: str) -> None:
+    files = sorted(p for p in (entry / "tree").rglob("*.py") if p.is_file())
+    victim = max(files, key=lambda p: p.stat().st_size)
+    if how == "truncate-a-file":
+        victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
+    elif how == "edit-a-file-in-place":  # what an editor does to a hardlinked install
+        with open(victim, "r+b") as f:
+            f.write(b"raise SystemExit('edited')\n#")
+    elif how == "delete-a-file":
+        victim.unlink()
+    elif how == "chmod-a-file":
+        victim.chmod(0o600)
+    elif how == "garbage-manifest":
+        (entry / "manifest.json").write_bytes(b"\x00{not json")
+    elif how == "delete-manifest":
+        (entry / "manifest.json").unlink()
+    elif how == "empty-tree":
+        for path in sorted((entry / "tree").rglob("*"), reverse=True):
+            path.rmdir() if path.is_dir() else path.unlink()
+    else:  # pragma: no cover
+        raise AssertionError(how)
+
+
+@pytest.mark.slow
+def test_damaged_store_entries_are_never_linked(
+    index, dist_dir: Path, make_venv, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """The fast path's store meets damaged entries: each install still gets the wheel's bytes."""
+    import zipfile
+
+    publish_workload(index, dist_dir)
+    env = {**os.environ, "PIPFRESH_INSTALLER": "store"}
+    first = make_venv(pip=None)
+    pipfresh("install", "--python", first.python, *index_args(index), "app", env=env).ok()
+    store = _part_dir(cache_root(), "pipfresh/store-v1")
+    by_wheel = {}
+    for entry in store.iterdir():
+        manifest = json.loads((entry / "manifest.json").read_text())
+        by_wheel[manifest["wheel"].split("-")[0]] = entry.name
+    assert {"app", "lib", "big", "built"} <= set(by_wheel), by_wheel
+    expected = {}
+    with zipfile.ZipFile(next(dist_dir.glob("big-2.0-*.whl"))) as wheel:
+        expected = {n: wheel.read(n) for n in wheel.namelist() if n.endswith(".py")}
+
+    for how in STORE_DAMAGE:
+        _damage_store_entry(store / by_wheel["big"], how)
+        venv = make_venv(pip=None)
+        run = pipfresh("install", "--python", venv.python, *index_args(index), "app", env=env)
+        assert run.code == 0, (how, run.stderr)
+        assert_installed(venv.python)
+        (site,) = venv.path.glob("lib/*/site-packages")
+        got = {n: (site / n).read_bytes() for n in expected}
+        assert got == expected, how
+        assert _store_problems(cache_root()) == [], how
+
+
 # -- 4. foreign caches ------------------------------------------------------------------
 
 NOBODY = 65534

@@ -173,6 +173,10 @@ class Store:
     def lookup(self, sha256: str) -> Entry | None:
         """``get``, but an entry whose files changed since it was stored is discarded."""
         entry = self.get(sha256)
+        if entry is None and self.entry_dir(sha256).exists():
+            # Published entries are complete (atomic rename): no readable manifest means
+            # damage, and the damaged directory would block adding the wheel again.
+            self.discard(sha256)
         if entry is not None and not entry.intact():
             self.discard(sha256)
             return None
