@@ -125,9 +125,18 @@ def test_parallel_installs_with_prune_and_info_in_the_middle(
     venvs += [make_venv(pip="26.3"), make_venv(pip="23.0.1")]
     # Overlapping requirements: all share lib/built/big; half pin the older lib.
     reqs = [["app"] if i % 2 == 0 else ["app", "lib==1.0"] for i in range(len(venvs))]
+    # Three of them take the fast path: concurrent adds to the store as well.
+    installers = ["store" if i in (1, 2, 5) else "pip" for i in range(len(venvs))]
     installs = [
-        popen_pipfresh("install", "--python", v.python, *index_args(index), *r)
-        for v, r in zip(venvs, reqs)
+        popen_pipfresh(
+            "install",
+            "--python",
+            v.python,
+            *index_args(index),
+            *r,
+            env={**os.environ, "PIPFRESH_INSTALLER": how},
+        )
+        for v, r, how in zip(venvs, reqs, installers)
     ]
     lock_dir = cache_root() / "locks-v1"
     deadline = time.monotonic() + 60
@@ -145,8 +154,9 @@ def test_parallel_installs_with_prune_and_info_in_the_middle(
     installs_done = time.monotonic()
     prune_out, prune_err = patient.communicate(timeout=300)
 
-    for proc, (out, err) in zip(installs, outs):
+    for proc, (out, err), how in zip(installs, outs, installers):
         assert proc.returncode == 0, f"{out}\n{err}"
+        assert f"installer {how}" in err.splitlines()[-1], err
     for venv, r in zip(venvs, reqs):
         assert_installed(venv.python, {**WANTED, "lib": "1.0" if "lib==1.0" in r else "1.2"})
 
@@ -166,6 +176,7 @@ def test_parallel_installs_with_prune_and_info_in_the_middle(
     assert "temporary" not in removed[pid]["removed"], removed
     health = inspect_cache(cache_root())
     assert health.problems == [] and health.bad_wheels == [] and health.good >= 6
+    assert _store_problems(cache_root()) == []
 
     # The pruned cache still serves a new venv without downloading or building anything.
     index.latency = 0.0
