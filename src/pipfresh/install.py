@@ -91,7 +91,13 @@ class Linker:
     name = "copy"
 
     def place(self, src: str, dest: str) -> None:
-        """Copy with the mtime kept: the stored bytecode checks the source's mtime."""
+        """Copy with the mtime kept: the stored bytecode checks the source's mtime.
+
+        Raises FileExistsError like ``os.link``: copying onto an existing file could
+        write through a hardlink into the store.
+        """
+        if os.path.lexists(dest):
+            raise FileExistsError(errno.EEXIST, "exists", dest)
         shutil.copy2(src, dest)
 
 
@@ -107,7 +113,7 @@ class HardLinker(Linker):
         except OSError as exc:
             if exc.errno not in self._fallback:
                 raise
-            super().place(src, dest)
+            Linker.place(self, src, dest)
 
 
 LINKERS: dict[str, type[Linker]] = {"hardlink": HardLinker, "copy": Linker}
@@ -251,6 +257,7 @@ class StoreDestination(WheelDestination):
     changed: set[str] = field(default_factory=set)
     generated: list[str] = field(default_factory=list)
     _made: set[str] = field(default_factory=set)
+    _bases: dict[str, tuple[str, str]] = field(default_factory=dict)
     _lib_dir: str = ""
 
     def __post_init__(self) -> None:
@@ -260,7 +267,7 @@ class StoreDestination(WheelDestination):
             for line in wheel.splitlines()
             if line.split(":", 1)[0].strip().lower() == "root-is-purelib" and ":" in line
         )
-        self._lib_dir = self.scheme["purelib" if purelib else "platlib"]
+        self._lib_dir = os.path.abspath(self.scheme["purelib" if purelib else "platlib"])
         self._entry_points = self._entry_point_names()
 
     def _entry_point_names(self) -> set[str]:
@@ -276,21 +283,43 @@ class StoreDestination(WheelDestination):
             for name in config.options(section)
         }
 
-    def _target(self, scheme: SchemeName, path: str) -> str:
-        base = os.path.abspath(self.scheme[scheme])
-        dest = os.path.abspath(os.path.join(base, path))
-        if not dest.startswith(base + os.sep):
-            raise InstallError(f"{self.source.entry.wheel_name}: {path} escapes {scheme}")
+    def _base(self, scheme: str) -> tuple[str, str]:
+        """The scheme's directory, and the prefix of its paths in RECORD (pip: relpath)."""
+        found = self._bases.get(scheme)
+        if found is None:
+            base = os.path.abspath(self.scheme[scheme])
+            rel = os.path.relpath(base, self._lib_dir).replace(os.sep, "/")
+            found = self._bases[scheme] = (base, "" if rel == "." else rel + "/")
+        return found
+
+    def _target(self, scheme: SchemeName, path: str) -> tuple[str, str]:
+        """Where ``path`` goes and its RECORD path; parents made, never outside the scheme.
+
+        Called once per file: plain string work, the checked slow path only for odd paths.
+        """
+        base, prefix = self._base(scheme)
+        parts = path.split("/")
+        if path.startswith("/") or ".." in parts or "." in parts or "" in parts[:-1]:
+            dest = os.path.abspath(os.path.join(base, path))
+            if not dest.startswith(base + os.sep):
+                raise InstallError(f"{self.source.entry.wheel_name}: {path} escapes {scheme}")
+            record = os.path.relpath(dest, self._lib_dir).replace(os.sep, "/")
+        else:
+            dest = base + os.sep + path if os.sep == "/" else os.path.join(base, *parts)
+            record = prefix + path
         parent = os.path.dirname(dest)
         if parent not in self._made:
             os.makedirs(parent, exist_ok=True)
             self._made.add(parent)
-        if os.path.lexists(dest):
-            os.unlink(dest)  # as pip: never write through an existing file
-        return dest
+        return dest, record
 
-    def _record_path(self, dest: str) -> str:
-        return os.path.relpath(dest, self._lib_dir).replace(os.sep, "/")
+    def _place(self, src: str, dest: str) -> None:
+        """Link or copy; an existing file is unlinked first, as pip does (never written through)."""
+        try:
+            self.linker.place(src, dest)
+        except FileExistsError:
+            os.unlink(dest)
+            self.linker.place(src, dest)
 
     def write_file(
         self,
@@ -301,29 +330,35 @@ class StoreDestination(WheelDestination):
     ) -> RecordEntry:
         path = os.fspath(path)
         if not isinstance(stream, StoredFile):  # INSTALLER, REQUESTED, direct_url.json
-            dest = self._target(scheme, path)
+            dest, _record = self._target(scheme, path)
+            _unlink_if_present(dest)
             with open(dest, "wb") as out:
                 out.write(stream.read())
             self.generated.append(dest)
             return RecordEntry(path, None, None)
         if scheme == "scripts" and self._is_entry_point_wrapper(path):
             return RecordEntry(path, None, None)  # pip skips setuptools' wrappers too
-        dest = self._target(scheme, path)
+        dest, record = self._target(scheme, path)
         changed = scheme == "scripts" and self._write_script_file(stream.path, dest)
         if not changed:
-            self.linker.place(stream.path, dest)
-        record = self._record_path(dest)
+            self._place(stream.path, dest)
         self.installed[stream.archive_path] = record
         if changed:
             self.changed.add(record)
         pyc = self.source.entry.pyc.get(stream.archive_path)
         if pyc is not None:
-            pyc_dest = os.path.join(os.path.dirname(dest), "__pycache__", pyc.rsplit("/", 1)[1])
-            os.makedirs(os.path.dirname(pyc_dest), exist_ok=True)
-            if os.path.lexists(pyc_dest):
-                os.unlink(pyc_dest)
-            self.linker.place(self.source.entry.file(pyc), pyc_dest)
-            self.installed[pyc_dest] = self._record_path(pyc_dest)
+            parent, _sep, _name = dest.rpartition(os.sep)
+            cache_dir = parent + os.sep + "__pycache__"
+            if cache_dir not in self._made:
+                os.makedirs(cache_dir, exist_ok=True)
+                self._made.add(cache_dir)
+            pyc_name = pyc.rpartition("/")[2]
+            self._place(self.source.entry.file(pyc), cache_dir + os.sep + pyc_name)
+            record_dir = record.rpartition("/")[0]
+            pyc_record = (
+                f"{record_dir}/__pycache__/{pyc_name}" if record_dir else f"__pycache__/{pyc_name}"
+            )
+            self.installed[cache_dir + os.sep + pyc_name] = pyc_record
         return RecordEntry(path, None, None)
 
     def _is_entry_point_wrapper(self, path: str) -> bool:
@@ -342,6 +377,7 @@ class StoreDestination(WheelDestination):
             if not first.startswith(b"#!python"):
                 return False
             rest = fp.read()
+        _unlink_if_present(dest)
         with open(dest, "wb") as out:
             out.write(b"#!" + self.interpreter.encode() + os.linesep.encode("ascii"))
             out.write(rest)
@@ -356,7 +392,8 @@ class StoreDestination(WheelDestination):
             "import_name": attr.split(".")[0],
             "func": attr,
         }
-        dest = self._target(SchemeName("scripts"), name)
+        dest, _record = self._target(SchemeName("scripts"), name)
+        _unlink_if_present(dest)
         with open(dest, "wb") as out:
             out.write(shebang(self.interpreter) + text.encode("utf-8"))
         os.chmod(dest, (os.stat(dest).st_mode | 0o555) & 0o7777)
@@ -378,11 +415,18 @@ class StoreDestination(WheelDestination):
             rows.append((new, digest, size))
         for dest in self.generated:
             digest, size = _rehash(dest)
-            rows.append((self._record_path(dest), digest, size))
+            rows.append((os.path.relpath(dest, self._lib_dir).replace(os.sep, "/"), digest, size))
         rows += [(path, "", "") for path in installed.values()]
         target = os.path.join(self._lib_dir, record_file_path)
         with open(target, "w", newline="", encoding="utf-8") as out:
             csv.writer(out).writerows(sorted(rows))
+
+
+def _unlink_if_present(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def _rehash(path: str) -> tuple[str, str]:

@@ -29,6 +29,7 @@ import zipfile
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from .errors import PipfreshError
@@ -69,15 +70,25 @@ class Entry:
     def tree(self) -> Path:
         return self.path / "tree"
 
+    @cached_property
+    def _tree_prefix(self) -> str:
+        return os.path.join(self.path, "tree") + os.sep
+
     def file(self, archive_path: str) -> str:
-        return os.path.join(self.tree, archive_path)
+        """The stored file's path (called per installed file: string work only)."""
+        return self._tree_prefix + archive_path
 
     def intact(self) -> bool:
         """Every file still has the size, mtime and mode it had when stored."""
-        tree = str(self.tree)
+        prefix = self._tree_prefix
         try:
             for rel, expected in self.files.items():
-                if Stat.of(os.lstat(os.path.join(tree, rel))) != expected:
+                st = os.lstat(prefix + rel)
+                if (st.st_size, st.st_mtime_ns, stat.S_IMODE(st.st_mode)) != (
+                    expected.size,
+                    expected.mtime_ns,
+                    expected.mode,
+                ):
                     return False
         except OSError:
             return False
