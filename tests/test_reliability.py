@@ -286,12 +286,10 @@ def _kill_points(total_files: int, installer: str) -> list[KillPoint]:
 
     generic = [
         KillPoint("at once", lambda proc, root, state: True),
-        KillPoint("probe cached", lambda proc, root, state: _files(root / "probes-v1") > 0),
         KillPoint("lock taken", lambda proc, root, state: _files(root / "locks-v1") > 0),
         KillPoint("pip started", lambda proc, root, state: bool(_pip_children(proc.pid))),
         KillPoint("first cache write", http_files(1)),
         KillPoint("a temporary file", lambda proc, root, state: _files(root, ".tmp") > 0),
-        KillPoint("a quarter cached", http_files(max(2, total_files // 4))),
         KillPoint("half cached", http_files(max(3, total_files // 2))),
         KillPoint(
             "building the sdist",
@@ -306,7 +304,7 @@ def _kill_points(total_files: int, installer: str) -> list[KillPoint]:
     ]
     if installer == "pip":
         return generic
-    keep = {"at once", "pip started", "first cache write", "building the sdist"}
+    keep = {"at once", "pip started", "building the sdist"}
     return [p for p in generic if p.name in keep] + [
         KillPoint(
             "store staging a wheel",
@@ -455,10 +453,9 @@ def test_ctrl_c_exits_promptly_with_pips_status_and_leaves_nothing(
         env=env,
     )
     deadline = time.monotonic() + 60
-    while not _pip_children(proc.pid):
-        assert time.monotonic() < deadline and proc.poll() is None, "pip never started"
-        time.sleep(0.02)
-    time.sleep(1.0)
+    while index.counters().total_requests < 3:  # pip is well inside its install command
+        assert time.monotonic() < deadline and proc.poll() is None, "pip never asked the index"
+        time.sleep(0.01)
     os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
     sent = time.monotonic()
     _out, err = proc.communicate(timeout=30)
@@ -575,7 +572,7 @@ def test_corrupt_entries_are_dropped_fetched_again_and_reported(
     calls = itertools.count()
 
     @settings(
-        max_examples=20,
+        max_examples=15,
         deadline=None,
         derandomize=True,
         database=None,
@@ -1102,12 +1099,11 @@ def test_disk_full_fails_as_pip_does_then_recovers_where_pip_stays_stuck(
     plain_cache = small_fs / "plain"
     plain_cache.mkdir()
 
-    def plain_pip(*reqs: str) -> int:
-        venv = make_venv(pip="26.3")
-        proc = venv.pip(
-            "install", "--cache-dir", plain_cache, *index_args(index), *reqs, check=False
-        )
-        return proc.returncode
+    def plain_pip(*reqs: str) -> int:  # pip 26.3 itself, with the cache on the small disk
+        venv = make_venv(pip=None)
+        argv = [sys.executable, "-m", "pip", "--python", str(venv.python), "install"]
+        argv += ["--cache-dir", str(plain_cache), *index_args(index), *reqs]
+        return subprocess.run(argv, capture_output=True, check=False).returncode
 
     env = {**os.environ, "PIPFRESH_CACHE_DIR": str(small_fs / "cache")}
 
