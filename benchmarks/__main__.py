@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from . import corpus
-from .harness import Venvs, default_contenders, serve, uv_binary
+from .harness import Measurement, Venvs, default_contenders, serve, uv_binary
 from .pythons import find_python
 from .report import chart, markdown
 from .scenarios import SCENARIOS, Plan, Runner, tool_version
@@ -100,11 +100,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--results", type=Path, default=HERE / "results")
     p.add_argument("--note", default="", help="how busy the machine was, for the results")
     p.add_argument("--no-chart", action="store_true")
+    p.add_argument(
+        "--render", type=Path, metavar="JSON", help="only rewrite the .md/.png of a results file"
+    )
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.render is not None:
+        data = json.loads(args.render.read_text())
+        _write(args.render.parent, data["meta"], data["runs"], chart_too=not args.no_chart)
+        return 0
     started = time.monotonic()
     load_start = _load()
     available = default_contenders()
@@ -150,10 +157,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.requirements.resolve(),
             progress=lambda s: print(s, flush=True),
         )
-        rows = [m.to_json() for m in runner.run()]
         projects = len(served.index.files())
+        partial = args.results / f"results-{_stamp()}-partial.json"
+        args.results.mkdir(parents=True, exist_ok=True)
+
+        def checkpoint(_: Measurement) -> None:
+            """Everything so far, so an interrupted run still leaves its figures."""
+            rows = [m.to_json() for m in runner.results]
+            meta = _meta(args, argv, plan, rows, load_start, started, pip_wheel, projects)
+            meta["complete"] = False
+            partial.write_text(json.dumps({"meta": meta, "runs": rows}, indent=1) + "\n")
+
+        runner.on_result = checkpoint
+        rows = [m.to_json() for m in runner.run()]
     meta = _meta(args, argv, plan, rows, load_start, started, pip_wheel, projects)
     _write(args.results, meta, rows, chart_too=not args.no_chart)
+    partial.unlink(missing_ok=True)
     shutil.rmtree(work, ignore_errors=True)
     return 1 if any(r["exit_code"] != 0 for r in rows) else 0
 
@@ -173,9 +192,11 @@ def _meta(
     pythons = sorted({str(r["python"]) for r in rows})
     now = datetime.datetime.now(datetime.timezone.utc)
     uv = tool_version([uv_binary(), "--version"])
+    stamp = _stamp(now)
     return {
         "date": now.strftime("%Y-%m-%d %H:%M UTC"),
-        "stamp": now.strftime("%Y%m%d-%H%M"),
+        "stamp": stamp,
+        "complete": True,
         "command": "python -m benchmarks "
         + shlex.join(list(sys.argv[1:] if argv is None else argv)),
         "machine": _machine(),
@@ -196,6 +217,11 @@ def _meta(
         "descriptions": DESCRIPTIONS,
         "elapsed_min": (time.monotonic() - started) / 60,
     }
+
+
+def _stamp(now: datetime.datetime | None = None) -> str:
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    return now.strftime("%Y%m%d-%H%M")
 
 
 def _write(

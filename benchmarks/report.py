@@ -147,7 +147,9 @@ def ratio_table(rows: Sequence[Mapping[str, Any]], scenarios: Sequence[str]) -> 
                 cells.append(_ratio(wall["pipfresh"], cold_nocache) + " †")
             else:
                 cells.append("–")
-        cells.append(_ratio(served["pipfresh"], served.get("pip")))
+        pip_served = served.get("pip")
+        mine = f"{served['pipfresh'] / MB:.1f}"
+        cells.append(mine + (f" / {pip_served / MB:.1f}" if pip_served is not None else ""))
         out.append("| " + " | ".join(cells) + " |")
     out += [
         "",
@@ -162,6 +164,11 @@ def markdown(meta: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> str:
     lines = [
         f"# Benchmark results {meta['date']}",
         "",
+        *(
+            []
+            if meta.get("complete", True)
+            else ["**Interrupted run: the figures of the runs it finished.**", ""]
+        ),
         f"- command: `{meta['command']}`",
         f"- machine: {meta['machine']}; load average at start {meta['load_start']}, "
         f"at end {meta['load_end']} ({meta['load_note']})",

@@ -75,6 +75,7 @@ class Runner:
         work: Path,
         requirements: Path,
         progress: Callable[[str], None] = print,
+        on_result: Callable[[Measurement], None] | None = None,
     ) -> None:
         self.plan = plan
         self.served = served
@@ -82,6 +83,7 @@ class Runner:
         self.work = work
         self.requirements = requirements
         self.progress = progress
+        self.on_result = on_result
         self.results: list[Measurement] = []
         self._old: dict[str, Path] = {}
         self._runs = 0
@@ -121,6 +123,8 @@ class Runner:
             extra=extra,
         )
         self.results.append(m)
+        if self.on_result is not None:
+            self.on_result(m)
         flag = "" if m.exit_code == 0 else f" EXIT {m.exit_code} (see {log})"
         flag += " STALE" if m.stale else ""
         self.progress(
