@@ -149,7 +149,9 @@ class Runner:
 
     def fill_old(self) -> None:
         """One fill per cache family while pages say max-age=1; then wait them out."""
-        families = {c.family: c for c in self._cached(self.plan.contenders)}
+        families: dict[str, Contender] = {}
+        for c in self._cached(self.plan.contenders):
+            families.setdefault(c.family, c)
         if not families or not {"warm", "roundtrip"} & set(self.plan.scenarios):
             return
         index = self.served.index
@@ -184,7 +186,11 @@ class Runner:
             self._run(c, scenario, rep if scenario == "cold" else 0, cache)
             filled = time.time()
             if "fresh" in wanted:
-                run = copy_cache(cache, self.work / "caches" / "run") if c.uses_cache else cache
+                run = (
+                    copy_cache(cache, self.work / "caches" / "run", link=c.immutable_files)
+                    if c.uses_cache
+                    else cache
+                )
                 self.served.publish_new_probe()
                 try:
                     age = time.time() - filled
@@ -192,7 +198,7 @@ class Runner:
                 finally:
                     self.served.unpublish_new_probe()
             if "warm-young" in wanted and c.uses_cache:
-                run = copy_cache(cache, self.work / "caches" / "run")
+                run = copy_cache(cache, self.work / "caches" / "run", link=c.immutable_files)
                 age = time.time() - filled
                 self._run(c, "warm-young", rep, run, extra={"cache_age": age})
             shutil.rmtree(cache, ignore_errors=True)
@@ -200,7 +206,9 @@ class Runner:
     def warm(self, rep: int) -> None:
         contenders = [*self._cached(self.plan.contenders), *self.plan.warm_extra]
         for c in self._order(contenders, rep):
-            cache = copy_cache(self._old[c.family], self.work / "caches" / "run")
+            cache = copy_cache(
+                self._old[c.family], self.work / "caches" / "run", link=c.immutable_files
+            )
             if c in self.plan.warm_extra:
                 self._prune(c, cache)
             self._run(c, "warm", rep, cache)
@@ -212,7 +220,9 @@ class Runner:
             if c.name in self.plan.roundtrip_contenders
         ]
         for c in self._order(chosen, rep):
-            cache = copy_cache(self._old[c.family], self.work / "caches" / "run")
+            cache = copy_cache(
+                self._old[c.family], self.work / "caches" / "run", link=c.immutable_files
+            )
             started = time.perf_counter()
             self._prune(c, cache)
             pruned = time.perf_counter()
