@@ -60,7 +60,8 @@ def test_store_path_ends_where_pip_ends(
     pipfresh(*args, summary=summary).ok()  # plain pip (the default), same cache
     by_pip = EndState.of(venv)
 
-    for round_ in ("cold", "warm"):
+    rounds = ("cold", "warm") if pip_version == "26.3" else ("cold",)  # time budget
+    for round_ in rounds:
         venv = same_path_venv(make_venv, py311, venv, pip_version)
         index.reset_counters()
         run = pipfresh(*args, env=store_env(), summary=summary).ok()

@@ -33,7 +33,7 @@ from packaging.utils import (
     parse_wheel_filename,
 )
 
-from . import install, pip
+from . import httpcache, install, pip
 from .args import PipArgs
 from .errors import PipfreshError
 from .interpreter import Target
@@ -194,6 +194,10 @@ class Item:
     requested: bool
     direct_url: str | None
 
+    @property
+    def filename(self) -> str:
+        return self.url.rsplit("/", 1)[-1].split("#", 1)[0].split("?", 1)[0]
+
     def requirement(self) -> str:
         return f"{self.name} @ {self.url} --hash=sha256:{self.sha256}"
 
@@ -263,7 +267,9 @@ def run(
     entries = stored(store, (i.sha256 for i in items))
     missing = [i for i in items if i.sha256 not in entries]
     if missing:
-        code, added = _obtain(store, missing, target, program, pip_args, env, quiet)
+        code, added = _obtain(
+            store, missing, target, program, pip_args, env, quiet, partition.pip_cache
+        )
         if code != 0:
             return Outcome(code)
         entries.update(added)
@@ -327,24 +333,51 @@ def _obtain(
     pip_args: Sequence[str],
     env: Mapping[str, str],
     quiet: bool,
+    pip_cache: Path,
 ) -> tuple[int, dict[str, Entry]]:
-    """``pip wheel`` the missing items (download or build, via the managed cache), store them."""
+    """Store the missing items: wheels pip's dry run left in its HTTP cache (hash-checked),
+    the rest through ``pip wheel`` (download or build, via the managed cache)."""
     with tempfile.TemporaryDirectory(prefix="pipfresh-wheels-") as tmp:
-        reqs = Path(tmp, "requirements.txt")
-        lines = [*fetch_options_from_files(pip_args), *(i.requirement() for i in missing)]
-        reqs.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        wheel_dir = Path(tmp, "wheels")
-        argv = ["wheel", "--no-deps", "--wheel-dir", str(wheel_dir), *fetch_options(pip_args)]
-        argv += ["-q"] * int(quiet) + ["-r", str(reqs)]
-        proc = subprocess.run(
-            program.command(argv), env=dict(env), stdout=subprocess.PIPE, check=False
-        )
-        if proc.returncode != 0:
-            sys.stdout.write(proc.stdout.decode("utf-8", "replace"))
-            return proc.returncode, {}
-        wheels = _match_wheels(missing, wheel_dir)
+        wheels = _from_http_cache(missing, pip_cache / program.http_dir, Path(tmp, "cached"))
+        rest = [i for i in missing if i.sha256 not in wheels]
+        if rest:
+            reqs = Path(tmp, "requirements.txt")
+            lines = [*fetch_options_from_files(pip_args), *(i.requirement() for i in rest)]
+            reqs.write_text("\n".join(lines) + "\n", encoding="utf-8")
+            wheel_dir = Path(tmp, "wheels")
+            argv = ["wheel", "--no-deps", "--wheel-dir", str(wheel_dir), *fetch_options(pip_args)]
+            argv += ["-q"] * int(quiet) + ["-r", str(reqs)]
+            proc = subprocess.run(
+                program.command(argv), env=dict(env), stdout=subprocess.PIPE, check=False
+            )
+            if proc.returncode != 0:
+                sys.stdout.write(proc.stdout.decode("utf-8", "replace"))
+                return proc.returncode, {}
+            wheels.update(_match_wheels(rest, wheel_dir))
         entries = store.add(wheels, Compiler(target.python, env))
     return 0, entries
+
+
+def _from_http_cache(items: list[Item], http_dir: Path, into: Path) -> dict[str, Path]:
+    """Wheels whose body is in pip's ``http-v2`` cache with the report's sha256, by name."""
+    if http_dir.name != "http-v2":
+        return {}  # the older format keeps the body inside a serialized blob
+    found: dict[str, Path] = {}
+    for item in items:
+        if not item.is_wheel or not item.url.startswith(("http://", "https://")):
+            continue
+        meta = httpcache.entry_path(http_dir, item.url)
+        body = meta.with_name(meta.name + ".body")
+        try:
+            if _sha256(body) != item.sha256:
+                continue
+            into.mkdir(exist_ok=True)
+            link = into / item.filename
+            os.symlink(body, link)
+        except OSError:
+            continue
+        found[item.sha256] = link
+    return found
 
 
 def _match_wheels(missing: list[Item], wheel_dir: Path) -> dict[str, Path]:

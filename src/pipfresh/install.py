@@ -36,7 +36,7 @@ from packaging.version import Version
 
 from .errors import PipfreshError
 from .interpreter import Facts
-from .store import Entry
+from .store import Compiler, Entry
 
 LINK_MODE_ENV = "PIPFRESH_LINK_MODE"
 
@@ -258,6 +258,7 @@ class StoreDestination(WheelDestination):
     generated: list[str] = field(default_factory=list)
     _made: set[str] = field(default_factory=set)
     _bases: dict[str, tuple[str, str]] = field(default_factory=dict)
+    _compile_here: list[str] = field(default_factory=list)
     _lib_dir: str = ""
 
     def __post_init__(self) -> None:
@@ -342,6 +343,8 @@ class StoreDestination(WheelDestination):
         changed = scheme == "scripts" and self._write_script_file(stream.path, dest)
         if not changed:
             self._place(stream.path, dest)
+        if scheme == "scripts" and path.endswith(".py"):
+            self._compile_here.append(dest)  # pip compiles these too, after the #! fix
         self.installed[stream.archive_path] = record
         if changed:
             self.changed.add(record)
@@ -406,6 +409,10 @@ class StoreDestination(WheelDestination):
         record_file_path: str,
         records: Iterable[tuple[SchemeName, RecordEntry]],
     ) -> None:
+        if self._compile_here:
+            compiled = Compiler(Path(self.interpreter)).compile(self._compile_here)
+            for pyc in compiled.values():
+                self.installed[pyc] = os.path.relpath(pyc, self._lib_dir).replace(os.sep, "/")
         installed = dict(self.installed)
         rows: list[tuple[str, str, str]] = []
         for path, digest, size in self.source.record_rows():
