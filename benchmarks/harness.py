@@ -285,6 +285,15 @@ class Pipfresh(Contender):
         return [sys.executable, "-m", "pipfresh", "cache", "prune", "--all", *self.prune_args]
 
 
+class PipfreshStore(Pipfresh):
+    """``pipfresh install`` with the store installer (``PIPFRESH_INSTALLER=store``)."""
+
+    family = "pipfresh-store"  # its cache also holds the unpacked, compiled store
+
+    def env(self, ctx: RunContext) -> dict[str, str]:
+        return {**super().env(ctx), "PIPFRESH_INSTALLER": "store"}
+
+
 def default_contenders() -> dict[str, Contender]:
     contenders: list[Contender] = [
         Pip(),
@@ -293,6 +302,7 @@ def default_contenders() -> dict[str, Contender]:
         Uv("uv --refresh", ["--refresh"]),
         Uv("uv --compile-bytecode", ["--compile-bytecode"]),
         Pipfresh(),
+        PipfreshStore("pipfresh (store)"),
     ]
     return {c.name: c for c in contenders}
 
