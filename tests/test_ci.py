@@ -489,3 +489,9 @@ def test_the_action_restores_within_the_partition_and_saves_only_changes(
     assert list(runner.store) == [first["cache-key"], third["cache-key"]]
     assert third["cache-key"].startswith(third_prefix := first["cache-key"][:-20])
     assert runner.store and all(key.startswith(third_prefix) for key in runner.store)
+
+    # A key file changes, what gets installed does not: restored by prefix, nothing saved.
+    (workspace / "tox.ini").write_text("[tox]\nenv_list = py\n")
+    fourth, counters = job(**{"pip-args": "extra"})
+    assert fourth["cache-key"] not in runner.store and fourth["cache-hit"] == "false"
+    assert fourth["saved"] == "false" and counters.file_requests == 0

@@ -124,7 +124,9 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help=f"--mode recent keeps what the last N runs used (default {DEFAULT_KEEP_RUNS})",
     )
-    prune.add_argument("--max-size", metavar="SIZE", help="--mode size cap, e.g. 500M, 2G")
+    prune.add_argument(
+        "--max-size", metavar="SIZE", help="--mode size cap, e.g. 500M, 2G (default 1G)"
+    )
     prune.add_argument("--json", action="store_true", help="machine-readable output")
     purge = add("purge", "empty the partition")
     purge.add_argument("--all", action="store_true", help="every partition under the root")
