@@ -504,26 +504,23 @@ def _rewrite_headers(meta: Path, encoding: str) -> None:
     meta.write_bytes(prefix + b"," + msgpack.packb(data, use_bin_type=True))
 
 
-def corrupt(entry: httpcache.EntryFiles, how: str, data) -> None:  # type: ignore[no-untyped-def]
-    """Apply one mutation to an http-v2 entry (meta + body), drawing its details from ``data``."""
-    from hypothesis import strategies as st
+def corrupt(entry: httpcache.EntryFiles, how: str, seed: int) -> None:
+    """Apply one mutation to an http-v2 entry (meta + body); ``seed`` picks its details."""
+    import random
 
     assert entry.meta is not None and entry.body is not None
     meta, body = entry.meta, entry.body
+    rng = random.Random(seed)
     if how == "truncate-meta":
-        size = meta.stat().st_size
-        cut = data.draw(st.integers(1, size - 1), label="meta bytes kept")
-        meta.write_bytes(meta.read_bytes()[:cut])
+        meta.write_bytes(meta.read_bytes()[: rng.randrange(1, meta.stat().st_size)])
     elif how == "garbage-meta":
-        meta.write_bytes(data.draw(st.binary(min_size=1, max_size=300), label="meta"))
+        meta.write_bytes(rng.randbytes(rng.randrange(1, 300)))
     elif how == "empty-meta":
         meta.write_bytes(b"")
     elif how == "delete-meta":
         meta.unlink()
     elif how == "truncate-body":
-        size = body.stat().st_size
-        cut = data.draw(st.integers(1, size - 1), label="body bytes kept")
-        body.write_bytes(body.read_bytes()[:cut])
+        body.write_bytes(body.read_bytes()[: rng.randrange(1, body.stat().st_size)])
     elif how == "empty-body":
         body.write_bytes(b"")
     elif how == "delete-body":
@@ -532,7 +529,7 @@ def corrupt(entry: httpcache.EntryFiles, how: str, data) -> None:  # type: ignor
         current = httpcache.check_entry(entry)[0]
         assert current is not None
         choices = ["deflate"] if current.content_encoding == "gzip" else ["gzip", "deflate"]
-        _rewrite_headers(meta, data.draw(st.sampled_from(choices), label="encoding"))
+        _rewrite_headers(meta, rng.choice(choices))
     else:  # pragma: no cover
         raise AssertionError(how)
 
@@ -544,7 +541,7 @@ def test_corrupt_entries_are_dropped_fetched_again_and_reported(
     """Hypothesis picks entries of a warm cache and breaks them; every install still works."""
     import shutil
 
-    from hypothesis import HealthCheck, Phase, given, settings
+    from hypothesis import HealthCheck, Phase, example, given, settings
     from hypothesis import strategies as st
 
     publish_workload(index, dist_dir)
@@ -571,25 +568,30 @@ def test_corrupt_entries_are_dropped_fetched_again_and_reported(
     examples: list[dict[str, object]] = []
     calls = itertools.count()
 
+    damage = st.lists(
+        st.tuples(st.sampled_from(keys), st.sampled_from(MUTATIONS), st.integers(0, 2**32)),
+        min_size=1,
+        max_size=4,
+        unique_by=lambda t: t[0],
+    )
+
     @settings(
-        max_examples=15,
+        max_examples=10,
         deadline=None,
         derandomize=True,
         database=None,
         phases=[Phase.explicit, Phase.generate],  # a shrink would rerun pip for minutes
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     )
-    @given(data=st.data())
-    def one_example(data) -> None:  # type: ignore[no-untyped-def]
+    @given(plan=damage)
+    def one_example(plan: list[tuple[str, str, int]]) -> None:
         root = tmp_path / f"example{next(calls)}"
         shutil.copytree(template, root, symlinks=True)
         here = root / part.relative_to(template) / "pip" / "http-v2"
-        chosen = data.draw(st.lists(st.sampled_from(keys), min_size=1, max_size=4, unique=True))
         broken: dict[str, str] = {}
         entries = {e.key: e for e in httpcache.iter_entry_files(here)}
-        for key in chosen:
-            how = data.draw(st.sampled_from(MUTATIONS), label=f"{kinds[key]} {key[:8]}")
-            corrupt(entries[key], how, data)
+        for key, how, seed in plan:
+            corrupt(entries[key], how, seed)
             broken[key] = how
         problems = {e.key: httpcache.check_entry(e)[1] for e in httpcache.iter_entry_files(here)}
         assert all(problems.get(key) is not None for key in broken), (broken, problems)
@@ -627,8 +629,12 @@ def test_corrupt_entries_are_dropped_fetched_again_and_reported(
         shutil.rmtree(root)
         shutil.rmtree(venv.path)
 
+    # Every mutation at least once, on a wheel this install needs: explicit examples.
+    wheel = needed["big-2.0-py3-none-any.whl"]
+    for n, how in enumerate(MUTATIONS):
+        one_example = example(plan=[(wheel, how, n)])(one_example)
     one_example()
-    assert len(examples) >= 10
+    assert len(examples) >= len(MUTATIONS) + 5
     entries = sum(len(ex["broken"]) for ex in examples)  # type: ignore[arg-type]
     print(f"fuzzed {len(examples)} caches, {entries} entries broken, all installs correct")
     tried = {how for ex in examples for how in ex["broken"].values()}  # type: ignore[attr-defined]
