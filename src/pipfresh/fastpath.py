@@ -17,10 +17,11 @@ import hashlib
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -242,18 +243,9 @@ def run(
     quiet: bool,
 ) -> Outcome:
     """Resolve with pip, install from the store; fall back to plain pip when needed."""
-    dry = subprocess.run(
-        program.command([*pip_args, "--dry-run"]),
-        env=dict(env),
-        stdout=subprocess.PIPE,
-        check=False,
-    )
-    out = dry.stdout.decode("utf-8", "replace")
-    if dry.returncode != 0:
-        sys.stdout.write(out)
-        return Outcome(dry.returncode if dry.returncode > 0 else 128 - dry.returncode)
-    if not quiet:
-        sys.stdout.write("".join(_without_would_install(out)))
+    code = _dry_run(program.command([*pip_args, "--dry-run"]), env)
+    if code != 0:
+        return Outcome(code)
     try:
         items, why = _items(report_path)
     except (OSError, ValueError) as exc:
@@ -283,10 +275,23 @@ def run(
     return Outcome(0, from_store=len(items) - len(missing), added=len(missing))
 
 
-def _without_would_install(text: str) -> Iterator[str]:
-    for line in text.splitlines(keepends=True):
-        if not line.startswith("Would install "):
-            yield line
+def _dry_run(argv: list[str], env: Mapping[str, str]) -> int:
+    """pip's dry run, its output streamed as pip's own but for the "Would install" line.
+
+    Like ``pip.run``: Ctrl-C reaches pip (same process group) and we wait for its status.
+    """
+    proc = subprocess.Popen(argv, env=dict(env), stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        for line in proc.stdout:
+            if not line.startswith(b"Would install "):
+                sys.stdout.buffer.write(line)
+                sys.stdout.flush()
+        code = proc.wait()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    return 128 - code if code < 0 else code
 
 
 def _items(report_path: Path) -> tuple[list[Item], str | None]:
