@@ -1140,3 +1140,21 @@ def test_disk_full_fails_as_pip_does_then_recovers_where_pip_stays_stuck(
     assert second == 0
     assert_installed(python, {k: v for k, v in WANTED.items()})
     assert inspect_cache(small_fs / "cache").problems == []
+
+
+def test_prune_and_purge_refuse_a_partition_that_is_a_link(tmp_path: Path) -> None:
+    """Without --all: the interpreter's own partition, planted as a link out of the root."""
+    part = Path(pipfresh("cache", "dir").ok().stdout.strip())
+    outside = tmp_path / "outside"
+    (outside / "pip" / "selfcheck").mkdir(parents=True)
+    (outside / "pip" / "selfcheck" / "state.json").write_text("{}\n")
+    (outside / "pip" / "left.tmp").write_text("precious\n")
+    part.parent.mkdir(parents=True, exist_ok=True)
+    part.symlink_to(outside)
+    before = _tree_state(outside)
+    for action in ("prune", "purge"):
+        run = pipfresh("cache", action)
+        assert run.code == 2, run
+        (line,) = run.stderr.splitlines()
+        assert line.startswith("pipfresh: error: refusing to"), line
+    assert _tree_state(outside) == before
