@@ -357,7 +357,8 @@ class PackageIndex:
         self._port = port
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
+        self._in_flight = 0  # responses being written: counters() waits for them
         self._records: list[Record] = []
         self._downloads: dict[str, int] = {}
         self._info: dict[str, tuple[tuple[int, int, int], DistFile]] = {}
@@ -499,7 +500,13 @@ class PackageIndex:
     # -- counters ------------------------------------------------------------
 
     def counters(self) -> Counters:
+        """What was served so far, once responses being written are recorded.
+
+        A client has its last byte before the server thread records the response;
+        waiting (briefly) here keeps a count read right after a request exact.
+        """
         with self._lock:
+            self._lock.wait_for(lambda: self._in_flight == 0, timeout=5)
             return Counters(tuple(self._records), MappingProxyType(dict(self._downloads)))
 
     def reset_counters(self) -> None:
@@ -507,8 +514,14 @@ class PackageIndex:
             self._records.clear()
             self._downloads.clear()
 
+    def _begin(self) -> None:
+        with self._lock:
+            self._in_flight += 1
+
     def _record(self, record: Record, filename: str | None) -> None:
         with self._lock:
+            self._in_flight -= 1
+            self._lock.notify_all()
             self._records.append(record)
             if filename is not None:
                 self._downloads[filename] = self._downloads.get(filename, 0) + 1
@@ -823,17 +836,18 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, resp: _Response, head: bool) -> None:
         index = self.server.index
-        if index.latency > 0:
-            time.sleep(index.latency)
-        self.send_response(resp.status)
-        for key, value in resp.headers:
-            self.send_header(key, value)
-        if resp.status != HTTPStatus.NOT_MODIFIED:
-            self.send_header("Content-Length", str(resp.length))
-        self.end_headers()
+        index._begin()
         sent = 0
         with_body = not head and resp.status != HTTPStatus.NOT_MODIFIED
         try:
+            if index.latency > 0:
+                time.sleep(index.latency)
+            self.send_response(resp.status)
+            for key, value in resp.headers:
+                self.send_header(key, value)
+            if resp.status != HTTPStatus.NOT_MODIFIED:
+                self.send_header("Content-Length", str(resp.length))
+            self.end_headers()
             if with_body:
                 sent = self._write_body(self._chunks(resp), index.bandwidth)
         except (BrokenPipeError, ConnectionResetError):
