@@ -17,7 +17,7 @@ import secrets
 from collections.abc import Mapping
 from pathlib import Path
 
-from . import keys
+from . import files, keys
 from .errors import PipfreshError
 from .interpreter import Facts
 from .keys import CacheKey
@@ -91,18 +91,11 @@ def state(partition: Partition) -> str:
         top = partition.pip_cache / bucket
         if not top.is_dir():
             continue
-        rows = []
-        for dirpath, dirnames, filenames in os.walk(top):
-            dirnames[:] = [d for d in dirnames if not os.path.islink(os.path.join(dirpath, d))]
-            for name in filenames:
-                if name.endswith(".tmp"):
-                    continue
-                full = os.path.join(dirpath, name)
-                try:
-                    size = os.lstat(full).st_size
-                except OSError:
-                    continue
-                rows.append(f"{os.path.relpath(full, partition.pip_cache)}\0{size}\n")
+        rows = [
+            f"{os.path.relpath(full, partition.pip_cache)}\0{st.st_size}\n"
+            for full, st in files.walk(top)
+            if not full.endswith(files.TEMP_SUFFIX)
+        ]
         for row in sorted(rows):
             digest.update(row.encode())
         count += len(rows)

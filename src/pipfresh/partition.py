@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import files
 from .errors import CacheNotWritable, CacheRootError
 from .interpreter import PROBE_LAYOUT, Facts
 
@@ -248,10 +249,8 @@ class Partition:
 
     def walk(self) -> Iterator[Path]:
         """Every file in the partition, never following a link out of it."""
-        for dirpath, dirnames, filenames in os.walk(self.path, followlinks=False):
-            for name in filenames:
-                yield Path(dirpath, name)
-            dirnames[:] = [d for d in dirnames if not Path(dirpath, d).is_symlink()]
+        for path, _st in files.walk(self.path):
+            yield Path(path)
 
 
 def _not_writable(what: str, path: Path, root: Path) -> str:

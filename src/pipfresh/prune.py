@@ -12,14 +12,13 @@ A new policy is a new ``Rule``; ``prune()`` does not change.
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from packaging.version import InvalidVersion, Version
 
-from . import httpcache, lock, usage
+from . import files, httpcache, lock, usage
 from .errors import CacheRootError, PipfreshError
 from .partition import Partition
 
@@ -68,7 +67,7 @@ class Candidate:
     def remove(self) -> int:
         if self.entry is not None:
             return httpcache.remove_entry(self.entry)
-        return _remove_file(self.wheel) if self.wheel is not None else 0
+        return files.remove_file(self.wheel) if self.wheel is not None else 0
 
 
 class Rule:
@@ -268,14 +267,14 @@ def prune(
             if not directory.is_dir() or directory.is_symlink():
                 continue
             if http_dir == "http" and legacy:
-                result.add("legacy-http", _remove_tree(directory))
+                result.add("legacy-http", files.remove_tree(directory))
                 continue
             for entry in httpcache.iter_entry_files(directory):
                 rel = usage.entry_rel(entry)
                 candidates.append(Candidate(entry, *httpcache.check_entry(entry), rel=rel))
         selfcheck = pip_cache / "selfcheck"
         if selfcheck.is_dir() and not selfcheck.is_symlink():
-            result.add("selfcheck", _remove_tree(selfcheck))
+            result.add("selfcheck", files.remove_tree(selfcheck))
         candidates += _built_wheels(pip_cache)
         for rule in rules:  # each rule sees what the rules before it kept
             rule.prepare(partition, candidates)
@@ -307,12 +306,9 @@ def _built_wheels(pip_cache: Path) -> list[Candidate]:
     if not wheels.is_dir() or wheels.is_symlink():
         return []
     found = []
-    for dirpath, dirnames, filenames in os.walk(wheels):
-        dirnames[:] = [d for d in dirnames if not os.path.islink(os.path.join(dirpath, d))]
-        for name in sorted(filenames):
-            if not name.endswith(".whl"):
-                continue
-            path = Path(dirpath, name)
+    for full in sorted(path for path, _st in files.walk(wheels)):
+        if full.endswith(".whl"):
+            path = Path(full)
             try:
                 with zipfile.ZipFile(path) as archive:
                     ok = any(n.endswith(".dist-info/WHEEL") for n in archive.namelist())
@@ -326,11 +322,9 @@ def _built_wheels(pip_cache: Path) -> list[Candidate]:
 
 def _remove_leftovers(top: Path, result: PruneResult) -> None:
     """``*.tmp`` files: a write that never finished (pip's, or ours)."""
-    for dirpath, dirnames, filenames in os.walk(top):
-        dirnames[:] = [d for d in dirnames if not os.path.islink(os.path.join(dirpath, d))]
-        for name in filenames:
-            if name.endswith(".tmp"):
-                result.add("temporary", _remove_file(Path(dirpath, name)))
+    for path, _st in files.walk(top):
+        if path.endswith(files.TEMP_SUFFIX):
+            result.add("temporary", files.remove_file(path))
 
 
 def _remove_empty_dirs(top: Path) -> None:
@@ -343,27 +337,6 @@ def _remove_empty_dirs(top: Path) -> None:
             pass  # not empty
 
 
-def _remove_file(path: Path) -> int:
-    try:
-        size = path.lstat().st_size
-        path.unlink()
-    except OSError:
-        return 0
-    return size
-
-
-def _remove_tree(path: Path) -> int:
-    """Remove a directory tree inside a partition; links are removed, never followed."""
-    size = 0
-    for dirpath, dirnames, filenames in os.walk(path):
-        dirnames[:] = [d for d in dirnames if not os.path.islink(os.path.join(dirpath, d))]
-        for name in filenames:
-            try:
-                size += os.lstat(os.path.join(dirpath, name)).st_size
-            except OSError:
-                pass
-    shutil.rmtree(path, ignore_errors=True)
-    return size
 
 
 def purge(
@@ -380,4 +353,4 @@ def purge(
     if not path.is_dir():
         return 0
     with lock.hold(partition.lock_file, shared=False, timeout=timeout, on_wait=on_wait):
-        return _remove_tree(path)
+        return files.remove_tree(path)

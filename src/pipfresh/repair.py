@@ -12,12 +12,12 @@ cache and a single line says why.
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import files
 from .errors import CacheNotWritable
 from .partition import Partition
 from .store import STORE_LAYOUT
@@ -142,20 +142,8 @@ def remove_leftovers(partition: Partition) -> int:
     Call only while holding the partition alone: then no pip is writing, and every
     temporary file is dead weight (pip never removes its own after a full disk).
     """
-    freed = 0
-    for dirpath, dirnames, filenames in os.walk(partition.path):
-        dirnames[:] = [d for d in dirnames if not os.path.islink(os.path.join(dirpath, d))]
-        for name in filenames:
-            if name.endswith(".tmp"):
-                path = os.path.join(dirpath, name)
-                try:
-                    size = os.lstat(path).st_size
-                    os.unlink(path)
-                except OSError:
-                    continue
-                freed += size
     return (
-        freed
+        files.remove_temp_files(partition.path)
         + _remove_store_staging(partition.state_dir / STORE_LAYOUT)
         + _remove_dead_writers_files(partition.root.probes)
     )
@@ -163,23 +151,11 @@ def remove_leftovers(partition: Partition) -> int:
 
 def _remove_store_staging(store: Path) -> int:
     """The store's ``.tmp-*`` directories: wheels whose adding never finished."""
-    freed = 0
     try:
         names = [n for n in os.listdir(store) if n.startswith(".tmp-")]
     except OSError:
         return 0
-    for name in names:
-        path = store / name
-        if path.is_symlink() or not path.is_dir():
-            continue
-        for _dirpath, _dirnames, filenames in os.walk(path):
-            for file in filenames:
-                try:
-                    freed += os.lstat(os.path.join(_dirpath, file)).st_size
-                except OSError:
-                    pass
-        shutil.rmtree(path, ignore_errors=True)
-    return freed
+    return sum(files.remove_tree(store / name) for name in names if (store / name).is_dir())
 
 
 def _remove_dead_writers_files(directory: Path) -> int:

@@ -12,6 +12,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import files
+
 WATCHED = ("http", "http-v2", "wheels")
 
 
@@ -32,16 +34,8 @@ def take(pip_cache: Path) -> Snapshot:
         top = pip_cache / bucket
         if not top.is_dir():
             continue
-        for dirpath, dirnames, filenames in os.walk(top):
-            dirnames[:] = [d for d in dirnames if not os.path.islink(os.path.join(dirpath, d))]
-            for name in filenames:
-                if name.endswith(".tmp"):
-                    continue
-                full = os.path.join(dirpath, name)
-                try:
-                    st = os.lstat(full)
-                except OSError:
-                    continue
+        for full, st in files.walk(top):
+            if not full.endswith(files.TEMP_SUFFIX):
                 rel = os.path.relpath(full, pip_cache)
                 result[rel] = FileState(st.st_size, st.st_mtime_ns, st.st_ino)
     return result
