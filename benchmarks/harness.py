@@ -192,8 +192,6 @@ class Contender:
     family = "contender"
     """Contenders of one family fill a cache the same way (one warm fill serves them all)."""
     uses_cache = True
-    immutable_files = False
-    """The tool never rewrites a cache file in place, so snapshots may be hardlinked."""
 
     def argv(self, ctx: RunContext) -> list[str]:
         raise NotImplementedError
@@ -245,7 +243,6 @@ class Uv(Contender):
     """``uv pip install`` into the same venv, with extra flags per variant."""
 
     family = "uv"
-    immutable_files = True  # uv hardlinks its cache files into venvs: it never edits them
 
     def _index(self, ctx: RunContext) -> list[str]:
         return ["--index-url", ctx.index_url]  # uv caches plain-HTTP responses too
@@ -431,15 +428,15 @@ def measure(
 # -- caches as CI moves them -----------------------------------------------------------
 
 
-def copy_cache(src: Path, dest: Path, *, link: bool = False) -> Path:
+def copy_cache(src: Path, dest: Path) -> Path:
     """A private copy of a saved cache (hardlinks kept, timestamps kept).
 
-    ``link`` hardlinks the files instead of copying them: only for a cache whose
-    files are never changed in place (see :attr:`Contender.immutable_files`).
+    A real copy: hardlinking the snapshot instead is not safe, uv rewrites its
+    cached index pages in place after a 304 and would refresh the snapshot too.
     """
     shutil.rmtree(dest, ignore_errors=True)
     if src.exists():
-        run_checked(["cp", "-al" if link else "-a", str(src), str(dest)])
+        run_checked(["cp", "-a", str(src), str(dest)])
     else:
         dest.mkdir(parents=True)
     return dest

@@ -186,11 +186,7 @@ class Runner:
             self._run(c, scenario, rep if scenario == "cold" else 0, cache)
             filled = time.time()
             if "fresh" in wanted:
-                run = (
-                    copy_cache(cache, self.work / "caches" / "run", link=c.immutable_files)
-                    if c.uses_cache
-                    else cache
-                )
+                run = copy_cache(cache, self.work / "caches" / "run") if c.uses_cache else cache
                 self.served.publish_new_probe()
                 try:
                     age = time.time() - filled
@@ -198,7 +194,7 @@ class Runner:
                 finally:
                     self.served.unpublish_new_probe()
             if "warm-young" in wanted and c.uses_cache:
-                run = copy_cache(cache, self.work / "caches" / "run", link=c.immutable_files)
+                run = copy_cache(cache, self.work / "caches" / "run")
                 age = time.time() - filled
                 self._run(c, "warm-young", rep, run, extra={"cache_age": age})
             shutil.rmtree(cache, ignore_errors=True)
@@ -206,9 +202,7 @@ class Runner:
     def warm(self, rep: int) -> None:
         contenders = [*self._cached(self.plan.contenders), *self.plan.warm_extra]
         for c in self._order(contenders, rep):
-            cache = copy_cache(
-                self._old[c.family], self.work / "caches" / "run", link=c.immutable_files
-            )
+            cache = copy_cache(self._old[c.family], self.work / "caches" / "run")
             if c in self.plan.warm_extra:
                 self._prune(c, cache)
             self._run(c, "warm", rep, cache)
@@ -220,9 +214,7 @@ class Runner:
             if c.name in self.plan.roundtrip_contenders
         ]
         for c in self._order(chosen, rep):
-            cache = copy_cache(
-                self._old[c.family], self.work / "caches" / "run", link=c.immutable_files
-            )
+            cache = copy_cache(self._old[c.family], self.work / "caches" / "run")
             started = time.perf_counter()
             self._prune(c, cache)
             pruned = time.perf_counter()
