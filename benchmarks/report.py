@@ -38,8 +38,9 @@ def _extra(rows: Sequence[Mapping[str, Any]], key: str) -> float | None:
 def _spread(rows: Sequence[Mapping[str, Any]], key: str) -> str:
     values = [float(r[key]) for r in rows]
     if len(values) == 1:
-        return f"{values[0]:.1f}"
-    return f"{statistics.median(values):.1f} ({min(values):.1f}–{max(values):.1f})"
+        return f"{values[0]:.1f} (n=1)"
+    spread = f"{min(values):.1f}–{max(values):.1f}, n={len(values)}"
+    return f"{statistics.median(values):.1f} ({spread})"
 
 
 def _ratio(a: float | None, b: float | None) -> str:
@@ -67,7 +68,7 @@ def scenario_table(
     head = [
         "python",
         "contender",
-        "wall s, median (min–max)",
+        "wall s, median (min–max, n)",
         "× pip",
         "CPU s",
         "requests: index 200 / 304 / files / metadata",

@@ -200,7 +200,8 @@ class Runner:
             shutil.rmtree(cache, ignore_errors=True)
 
     def warm(self, rep: int) -> None:
-        contenders = [*self._cached(self.plan.contenders), *self.plan.warm_extra]
+        extra = [c for c in self.plan.warm_extra if c.family in self._old]
+        contenders = [*self._cached(self.plan.contenders), *extra]
         for c in self._order(contenders, rep):
             cache = copy_cache(self._old[c.family], self.work / "caches" / "run")
             if c in self.plan.warm_extra:
