@@ -36,8 +36,13 @@ class Finding:
     is_dir: bool
 
 
-def _walk(top: Path, recursive: bool) -> Iterator[tuple[Path, os.stat_result]]:
-    """``top`` and (when ``recursive``) everything under it, never following a link."""
+def _walk(
+    top: Path, recursive: bool, skip: frozenset[str] = frozenset()
+) -> Iterator[tuple[Path, os.stat_result]]:
+    """``top`` and (when ``recursive``) everything under it, never following a link.
+
+    Directories in ``skip`` are yielded themselves but not entered.
+    """
     try:
         yield top, top.lstat()
     except OSError:
@@ -57,14 +62,16 @@ def _walk(top: Path, recursive: bool) -> Iterator[tuple[Path, os.stat_result]]:
             if stat.S_ISLNK(st.st_mode):
                 continue
             yield Path(entry.path), st
-            if stat.S_ISDIR(st.st_mode):
+            if stat.S_ISDIR(st.st_mode) and entry.path not in skip:
                 stack.append(Path(entry.path))
 
 
-def survey(top: Path, euid: int, *, recursive: bool = True) -> list[Finding]:
+def survey(
+    top: Path, euid: int, *, recursive: bool = True, skip: frozenset[str] = frozenset()
+) -> list[Finding]:
     """What under ``top`` this user cannot use: for root, whatever root does not own."""
     found = []
-    for path, st in _walk(top, recursive):
+    for path, st in _walk(top, recursive, skip):
         is_dir = stat.S_ISDIR(st.st_mode)
         if euid == 0:
             bad = st.st_uid != 0
@@ -129,10 +136,13 @@ def make_usable(partition: Partition) -> str | None:
 
 
 def _survey_all(partition: Partition, euid: int) -> list[Finding]:
+    # The store holds tens of thousands of files and checks its own entries before
+    # every link (store.py): only its top directory is surveyed here, on every run.
+    store = frozenset({str(partition.state_dir / STORE_LAYOUT)})
     return (
         survey(partition.root.path, euid, recursive=False)
         + survey(partition.lock_file.parent, euid)
-        + survey(partition.path, euid)
+        + survey(partition.path, euid, skip=store)
     )
 
 
