@@ -280,7 +280,9 @@ def _dry_run(argv: list[str], env: Mapping[str, str]) -> int:
 
     Like ``pip.run``: Ctrl-C reaches pip (same process group) and we wait for its status.
     """
-    proc = subprocess.Popen(argv, env=dict(env), stdout=subprocess.PIPE)
+    proc = subprocess.Popen(
+        argv, env=dict(env), stdout=subprocess.PIPE, pass_fds=pip.inherited_fds()
+    )
     assert proc.stdout is not None
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
@@ -353,7 +355,11 @@ def _obtain(
             argv = ["wheel", "--no-deps", "--wheel-dir", str(wheel_dir), *fetch_options(pip_args)]
             argv += ["-q"] * int(quiet) + ["-r", str(reqs)]
             proc = subprocess.run(
-                program.command(argv), env=dict(env), stdout=subprocess.PIPE, check=False
+                program.command(argv),
+                env=dict(env),
+                stdout=subprocess.PIPE,
+                check=False,
+                pass_fds=pip.inherited_fds(),
             )
             if proc.returncode != 0:
                 sys.stdout.write(proc.stdout.decode("utf-8", "replace"))

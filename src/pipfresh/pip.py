@@ -11,7 +11,8 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -101,16 +102,38 @@ def environment(
     return env
 
 
-def run(argv: Sequence[str], env: Mapping[str, str], *, lock_fd: int | None = None) -> int:
+_inherited: tuple[int, ...] = ()
+
+
+@contextmanager
+def children_inherit(fd: int | None) -> Iterator[None]:
+    """Every pip (and compiler) started meanwhile inherits ``fd``: the partition lock.
+
+    The lock is then held until the last child is done with the partition, even
+    if pipfresh alone is killed, so a prune never runs under a writing pip.
+    """
+    global _inherited
+    previous = _inherited
+    _inherited = (fd,) if fd is not None and os.name == "posix" else ()
+    try:
+        yield
+    finally:
+        _inherited = previous
+
+
+def inherited_fds() -> tuple[int, ...]:
+    """For ``pass_fds=`` of every subprocess that works in the partition."""
+    return _inherited
+
+
+def run(argv: Sequence[str], env: Mapping[str, str]) -> int:
     """Run pip and return its exit status, as a shell would report it.
 
     Ctrl-C reaches pip directly (same process group); we wait for pip to finish
     so its status, not a traceback of ours, is what the caller sees. SIGTERM is
-    passed on to pip. pip inherits ``lock_fd``, so if pipfresh alone is killed
-    the partition stays locked until pip is done with it.
+    passed on to pip. pip inherits the partition lock (``children_inherit``).
     """
-    keep = (lock_fd,) if lock_fd is not None and os.name == "posix" else ()
-    proc = subprocess.Popen(list(argv), env=dict(env), pass_fds=keep)
+    proc = subprocess.Popen(list(argv), env=dict(env), pass_fds=inherited_fds())
 
     def forward(signum: int, _frame: object) -> None:
         try:

@@ -153,7 +153,8 @@ def _run_in_partition(
             repair.remove_leftovers(partition)
     except LockTimeout:
         pass  # other runs are writing: their temporary files are not leftovers
-    with lock.hold(partition.lock_file, shared=True, on_wait=waiting) as lock_fd:
+    held = lock.hold(partition.lock_file, shared=True, on_wait=waiting)
+    with held as lock_fd, pip.children_inherit(lock_fd):
         dropped = health.drop_broken(partition, program.http_dir)
         summary.dropped = len(dropped)
         before = snapshot.take(partition.pip_cache)
@@ -162,7 +163,7 @@ def _run_in_partition(
                 partition, target, program, pip_args, env, report_path, summary, note.quiet
             )
         else:
-            code = pip.run(program.command(pip_args), env, lock_fd=lock_fd)
+            code = pip.run(program.command(pip_args), env)
         after = snapshot.take(partition.pip_cache)
         items: list[report.Installed] = []
         if code == 0 and report_path is not None and report_path.exists():
