@@ -69,7 +69,10 @@ class Summary:
             downloaded += f" + {self.metadata_downloaded} metadata"
         parts.append(downloaded)
         if self.uncached:
-            parts.append(f"{self.uncached} fetched but not cacheable (the index sent no caching headers)")
+            parts.append(
+                f"{self.uncached} fetched but not cached (the index sent no caching headers, "
+                "or it is plain http:// without --trusted-host)"
+            )
         built = f"built {self.built}"
         if self.reused_built:
             built += f", {self.reused_built} built earlier"
