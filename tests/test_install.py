@@ -140,13 +140,17 @@ def test_partitions_keep_built_wheels_apart(
         assert run.summary is not None and run.summary["built"] == 1, (
             f"{version} must build its own wheel"
         )
+        assert run.summary["reused"] == (0 if version == "3.11" else 1)  # 3.11's download
         dirs[version] = Path(pipfresh("cache", "dir", "--python", venv.python).ok().stdout.strip())
     assert dirs["3.11"] != dirs["3.12"]
     assert "cp311" in dirs["3.11"].name and "cp312" in dirs["3.12"].name
     for version, directory in dirs.items():
         built = list((directory / "pip" / "wheels").rglob("*.whl"))
         assert len(built) == 1, (version, built)
-    # The pure wheel, downloaded twice, is stored once.
+    # The second partition starts from the first one's files: each is downloaded once
+    # and stored once (hardlinked), while each partition builds its own wheel.
+    downloads = index.counters().downloads
+    assert downloads["pure-1.0-py3-none-any.whl"] == 1 and downloads["built-0.3.tar.gz"] == 1, downloads
     bodies = [
         {p.relative_to(d).as_posix(): p.stat() for p in (d / "pip" / "http-v2").rglob("*.body")}
         for d in dirs.values()

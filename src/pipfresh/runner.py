@@ -157,6 +157,7 @@ def _run_in_partition(
     with held as lock_fd, pip.children_inherit(lock_fd):
         dropped = health.drop_broken(partition, program.http_dir)
         summary.dropped = len(dropped)
+        share.seed_from_siblings(partition, program.http_dir)
         before = snapshot.take(partition.pip_cache)
         if summary.installer == "store" and report_path is not None:
             code = fastpath.install_with_store(

@@ -18,6 +18,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from . import files, httpcache
 from .partition import Partition
 
 
@@ -54,4 +55,49 @@ def _link_if_same(mine: Path, theirs: Path, st: os.stat_result) -> bool:
         os.replace(tmp, mine)
     except OSError:
         return False  # another filesystem, protected hardlinks, a concurrent prune: keep the copy
+    return True
+
+
+IMMUTABLE = frozenset({httpcache.Kind.WHEEL, httpcache.Kind.SDIST, httpcache.Kind.METADATA})
+
+
+def seed_from_siblings(partition: Partition, http_dir: str) -> int:
+    """A partition's first run starts with the files its sibling partitions downloaded.
+
+    pip names an entry by its URL, and a file behind a URL never changes, so a wheel,
+    sdist or ``.metadata`` entry another partition holds is valid here too; pip only
+    asks for URLs that fit this interpreter, the rest stay unused (and a ``recent``
+    prune drops them). Index pages are not seeded: they are revalidated anyway. Runs
+    only while the partition has no entries, so it costs nothing afterwards.
+    """
+    mine = partition.pip_cache / http_dir
+    if http_dir != "http-v2" or next(files.walk(mine), None) is not None:
+        return 0
+    linked = 0
+    for other in partition.root.partitions():
+        theirs = other.pip_cache / http_dir
+        if other.id == partition.id or theirs.is_symlink() or not theirs.is_dir():
+            continue
+        for entry in httpcache.iter_entry_files(theirs):
+            if entry.meta is None or entry.body is None:
+                continue
+            response, problem = httpcache.check_entry(entry)
+            if problem is not None or response is None or response.kind not in IMMUTABLE:
+                continue
+            if _link_entry(entry.meta, entry.body, mine / entry.meta.relative_to(theirs)):
+                linked += 1
+    return linked
+
+
+def _link_entry(meta: Path, body: Path, dest: Path) -> bool:
+    """Body first, then metadata: pip uses an entry only once both are there."""
+    dest_body = dest.with_name(dest.name + ".body")
+    try:
+        if dest.exists() or dest_body.exists():
+            return False
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.link(body, dest_body)
+        os.link(meta, dest)
+    except OSError:
+        return False  # another filesystem, protected hardlinks, a concurrent writer
     return True
