@@ -140,7 +140,7 @@ def test_partitions_keep_built_wheels_apart(
         assert run.summary is not None and run.summary["built"] == 1, (
             f"{version} must build its own wheel"
         )
-        assert run.summary["reused"] == (0 if version == "3.11" else 1)  # 3.11's download
+        assert run.summary["reused"] == (0 if version == "3.11" else 2)  # 3.11 downloaded both
         dirs[version] = Path(pipfresh("cache", "dir", "--python", venv.python).ok().stdout.strip())
     assert dirs["3.11"] != dirs["3.12"]
     assert "cp311" in dirs["3.11"].name and "cp312" in dirs["3.12"].name
