@@ -27,7 +27,7 @@ from . import (
     snapshot,
     usage,
 )
-from .args import PipArgs, split
+from .args import split
 from .errors import CacheNotWritable, CacheRootError, LockTimeout
 from .interpreter import Target
 from .partition import CacheRoot, Partition, default_root, partition_id
@@ -51,7 +51,7 @@ def run_pip_command(command: str, argv: list[str], environ: Mapping[str, str]) -
     """``pipfresh COMMAND ARGS``: pip's COMMAND with the managed cache; pip's status back."""
     started = time.monotonic()
     parsed = split(argv)
-    note = _printer(parsed)
+    note = _Note(quiet=parsed.quiet > 0)
     user_choice = parsed.user_cache_choice
     root: CacheRoot | None = None
     unusable: str | None = None  # why the managed cache cannot be used, if it cannot
@@ -197,10 +197,6 @@ def _read(meta: Path) -> httpcache.CachedResponse | None:
     entry = httpcache.entry_files_for(meta)
     response, _problem = httpcache.check_entry(entry)
     return response
-
-
-def _printer(parsed: PipArgs) -> _Note:
-    return _Note(quiet=parsed.quiet > 0)
 
 
 class _Note:

@@ -163,7 +163,11 @@ def account(
                 summary.index_new += 1
             else:
                 summary.index_revalidated += 1
-                if _page_changed(fmt, body_changed, before.get(rel), after.get(rel), response):
+                # Old format: one file for headers and body; a 304 rewrites it, same size.
+                page_changed = (
+                    body_changed if fmt == "http-v2" else before[rel].size != after[rel].size
+                )
+                if page_changed:
                     summary.index_changed += 1
         elif body_changed and kind in (httpcache.Kind.WHEEL, httpcache.Kind.SDIST):
             summary.downloaded += 1
@@ -171,15 +175,6 @@ def account(
         elif body_changed and kind is httpcache.Kind.METADATA:
             summary.metadata_downloaded += 1
             summary.metadata_bytes += after[body_rel].size
-
-
-def _page_changed(
-    fmt: str, body_changed: bool, before: object, after: object, response: object
-) -> bool:
-    if fmt == "http-v2":
-        return body_changed
-    # Old format: one file for headers and body; a 304 rewrites it with the same size.
-    return getattr(before, "size", None) != getattr(after, "size", None)
 
 
 def _body_rel(meta_rel: str, fmt: str) -> str:
