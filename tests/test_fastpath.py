@@ -12,8 +12,9 @@ import pytest
 
 from helpers import index_args, installed_version, pipfresh
 from pipfresh.args import split
-from pipfresh.fastpath import decide, fetch_options, unsupported_option
+from pipfresh.fastpath import decide, unsupported_option
 from pipfresh.interpreter import Target, probe
+from pipfresh.obtain import fetch_options
 from pipfresh.testing.dists import build_sdist, build_wheel
 from test_fastpath_parity import (
     EndState,

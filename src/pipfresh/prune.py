@@ -337,8 +337,6 @@ def _remove_empty_dirs(top: Path) -> None:
             pass  # not empty
 
 
-
-
 def purge(
     partition: Partition,
     *,

@@ -1,0 +1,73 @@
+"""What pip's dry run resolved: the distributions to install, read from its report.
+
+The store installs archives pip resolved from an index or a URL; anything else
+(a VCS checkout, a local directory, pip or setuptools themselves) is a reason
+to let pip install, and ``items`` says which.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from packaging.utils import canonicalize_name
+
+_NEVER_STORE = {"pip", "setuptools"}  # pip writes versioned launchers for these
+
+
+@dataclass(frozen=True)
+class Item:
+    """One distribution of the dry-run report, with what the install needs to know."""
+
+    name: str
+    version: str
+    url: str
+    sha256: str
+    is_wheel: bool
+    requested: bool
+    direct_url: str | None
+
+    @property
+    def filename(self) -> str:
+        return self.url.rsplit("/", 1)[-1].split("#", 1)[0].split("?", 1)[0]
+
+    def requirement(self) -> str:
+        return f"{self.name} @ {self.url} --hash=sha256:{self.sha256}"
+
+
+def from_report(report_path: Path) -> tuple[list[Item], str | None]:
+    """The report's items, or the reason the store cannot install them."""
+    data = json.loads(report_path.read_text(encoding="utf-8"))
+    items = []
+    for raw in data.get("install") or []:
+        meta = raw.get("metadata") or {}
+        name = str(meta.get("name", ""))
+        info: dict[str, Any] = raw.get("download_info") or {}
+        archive = info.get("archive_info")
+        if not isinstance(archive, dict):
+            kind = "a VCS checkout" if "vcs_info" in info else "a local directory"
+            return [], f"{name} comes from {kind}"
+        if canonicalize_name(name) in _NEVER_STORE:
+            return [], f"{name} gets pip's versioned launchers"
+        sha256 = (archive.get("hashes") or {}).get("sha256")
+        if sha256 is None and str(archive.get("hash", "")).startswith("sha256="):
+            sha256 = archive["hash"].split("=", 1)[1]
+        if not sha256:
+            return [], f"{name} has no sha256 in pip's report"
+        url = str(info.get("url", ""))
+        filename = url.rsplit("/", 1)[-1].split("#", 1)[0].split("?", 1)[0]
+        direct = bool(raw.get("is_direct"))
+        items.append(
+            Item(
+                name=name,
+                version=str(meta.get("version", "")),
+                url=url,
+                sha256=str(sha256),
+                is_wheel=filename.endswith(".whl"),
+                requested=bool(raw.get("requested")),
+                direct_url=json.dumps(info, sort_keys=True) if direct else None,
+            )
+        )
+    return items, None
