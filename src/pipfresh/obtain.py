@@ -8,13 +8,13 @@ for ``pip install``; every wheel is checked against the sha256 in pip's report.
 from __future__ import annotations
 
 import hashlib
-import os
 import shlex
 import subprocess
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 from packaging.utils import (
     InvalidWheelFilename,
@@ -27,7 +27,7 @@ from . import httpcache, pip
 from .errors import PipfreshError
 from .interpreter import Target
 from .resolved import Item
-from .store import Compiler, Entry, Store
+from .store import Adding, Compiler, Entry, Store
 
 # Options that tell pip where and how to fetch and build; ``pip wheel`` needs the same.
 _FETCH_VALUED = {
@@ -74,52 +74,101 @@ def obtain(
     pip_cache: Path,
 ) -> tuple[int, dict[str, Entry]]:
     """Store the missing items: wheels pip's dry run left in its HTTP cache (hash-checked),
-    the rest through ``pip wheel`` (download or build, via the managed cache)."""
-    with tempfile.TemporaryDirectory(prefix="pipfresh-wheels-") as tmp:
-        wheels = _from_http_cache(missing, pip_cache / program.http_dir, Path(tmp, "cached"))
-        rest = [i for i in missing if i.sha256 not in wheels]
+    the rest through ``pip wheel`` (download or build, via the managed cache).
+
+    Each wheel is unpacked as soon as it is there, and compiled while the next
+    ones download or unpack: pip's downloads land in its HTTP cache one by one,
+    so they are taken from there while ``pip wheel`` is still running.
+    """
+    http_dir = pip_cache / program.http_dir
+    staging = store.adding(Compiler(target.python, env))
+    with tempfile.TemporaryDirectory(prefix="pipfresh-wheels-") as tmp, staging as adding:
+        _take_cached(missing, http_dir, adding)
+        rest = [i for i in missing if i.sha256 not in adding]
         if rest:
-            reqs = Path(tmp, "requirements.txt")
-            lines = [*fetch_options_from_files(pip_args), *(i.requirement() for i in rest)]
-            reqs.write_text("\n".join(lines) + "\n", encoding="utf-8")
-            wheel_dir = Path(tmp, "wheels")
-            argv = ["wheel", "--no-deps", "--wheel-dir", str(wheel_dir), *fetch_options(pip_args)]
-            argv += ["-q"] * int(quiet) + ["-r", str(reqs)]
-            proc = subprocess.run(
-                program.command(argv),
-                env=dict(env),
-                stdout=subprocess.PIPE,
-                check=False,
-                pass_fds=pip.inherited_fds(),
-            )
-            if proc.returncode != 0:
-                sys.stdout.write(proc.stdout.decode("utf-8", "replace"))
-                return proc.returncode, {}
-            wheels.update(_match_wheels(rest, wheel_dir))
-        entries = store.add(wheels, Compiler(target.python, env))
-    return 0, entries
+            code = _pip_wheel(rest, Path(tmp), program, pip_args, env, quiet, http_dir, adding)
+            if code != 0:
+                return code, {}
+            late = [i for i in rest if i.sha256 not in adding]
+            for sha256, wheel in _match_wheels(late, Path(tmp, "wheels")).items():
+                adding.submit(sha256, wheel)
+        return 0, adding.finish()
 
 
-def _from_http_cache(items: list[Item], http_dir: Path, into: Path) -> dict[str, Path]:
-    """Wheels whose body is in pip's ``http-v2`` cache with the report's sha256, by name."""
+_POLL = 0.05  # seconds between looks into pip's HTTP cache while pip downloads
+
+
+def _pip_wheel(
+    items: list[Item],
+    tmp: Path,
+    program: pip.PipProgram,
+    pip_args: Sequence[str],
+    env: Mapping[str, str],
+    quiet: bool,
+    http_dir: Path,
+    adding: Adding,
+) -> int:
+    """``pip wheel --no-deps`` for ``items``; wheels it downloads are taken meanwhile."""
+    reqs = tmp / "requirements.txt"
+    lines = [*fetch_options_from_files(pip_args), *(i.requirement() for i in items)]
+    reqs.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    argv = ["wheel", "--no-deps", "--wheel-dir", str(tmp / "wheels"), *fetch_options(pip_args)]
+    argv += ["-q"] * int(quiet) + ["-r", str(reqs)]
+    with open(tmp / "pip-wheel.log", "w+b") as log:
+        proc = subprocess.Popen(
+            program.command(argv),
+            env=dict(env),
+            stdout=log,
+            pass_fds=pip.inherited_fds(),
+        )
+        waiting = [i for i in items if i.is_wheel]
+        while True:
+            try:
+                code = proc.wait(timeout=_POLL)
+                break
+            except subprocess.TimeoutExpired:
+                waiting = [i for i in waiting if not _take_cached([i], http_dir, adding)]
+            except BaseException:
+                proc.kill()
+                proc.wait()
+                raise
+        if code != 0:
+            log.seek(0)
+            sys.stdout.write(log.read().decode("utf-8", "replace"))
+    return code
+
+
+def _take_cached(items: list[Item], http_dir: Path, adding: Adding) -> bool:
+    """Submit the wheels whose body is in pip's ``http-v2`` cache with the report's sha256.
+
+    The body is hashed through the descriptor it is unpacked from: pip may replace
+    the file meanwhile, never change what was opened. Returns whether all were taken.
+    """
     if http_dir.name != "http-v2":
-        return {}  # the older format keeps the body inside a serialized blob
-    found: dict[str, Path] = {}
+        return False  # the older format keeps the body inside a serialized blob
+    taken = True
     for item in items:
+        if item.sha256 in adding:
+            continue
         if not item.is_wheel or not item.url.startswith(("http://", "https://")):
+            taken = False
             continue
         meta = httpcache.entry_path(http_dir, item.url)
-        body = meta.with_name(meta.name + ".body")
         try:
-            if _sha256(body) != item.sha256:
-                continue
-            into.mkdir(exist_ok=True)
-            link = into / item.filename
-            os.symlink(body, link)
+            opened = open(meta.with_name(meta.name + ".body"), "rb")  # noqa: SIM115 (adding closes it)
         except OSError:
+            taken = False
             continue
-        found[item.sha256] = link
-    return found
+        try:
+            matches = _sha256_of(opened) == item.sha256
+        except OSError:
+            matches = False
+        if not matches:
+            opened.close()
+            taken = False
+            continue
+        adding.submit(item.sha256, Path(item.filename), opened)
+    return taken
 
 
 def _match_wheels(missing: list[Item], wheel_dir: Path) -> dict[str, Path]:
@@ -143,10 +192,15 @@ def _match_wheels(missing: list[Item], wheel_dir: Path) -> dict[str, Path]:
 
 
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as fp:
-        for block in iter(lambda: fp.read(1 << 20), b""):
-            digest.update(block)
+        return _sha256_of(fp)
+
+
+def _sha256_of(fp: BinaryIO) -> str:
+    digest = hashlib.sha256()
+    for block in iter(lambda: fp.read(1 << 20), b""):
+        digest.update(block)
+    fp.seek(0)
     return digest.hexdigest()
 
 

@@ -25,12 +25,15 @@ import shutil
 import stat
 import subprocess
 import tempfile
+import threading
 import zipfile
 from collections.abc import Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from types import TracebackType
+from typing import BinaryIO
 
 from .errors import PipfreshError
 
@@ -110,38 +113,125 @@ class Compiler:
         """Compile ``files`` (absolute paths); return source -> pyc for those that compiled."""
         if not files:
             return {}
-        proc = subprocess.run(
-            [str(self.python), "-c", _COMPILE_SCRIPT],
-            input="\0".join(files).encode("utf-8"),
-            capture_output=True,
-            env=self.env,
-            check=False,
+        compilation = self.start()
+        compilation.submit(files)
+        return compilation.finish()
+
+    def start(self) -> Compilation:
+        """A compiling process that takes files while others are still being unpacked."""
+        return Compilation(self)
+
+
+class Compilation:
+    """One compiling process of the target: batches go in as they come, results at the end.
+
+    It uses every core (a process pool once enough files came), so compiling one
+    wheel overlaps with unpacking (and downloading) the next.
+    """
+
+    def __init__(self, compiler: Compiler) -> None:
+        self.python = compiler.python
+        self._errors = tempfile.TemporaryFile()  # noqa: SIM115 (closed by finish or abort)
+        self._proc = subprocess.Popen(
+            [str(compiler.python), "-c", _COMPILE_SCRIPT],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._errors,
+            env=compiler.env,
         )
-        if proc.returncode != 0:
-            tail = proc.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or ["?"]
+        self._lock = threading.Lock()
+        self._broken = False
+
+    def submit(self, files: list[str]) -> None:
+        """Queue ``files`` (absolute paths) for compiling; safe from several threads."""
+        if not files:
+            return
+        line = json.dumps(files).encode("utf-8") + b"\n"
+        with self._lock:
+            stdin = self._proc.stdin
+            if self._broken or stdin is None:
+                return
+            try:
+                stdin.write(line)
+                stdin.flush()
+            except OSError:  # the process died: finish() says why
+                self._broken = True
+
+    def finish(self) -> dict[str, str]:
+        """Wait for every queued file; return source -> pyc for those that compiled."""
+        with self._lock:
+            self._broken = True
+            try:
+                stdout, _ = self._proc.communicate()
+            except OSError:
+                stdout = b""
+                self._proc.wait()
+        self._errors.seek(0)
+        stderr = self._errors.read().decode("utf-8", "replace")
+        self._errors.close()
+        if self._proc.returncode != 0:
+            tail = stderr.strip().splitlines()[-1:] or ["?"]
             raise StoreError(f"byte-compiling with {self.python} failed: {tail[0]}")
-        result: dict[str, str] = json.loads(proc.stdout)
+        result: dict[str, str] = json.loads(stdout)
         return result
 
+    def abort(self) -> None:
+        """Stop compiling: the results will not be used."""
+        with self._lock:
+            self._broken = True
+            if self._proc.poll() is None:
+                self._proc.kill()
+            self._proc.communicate()
+        self._errors.close()
 
-# Runs under the target (3.8+): compile like pip's compileall.compile_file(force=True, quiet=True),
-# several files at a time, and report which succeeded.
+
+# Runs under the target (3.8+): compile like pip's compileall.compile_file(force=True, quiet=True).
+# Reads one JSON list of paths per line as they come; a pool of every core once 64 files came
+# (fewer are compiled here, without starting processes); prints source -> pyc at the end.
 _COMPILE_SCRIPT = r"""
 import compileall, importlib.util, json, os, sys, warnings
 from concurrent.futures import ProcessPoolExecutor
-def one(path):
+def some(paths):
+    done = []
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore")
-        ok = compileall.compile_file(path, force=True, quiet=2)
-    return path, importlib.util.cache_from_source(path) if ok else None
+        for path in paths:
+            ok = compileall.compile_file(path, force=True, quiet=2)
+            done.append((path, importlib.util.cache_from_source(path) if ok else None))
+    return done
+def chunks(paths):
+    sized = []
+    for path in paths:
+        try:
+            sized.append((os.path.getsize(path), path))
+        except OSError:
+            sized.append((0, path))
+    sized.sort(reverse=True)
+    chunk, weight = [], 0
+    for size, path in sized:
+        chunk.append(path)
+        weight += size + 4096
+        if weight > 262144:
+            yield chunk
+            chunk, weight = [], 0
+    if chunk:
+        yield chunk
 def main():
-    files = [f for f in sys.stdin.buffer.read().decode("utf-8").split("\0") if f]
-    workers = min(len(files) // 64 + 1, os.cpu_count() or 1)
-    if workers > 1:
-        with ProcessPoolExecutor(workers) as pool:
-            done = list(pool.map(one, files, chunksize=32))
-    else:
-        done = [one(f) for f in files]
+    workers = os.cpu_count() or 1
+    pool, futures, pending, done = None, [], [], []
+    for line in sys.stdin.buffer:
+        pending += json.loads(line)
+        if pool is None and workers > 1 and len(pending) >= 64:
+            pool = ProcessPoolExecutor(workers)
+        if pool is not None:
+            futures += [pool.submit(some, chunk) for chunk in chunks(pending)]
+            pending = []
+    if pending:
+        done += some(pending)
+    for future in futures:
+        done += future.result()
+    if pool is not None:
+        pool.shutdown()
     sys.stdout.write(json.dumps({src: pyc for src, pyc in done if pyc}))
 if __name__ == "__main__":
     main()
@@ -207,35 +297,31 @@ class Store:
         """Unpack ``{sha256: wheel}`` into the store, compile, and publish each atomically."""
         if not wheels:
             return {}
-        self.path.mkdir(parents=True, exist_ok=True)
-        staged: dict[str, tuple[Path, str, dict[str, str]]] = {}
-        try:
-            umask = _umask()  # process-wide: read once, outside the threads
-            with ThreadPoolExecutor(max_workers=min(8, len(wheels))) as pool:
-                unpacked = pool.map(lambda item: self._unpack(item, umask), wheels.items())
-                for sha256, tmp, wheel_name, sources in unpacked:
-                    staged[sha256] = (tmp, wheel_name, sources)
-            every = [src for _tmp, _name, sources in staged.values() for src in sources.values()]
-            compiled = compiler.compile(every)
-            entries = {}
-            for sha256, (tmp, wheel_name, sources) in staged.items():
-                entries[sha256] = self._publish(sha256, tmp, wheel_name, sources, compiled)
-            return entries
-        finally:
-            for tmp, _name, _sources in staged.values():
-                if tmp.exists():
-                    shutil.rmtree(tmp, ignore_errors=True)
+        with self.adding(compiler) as adding:
+            for sha256, wheel in wheels.items():
+                adding.submit(sha256, wheel)
+            return adding.finish()
 
-    def _unpack(self, item: tuple[str, Path], umask: int) -> tuple[str, Path, str, dict[str, str]]:
-        sha256, wheel = item
+    def adding(self, compiler: Compiler) -> Adding:
+        """Add wheels one by one as they arrive (``submit``), published together (``finish``)."""
+        return Adding(self, compiler)
+
+    def _unpack(
+        self, sha256: str, wheel: Path, opened: BinaryIO | None, umask: int
+    ) -> tuple[Path, dict[str, str]]:
+        self.path.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{sha256[:16]}-", dir=self.path))
         tree = tmp / "tree"
         try:
-            sources = _unzip(wheel, tree, umask)
+            if opened is not None:
+                sources = _unzip(opened, tree, umask)
+            else:
+                with open(wheel, "rb") as fp:
+                    sources = _unzip(fp, tree, umask)
         except (OSError, zipfile.BadZipFile, ValueError) as exc:
             shutil.rmtree(tmp, ignore_errors=True)
             raise StoreError(f"cannot unpack {wheel.name} into the store: {exc}") from None
-        return sha256, tmp, wheel.name, sources
+        return tmp, sources
 
     def _publish(
         self,
@@ -278,7 +364,81 @@ class Store:
         return Entry(final, sha256, wheel_name, files, pyc)
 
 
-def _unzip(wheel: Path, tree: Path, umask: int) -> dict[str, str]:
+class Adding:
+    """Wheels being added: each is unpacked as soon as it is submitted and its sources
+    go to the compiling process at once, so unpacking, compiling (every core) and
+    whatever produces the next wheel overlap. Nothing is published before ``finish``;
+    on an error or without ``finish`` every staged directory is removed."""
+
+    _UNPACKERS = 4  # zip members are small: more threads only fight over the GIL
+
+    def __init__(self, store: Store, compiler: Compiler) -> None:
+        self.store = store
+        self.compiler = compiler
+        self._umask = _umask()  # process-wide: read once, outside the threads
+        self._pool = ThreadPoolExecutor(max_workers=self._UNPACKERS)
+        self._compilation: Compilation | None = None
+        self._futures: dict[str, tuple[str, Future[tuple[Path, dict[str, str]]]]] = {}
+        self._staged: list[Path] = []
+
+    def __enter__(self) -> Adding:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._pool.shutdown(wait=True)
+        if self._compilation is not None:
+            self._compilation.abort()
+            self._compilation = None
+        for _name, future in self._futures.values():
+            if not future.cancelled() and future.exception() is None:
+                self._staged.append(future.result()[0])
+        for tmp in self._staged:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+
+    def __contains__(self, sha256: str) -> bool:
+        return sha256 in self._futures
+
+    def submit(self, sha256: str, wheel: Path, opened: BinaryIO | None = None) -> None:
+        """Start unpacking ``wheel`` (already checked: read from ``opened`` when given)."""
+        if sha256 in self._futures:
+            if opened is not None:
+                opened.close()
+            return
+        if self._compilation is None:
+            self._compilation = self.compiler.start()
+        compilation = self._compilation
+
+        def unpack() -> tuple[Path, dict[str, str]]:
+            try:
+                tmp, sources = self.store._unpack(sha256, wheel, opened, self._umask)
+            finally:
+                if opened is not None:
+                    opened.close()
+            compilation.submit(list(sources.values()))
+            return tmp, sources
+
+        self._futures[sha256] = (wheel.name, self._pool.submit(unpack))
+
+    def finish(self) -> dict[str, Entry]:
+        """Wait for every unpack and the compiling, then publish each entry atomically."""
+        staged = {}
+        for sha256, (name, future) in self._futures.items():
+            staged[sha256] = (name, *future.result())
+        compiled = self._compilation.finish() if self._compilation is not None else {}
+        self._compilation = None
+        entries = {}
+        for sha256, (name, tmp, sources) in staged.items():
+            entries[sha256] = self.store._publish(sha256, tmp, name, sources, compiled)
+        return entries
+
+
+def _unzip(wheel: BinaryIO, tree: Path, umask: int) -> dict[str, str]:
     """Extract like pip (modes included); return archive path -> file for files to compile."""
     executable = (0o777 & ~umask) | 0o111
     sources: dict[str, str] = {}
