@@ -1,11 +1,19 @@
-"""What a partition holds, by kind: the figures behind ``pipfresh cache info``."""
+"""What a partition holds, by kind: the figures behind ``pipfresh cache info``.
+
+Sizes count a hardlinked file once. Outside the store, a file with other links
+shares its bytes with another partition (``share``); inside the store, with the
+environments it was installed into.
+"""
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field
 
-from . import health, httpcache
+from . import files, health, httpcache
 from .partition import Partition
+from .prune import RESOLUTIONS
+from .store import STORE_LAYOUT
 
 
 @dataclass
@@ -18,6 +26,11 @@ class Inventory:
     entry_bytes: dict[str, int] = field(default_factory=dict)
     built_wheels: int = 0
     built_bytes: int = 0
+    store_entries: int = 0  # wheels unpacked with their bytecode, ready to link
+    store_bytes: int = 0
+    store_linked_bytes: int = 0  # of which also linked into installed environments
+    resolutions: int = 0  # saved resolutions, reused after their pages are revalidated
+    resolution_bytes: int = 0
     broken: dict[str, int] = field(default_factory=dict)
     dropped: dict[str, int] = field(default_factory=dict)
     python: str | None = None
@@ -38,21 +51,34 @@ def take(partition: Partition) -> Inventory:
         last_used=info.get("last_used"),
         dropped=health.dropped_counts(partition),
     )
+    store = os.path.join(partition.state_dir, STORE_LAYOUT) + os.sep
+    resolutions = os.path.join(partition.state_dir, RESOLUTIONS) + os.sep
+    wheels = os.path.join(partition.pip_cache, "wheels") + os.sep
+    entries: set[str] = set()
     seen: set[tuple[int, int]] = set()
-    for path in partition.walk():
-        try:
-            st = path.lstat()
-        except OSError:
-            continue
+    for path, st in files.walk(partition.path):
         if (st.st_dev, st.st_ino) in seen:
             continue
         seen.add((st.st_dev, st.st_ino))
         inv.size += st.st_size
+        if path.startswith(store):
+            name = path[len(store) :].split(os.sep, 1)[0]
+            if name.startswith(".tmp-"):
+                continue  # being added, or left by an add that never finished
+            entries.add(name)
+            inv.store_bytes += st.st_size
+            if st.st_nlink > 1:
+                inv.store_linked_bytes += st.st_size
+            continue
         if st.st_nlink > 1:
             inv.linked_bytes += st.st_size
-        if path.suffix == ".whl" and "wheels" in path.relative_to(partition.pip_cache).parts[:1]:
+        if path.startswith(wheels) and path.endswith(".whl"):
             inv.built_wheels += 1
             inv.built_bytes += st.st_size
+        elif path.startswith(resolutions) and _is_resolution(path[len(resolutions) :]):
+            inv.resolutions += 1
+            inv.resolution_bytes += st.st_size
+    inv.store_entries = len(entries)
     for http_dir in ("http", "http-v2"):
         directory = partition.pip_cache / http_dir
         if not directory.is_dir():
@@ -67,6 +93,10 @@ def take(partition: Partition) -> Inventory:
             inv.entries[kind] = inv.entries.get(kind, 0) + 1
             inv.entry_bytes[kind] = inv.entry_bytes.get(kind, 0) + response.body_size
     return inv
+
+
+def _is_resolution(name: str) -> bool:
+    return name.endswith(".json") and not name.startswith(".tmp-") and os.sep not in name
 
 
 def describe(inv: Inventory) -> str:
@@ -98,6 +128,16 @@ def describe(inv: Inventory) -> str:
         count = inv.entries.get(key, 0)
         lines.append(f"  {label:<14}{count:>6}  {inv.entry_bytes.get(key, 0) / mb:9.1f} MB")
     lines.append(f"  {'built wheels':<14}{inv.built_wheels:>6}  {inv.built_bytes / mb:9.1f} MB")
+    in_envs = (
+        f"  ({inv.store_linked_bytes / mb:.1f} MB also linked into environments)"
+        if inv.store_linked_bytes
+        else ""
+    )
+    lines.append(f"  {'store':<14}{inv.store_entries:>6}  {inv.store_bytes / mb:9.1f} MB{in_envs}")
+    if inv.resolutions:
+        lines.append(
+            f"  {'resolutions':<14}{inv.resolutions:>6}  {inv.resolution_bytes / mb:9.1f} MB"
+        )
     if inv.broken:
         lines.append(
             "  broken now  " + ", ".join(f"{k} {v}" for k, v in sorted(inv.broken.items()))

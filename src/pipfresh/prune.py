@@ -6,6 +6,12 @@ wheels are immutable. Whatever can serve no run is always dropped: broken and
 half-written entries, temporary leftovers, ``selfcheck/``, and the legacy
 ``http/`` directory once the partition's pip writes ``http-v2/``.
 
+pipfresh's own derived data is pruned too: the store (``store-v1/<sha256>``,
+wheels unpacked with their bytecode: rebuildable from the wheels in pip's cache
+at the cost of unpacking and compiling) and saved resolutions
+(``resolutions-v1/*.json``: a resolution to reuse once its index pages are
+revalidated, rebuilt by any run that resolves).
+
 A new policy is a new ``Rule``; ``prune()`` does not change.
 """
 
@@ -21,19 +27,25 @@ from packaging.version import InvalidVersion, Version
 from . import files, httpcache, lock, usage
 from .errors import CacheRootError, PipfreshError
 from .partition import Partition
+from .store import STORE_LAYOUT, Store
+
+RESOLUTIONS = "resolutions-v1"  # in the partition's ``pipfresh/`` directory, one JSON file each
 
 Kind = httpcache.Kind
 
 
 @dataclass(frozen=True)
 class Candidate:
-    """A cache entry and what reading it told us: an HTTP entry, or a wheel pip built."""
+    """A cache entry and what reading it told us: an HTTP entry, a wheel pip built,
+    a store entry or a saved resolution."""
 
     entry: httpcache.EntryFiles | None
     response: httpcache.CachedResponse | None
     problem: httpcache.Problem | None
     wheel: Path | None = None  # a wheel in ``wheels/``, built from an sdist
-    rel: str = ""  # relative to pip's cache directory, as ``usage`` names it
+    rel: str = ""  # relative to pip's cache directory (or a store name), as ``usage`` names it
+    store_entry: Path | None = None  # a store entry's directory, ``store-v1/<sha256>``
+    resolution: Path | None = None  # a file in ``resolutions-v1/``
 
     @property
     def kind(self) -> httpcache.Kind | None:
@@ -41,11 +53,18 @@ class Candidate:
 
     @property
     def files(self) -> tuple[Path, ...]:
-        return self.entry.paths if self.entry is not None else (self.wheel,) if self.wheel else ()
+        if self.entry is not None:
+            return self.entry.paths
+        if self.store_entry is not None:
+            if self.store_entry.is_symlink():
+                return (self.store_entry,)
+            return tuple(Path(path) for path, _st in files.walk(self.store_entry))
+        single = self.wheel or self.resolution
+        return (single,) if single is not None else ()
 
     @property
     def size(self) -> int:
-        """Bytes on disk (a file hardlinked to another partition counts in full)."""
+        """Bytes on disk (a file hardlinked to another partition or a target counts in full)."""
         total = 0
         for path in self.files:
             try:
@@ -55,7 +74,7 @@ class Candidate:
         return total
 
     def mtime(self) -> float:
-        """When pip last wrote the entry: its last use when no run recorded one."""
+        """When the entry was last written: its last use when no run recorded one."""
         latest = 0.0
         for path in self.files:
             try:
@@ -67,7 +86,10 @@ class Candidate:
     def remove(self) -> int:
         if self.entry is not None:
             return httpcache.remove_entry(self.entry)
-        return files.remove_file(self.wheel) if self.wheel is not None else 0
+        if self.store_entry is not None:
+            return _remove_store_entry(self.store_entry)
+        single = self.wheel or self.resolution
+        return files.remove_file(single) if single is not None else 0
 
 
 class Rule:
@@ -126,11 +148,49 @@ class Downloads(Rule):
         return candidate.kind in (Kind.WHEEL, Kind.SDIST, Kind.METADATA)
 
 
+class StoreEntries(Rule):
+    """The whole store: derived data a CI archive need not carry.
+
+    Every entry is rebuilt from the wheel in pip's cache (or fetched again) by
+    unpacking and byte-compiling it, which costs less than carrying the
+    unpacked files and their bytecode in every archive.
+    """
+
+    reason = "store"
+
+    def drops(self, candidate: Candidate) -> bool:
+        return candidate.store_entry is not None
+
+
+class Resolutions(Rule):
+    """Saved resolutions beyond the ``keep`` newest (by mtime): one per set of install inputs.
+
+    Each is a small file; the newest few dozen cover the input sets a project
+    installs, the rest are inputs nobody installs any more.
+    """
+
+    reason = "resolution"
+
+    def __init__(self, keep: int) -> None:
+        self.keep = keep
+        self.drop: set[Path] = set()
+
+    def prepare(self, partition: Partition, candidates: Sequence[Candidate]) -> None:
+        saved = [c for c in candidates if c.resolution is not None]
+        saved.sort(key=lambda c: (c.mtime(), str(c.resolution)), reverse=True)
+        self.drop = {c.resolution for c in saved[self.keep :] if c.resolution is not None}
+
+    def drops(self, candidate: Candidate) -> bool:
+        return candidate.resolution in self.drop
+
+
 class Unused(Rule):
     """What none of the last ``runs`` pipfresh runs on the partition used.
 
     The record (``usage``) travels with the cache, so in CI "the last runs" spans
     jobs. With no record at all there is nothing to go on, and nothing is dropped.
+    Store entries are named in the record too (by their sha256); saved
+    resolutions are not (``Resolutions`` keeps the newest).
     """
 
     reason = "unused"
@@ -145,16 +205,18 @@ class Unused(Rule):
         self.usage = usage.load(partition)
 
     def drops(self, candidate: Candidate) -> bool:
-        if self.usage.runs == 0:
+        if self.usage.runs == 0 or candidate.resolution is not None:
             return False
         return not self.usage.used_within(candidate.rel, self.runs)
 
 
 class SizeCap(Rule):
-    """Least recently used first, until what is left fits in ``max_bytes``.
+    """Store entries first, then everything else, each least recently used first,
+    until what is left fits in ``max_bytes``.
 
-    Last use comes from the usage record; an entry no run recorded counts as
-    used when pip wrote it.
+    The store goes first because it is derived: an evicted entry is rebuilt from
+    the wheel still in pip's cache, with no download. Last use comes from the
+    usage record; an entry no run recorded counts as used when it was written.
     """
 
     reason = "over-size-cap"
@@ -167,16 +229,29 @@ class SizeCap(Rule):
         record = usage.load(partition)
         sized = [(c, c.size) for c in candidates]
         total = sum(size for _, size in sized)
-        order = sorted(sized, key=lambda cs: (_last_use(record, cs[0]), -cs[1], cs[0].rel))
+        order = sorted(
+            sized,
+            key=lambda cs: (
+                cs[0].store_entry is None,  # False sorts first: the store is evicted first
+                _last_use(record, cs[0]),
+                -cs[1],
+                cs[0].rel,
+            ),
+        )
         self.evict = set()
         for candidate, size in order:
             if total <= self.max_bytes:
                 break
-            self.evict.add(candidate.rel)
+            self.evict.add(_identity(candidate))
             total -= size
 
     def drops(self, candidate: Candidate) -> bool:
-        return candidate.rel in self.evict
+        return _identity(candidate) in self.evict
+
+
+def _identity(candidate: Candidate) -> str:
+    """A name unique among candidates (saved resolutions have no usage name)."""
+    return str(candidate.resolution) if candidate.resolution is not None else candidate.rel
 
 
 def _last_use(record: usage.Usage, candidate: Candidate) -> float:
@@ -184,16 +259,21 @@ def _last_use(record: usage.Usage, candidate: Candidate) -> float:
     return seen if seen is not None else candidate.mtime()
 
 
-#: ``pipfresh cache prune --mode``: what each keeps, beyond dropping what serves no run.
-MODES = {
-    "valid": "keep everything still valid",
-    "ci": "also drop downloads (cheap to fetch again); keep wheels built from sdists",
-    "recent": "keep only what the last --keep-runs runs used",
-    "size": "evict least recently used entries until the partition fits --max-size",
-}
 DEFAULT_MODE = "recent"
 DEFAULT_KEEP_RUNS = 5
 DEFAULT_MAX_SIZE = 1_000_000_000
+KEEP_RESOLUTIONS = 32
+
+#: ``pipfresh cache prune --mode``: what each keeps, beyond dropping what serves no run.
+MODES = {
+    "valid": "keep everything still valid, the store of unpacked wheels included",
+    "ci": "also drop downloads (cheap to fetch again), the store and saved resolutions"
+    " (derived); keep wheels built from sdists",
+    "recent": "keep only what the last --keep-runs runs used, store entries included,"
+    f" and the {KEEP_RESOLUTIONS} newest saved resolutions",
+    "size": "evict least recently used entries, store entries first (derived), until the"
+    " partition fits --max-size",
+}
 
 
 def rules_for(
@@ -208,11 +288,11 @@ def rules_for(
     if not keep_index_pages:
         rules.append(IndexPages())
     if ci or mode == "ci":
-        rules.append(Downloads())
+        rules += [Downloads(), StoreEntries(), Resolutions(0)]
     elif mode == "recent":
-        rules.append(Unused(keep_runs))
+        rules += [Unused(keep_runs), Resolutions(KEEP_RESOLUTIONS)]
     elif mode == "size":
-        rules.append(SizeCap(max_size))
+        rules += [Resolutions(KEEP_RESOLUTIONS), SizeCap(max_size)]
     elif mode != "valid":
         raise PipfreshError(f"unknown prune mode {mode!r} (one of {', '.join(MODES)})")
     return rules
@@ -276,6 +356,8 @@ def prune(
         if selfcheck.is_dir() and not selfcheck.is_symlink():
             result.add("selfcheck", files.remove_tree(selfcheck))
         candidates += _built_wheels(pip_cache)
+        candidates += _store_entries(partition.state_dir / STORE_LAYOUT)
+        candidates += _resolutions(partition.state_dir / RESOLUTIONS)
         for rule in rules:  # each rule sees what the rules before it kept
             rule.prepare(partition, candidates)
             kept = []
@@ -285,7 +367,7 @@ def prune(
                 else:
                     kept.append(candidate)
             candidates = kept
-        _remove_leftovers(partition.path, result)
+        _remove_leftovers(partition, result)
         _remove_empty_dirs(pip_cache)
     return result
 
@@ -320,10 +402,74 @@ def _built_wheels(pip_cache: Path) -> list[Candidate]:
     return found
 
 
-def _remove_leftovers(top: Path, result: PruneResult) -> None:
-    """``*.tmp`` files: a write that never finished (pip's, or ours)."""
-    for path, _st in files.walk(top):
-        if path.endswith(files.TEMP_SUFFIX):
+def _store_entries(top: Path) -> list[Candidate]:
+    """Store entries; one whose manifest is unreadable or whose files changed is broken.
+
+    ``.tmp-*`` directories are adds that never finished (no install runs during a
+    prune); anything else is not an entry the store would read.
+    """
+    if not top.is_dir() or top.is_symlink():
+        return []
+    store = Store(top)
+    found = []
+    for name in sorted(os.listdir(top)):
+        path = top / name
+        problem: httpcache.Problem | None = None
+        if name.startswith(".tmp-"):
+            problem = httpcache.Problem.TEMP_FILE
+        elif path.is_symlink() or not path.is_dir() or not _is_sha256(name):
+            problem = httpcache.Problem.STRAY_FILE
+        else:
+            entry = store.get(name)
+            if entry is None or not entry.intact():
+                problem = httpcache.Problem.BAD_ARCHIVE
+        found.append(Candidate(None, None, problem, rel=usage.store_rel(name), store_entry=path))
+    return found
+
+
+def _is_sha256(name: str) -> bool:
+    return len(name) == 64 and all(ch in "0123456789abcdef" for ch in name)
+
+
+def _remove_store_entry(path: Path) -> int:
+    """Renamed aside first (as ``Store.discard`` does), then removed, never through a link."""
+    if path.is_symlink() or not path.is_dir():
+        return files.remove_file(path)
+    aside = path.with_name(f".tmp-prune-{path.name[:16]}-{os.getpid()}")
+    try:
+        os.rename(path, aside)
+    except OSError:
+        return 0
+    return files.remove_tree(aside)
+
+
+def _resolutions(top: Path) -> list[Candidate]:
+    """Saved resolutions (``<digest>.json``, ``.tmp-*`` while being written); a link is stray."""
+    if not top.is_dir() or top.is_symlink():
+        return []
+    found = []
+    for name in sorted(os.listdir(top)):
+        path = top / name
+        if name.endswith(files.TEMP_SUFFIX) or (path.is_dir() and not path.is_symlink()):
+            continue  # ``_remove_leftovers`` takes the first; the second is not ours to judge
+        problem = None
+        if name.startswith(".tmp-"):
+            problem = httpcache.Problem.TEMP_FILE  # a save that never finished
+        elif path.is_symlink() or not name.endswith(".json"):
+            problem = httpcache.Problem.STRAY_FILE
+        found.append(Candidate(None, None, problem, resolution=path))
+    return found
+
+
+def _remove_leftovers(partition: Partition, result: PruneResult) -> None:
+    """``*.tmp`` files: a write that never finished (pip's, or ours).
+
+    Not inside the store: a wheel may ship a ``*.tmp`` file, and the store's own
+    leftovers are its ``.tmp-*`` directories (``_store_entries``).
+    """
+    store = os.path.join(partition.state_dir, STORE_LAYOUT) + os.sep
+    for path, _st in files.walk(partition.path):
+        if path.endswith(files.TEMP_SUFFIX) and not path.startswith(store):
             result.add("temporary", files.remove_file(path))
 
 

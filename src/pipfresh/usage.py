@@ -5,7 +5,10 @@ installed and from which URL, and pip names each HTTP cache entry by a hash of
 that URL: the report names the archive's entry and its PEP 658 ``.metadata``
 entry. An sdist's built wheel sits in ``wheels/`` under a name that carries the
 project and version. Entries the run wrote (fresh downloads, build
-dependencies) count as used too.
+dependencies) count as used too. The store (``store-v1/<sha256>`` in the
+partition's ``pipfresh/`` directory) keys every entry by the sha256 of the
+archive pip's report names, sdists included: the report names those entries
+as well, as ``store-v1/<sha256>``.
 
 The record keeps, per entry, the number and time of the last run that used it:
 "used by one of the last N runs" is ``run > runs - N``, and a size cap evicts
@@ -29,8 +32,10 @@ from . import httpcache, lock
 from .partition import Partition, write_json
 from .report import Installed
 from .snapshot import Snapshot, changed
+from .store import STORE_LAYOUT
 
 USAGE_FILE = "usage-v1.json"
+STORE_PREFIX = f"{STORE_LAYOUT}/"  # names of store entries; pip's cache has no such directory
 
 
 @dataclass
@@ -78,9 +83,8 @@ def record(partition: Partition, used: Iterable[str], now: float | None = None) 
         current.runs += 1
         for rel in used:
             current.entries[rel] = (current.runs, now)
-        pip_cache = partition.pip_cache
         current.entries = {
-            rel: seen for rel, seen in current.entries.items() if _exists(pip_cache, rel)
+            rel: seen for rel, seen in current.entries.items() if _exists(partition, rel)
         }
         write_json(
             usage_file(partition),
@@ -89,8 +93,16 @@ def record(partition: Partition, used: Iterable[str], now: float | None = None) 
     return current
 
 
-def _exists(pip_cache: Path, rel: str) -> bool:
+def _exists(partition: Partition, rel: str) -> bool:
+    if rel.startswith(STORE_PREFIX):
+        return os.path.lexists(partition.state_dir / rel)
+    pip_cache = partition.pip_cache
     return os.path.lexists(pip_cache / rel) or os.path.lexists(pip_cache / f"{rel}.body")
+
+
+def store_rel(sha256: str) -> str:
+    """How the record names the store entry of the archive with this sha256."""
+    return f"{STORE_PREFIX}{sha256}"
 
 
 def entry_rel(entry: httpcache.EntryFiles) -> str:
@@ -101,7 +113,7 @@ def entry_rel(entry: httpcache.EntryFiles) -> str:
 def used_by_run(
     pip_cache: Path, http_dir: str, items: Iterable[Installed], before: Snapshot, after: Snapshot
 ) -> set[str]:
-    """Entries (paths relative to ``pip_cache``) the run read or wrote."""
+    """Entries (paths relative to ``pip_cache``, or store names) the run read or wrote."""
     used: set[str] = set()
     for rel in changed(before, after):
         if rel.startswith(("http/", "http-v2/")):
@@ -111,6 +123,8 @@ def used_by_run(
     built = _built_wheels(after)
     top = pip_cache / http_dir
     for item in items:
+        if item.sha256:  # kept only if the store has it (``record`` forgets the rest)
+            used.add(store_rel(item.sha256))
         if item.local or not item.url.startswith(("http://", "https://")):
             continue
         for url in (item.url, f"{item.url.split('#', 1)[0]}.metadata"):
