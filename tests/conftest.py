@@ -201,6 +201,12 @@ def require_python(version: str) -> Path:
     return exe
 
 
+@pytest.fixture
+def py311() -> Path:
+    """Python 3.11: the interpreter most end-to-end tests install into."""
+    return require_python("3.11")
+
+
 @functools.cache
 def python_version_of(python: Path) -> str:
     out = subprocess.run(

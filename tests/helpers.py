@@ -55,3 +55,8 @@ def installed_version(python: Path, name: str) -> str | None:
         [str(python), "-c", code], capture_output=True, text=True, check=True
     ).stdout.strip()
     return out or None
+
+
+def store_env(**extra: str) -> dict[str, str]:
+    """The environment with the store installer chosen explicitly, plus ``extra``."""
+    return {**os.environ, "PIPFRESH_INSTALLER": "store", **extra}

@@ -97,13 +97,6 @@ def test_multiline_output_gets_a_delimiter_it_does_not_contain() -> None:
 # -- prune modes with real pip ------------------------------------------------------------
 
 
-@pytest.fixture
-def py311(interpreters: dict[str, Path]) -> Path:
-    if "3.11" not in interpreters:
-        pytest.skip("needs Python 3.11")
-    return interpreters["3.11"]
-
-
 def install(venv: Any, index: Any, *reqs: str) -> None:
     pipfresh("install", "--python", venv.python, *index_args(index), *reqs).ok()
 

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from helpers import index_args, installed_version, pipfresh
+from conftest import pip_wheel
+from helpers import index_args, installed_version, pipfresh, store_env
 from pipfresh.args import split
 from pipfresh.fastpath import decide, unsupported_option
 from pipfresh.interpreter import Target, probe
@@ -24,20 +25,6 @@ from test_fastpath_parity import (
     fancy_wheels,
     tree,
 )
-
-
-@pytest.fixture
-def py311(interpreters: dict[str, Path]) -> Path:
-    if "3.11" not in interpreters:
-        pytest.skip("needs Python 3.11")
-    return interpreters["3.11"]
-
-
-def store_env(**extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env["PIPFRESH_INSTALLER"] = "store"
-    env.update(extra)
-    return env
 
 
 def same_path_venv(make_venv: Any, python: Path, venv: Any, pip: str) -> Any:
@@ -241,3 +228,30 @@ def test_store_survives_a_partial_add(
     assert run.summary is not None and run.summary["installer_reason"].endswith("1 added")
     assert installed_version(second.python, "demo") == "1.0"
     assert tree(second)
+
+
+def test_pip_itself_is_installed_by_pip_and_the_rest_by_the_store(
+    index, dist_dir: Path, make_venv, py311: Path, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """pip writes its own launchers (pip3.11) for pip: one ``pip install --no-deps``,
+    not a whole second install through pip."""
+    index.publish(build_wheel(dist_dir, "app", "1.0"), pip_wheel("26.3"))
+    venv = make_venv(py311, pip="26.1.2")
+    run = pipfresh(
+        "install",
+        "--python",
+        venv.python,
+        *index_args(index),
+        "app",
+        "pip==26.3",
+        env=store_env(),
+        summary=tmp_path / "s.json",
+    ).ok()
+    assert run.summary is not None and run.summary["installer"] == "store", run.summary
+    assert run.summary["installer_reason"] == "0 from the store, 1 added"
+    assert installed_version(venv.python, "pip") == "26.3"
+    assert installed_version(venv.python, "app") == "1.0"
+    assert (venv.bin / "pip3.11").exists() and (venv.bin / "pip3").exists()
+    site = Path(probe(venv.python, None).purelib or "")
+    assert not list(site.glob("pip-26.1.2.dist-info")), "the old pip is uninstalled"
+    assert not (site / "pip-26.3.dist-info" / "direct_url.json").exists()

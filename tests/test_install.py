@@ -13,13 +13,6 @@ from pipfresh.testing.dists import build_sdist, build_wheel
 PIPS = ["23.0.1", "23.3.2", "24.3.1", "25.3", "26.3"]
 
 
-@pytest.fixture
-def py311(interpreters: dict[str, Path]) -> Path:
-    if "3.11" not in interpreters:
-        pytest.skip("needs Python 3.11")
-    return interpreters["3.11"]
-
-
 def publish(index, dist_dir: Path, *dists: Path) -> None:  # type: ignore[no-untyped-def]
     index.publish(*dists)
 
@@ -150,7 +143,9 @@ def test_partitions_keep_built_wheels_apart(
     # The second partition starts from the first one's files: each is downloaded once
     # and stored once (hardlinked), while each partition builds its own wheel.
     downloads = index.counters().downloads
-    assert downloads["pure-1.0-py3-none-any.whl"] == 1 and downloads["built-0.3.tar.gz"] == 1, downloads
+    assert downloads["pure-1.0-py3-none-any.whl"] == 1 and downloads["built-0.3.tar.gz"] == 1, (
+        downloads
+    )
     bodies = [
         {p.relative_to(d).as_posix(): p.stat() for p in (d / "pip" / "http-v2").rglob("*.body")}
         for d in dirs.values()

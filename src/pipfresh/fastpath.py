@@ -13,10 +13,12 @@ why. Until the parity tests hold it is opt-in: ``PIPFRESH_INSTALLER=store``.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -26,7 +28,7 @@ from packaging.utils import (
     canonicalize_name,
 )
 
-from . import install, obtain, pip, resolved
+from . import install, obtain, pip, resolved, reuse
 from .args import PipArgs
 from .errors import PipfreshError
 from .interpreter import Target
@@ -150,20 +152,26 @@ class Outcome:
     fallback: str | None = None  # why plain pip ran after all
     from_store: int = 0
     added: int = 0
+    resolution: str = ""  # how pip's report was obtained
 
 
-def install_with_store(
-    partition: Partition,
-    target: Target,
-    program: pip.PipProgram,
-    pip_args: list[str],
-    env: Mapping[str, str],
-    report_path: Path,
-    summary: Summary,
-    quiet: bool,
-) -> int:
-    """``run``, with the summary told which installer ran in the end and why."""
-    outcome = run(partition, target, program, pip_args, env, report_path, quiet)
+@dataclass(frozen=True)
+class Job:
+    """One install through the store: where, with which pip, the user's arguments."""
+
+    partition: Partition
+    target: Target
+    program: pip.PipProgram
+    pip_args: list[str]
+    env: Mapping[str, str]
+    report_path: Path
+    quiet: bool
+
+
+def install_with_store(job: Job, summary: Summary) -> int:
+    """``run``, with the summary told how pip resolved, which installer ran and why."""
+    outcome = run(job)
+    summary.resolution = outcome.resolution
     if outcome.fallback is not None:
         summary.installer = "pip"
         summary.installer_reason = outcome.fallback
@@ -172,46 +180,106 @@ def install_with_store(
     return outcome.code
 
 
-def run(
-    partition: Partition,
-    target: Target,
-    program: pip.PipProgram,
-    pip_args: list[str],
-    env: Mapping[str, str],
-    report_path: Path,
-    quiet: bool,
-) -> Outcome:
-    """Resolve with pip, install from the store; fall back to plain pip when needed."""
-    code = _dry_run(program.command([*pip_args, "--dry-run"]), env)
-    if code != 0:
-        return Outcome(code)
+def run(job: Job) -> Outcome:
+    """Resolve with pip (or reuse its last resolution), install from the store.
+
+    Falls back to plain pip when the report holds something the store cannot install.
+    """
+    resolution = _resolve(job)
+    how = resolution.how
+    if resolution.code != 0:
+        return Outcome(resolution.code, resolution=how)
     try:
-        items, why = resolved.from_report(report_path)
+        items, why = resolved.from_report(job.report_path)
     except (OSError, ValueError) as exc:
         items, why = [], f"cannot read pip's report: {exc}"
     if why is not None:
-        return Outcome(pip.run(program.command(pip_args), env), fallback=why)
+        code = pip.run(job.program.command(job.pip_args), job.env)
+        return Outcome(code, fallback=why, resolution=how)
     if not items:
-        return Outcome(0)
+        return Outcome(0, resolution=how)
 
-    store = Store(partition.state_dir / STORE_LAYOUT)
-    entries = stored(store, (i.sha256 for i in items))
-    missing = [i for i in items if i.sha256 not in entries]
+    by_store = [i for i in items if not i.via_pip]
+    store = Store(job.partition.state_dir / STORE_LAYOUT)
+    entries = stored(store, (i.sha256 for i in by_store))
+    missing = [i for i in by_store if i.sha256 not in entries]
     if missing:
         code, added = obtain.obtain(
-            store, missing, target, program, pip_args, env, quiet, partition.pip_cache
+            store,
+            missing,
+            job.target,
+            job.program,
+            job.pip_args,
+            job.env,
+            job.quiet,
+            job.partition.pip_cache,
         )
         if code != 0:
-            return Outcome(code)
+            return Outcome(code, resolution=how)
         entries.update(added)
-    code = _uninstall_replaced(target, program, items, env, quiet)
+    code = _uninstall_replaced(job, by_store)
     if code != 0:
-        return Outcome(code)
-    _install_all(items, entries, target, program, env)
-    if not quiet:
+        return Outcome(code, resolution=how)
+    _install_all(job, by_store, entries)
+    code = _install_with_pip(job, [i for i in items if i.via_pip])
+    if code != 0:
+        return Outcome(code, resolution=how)
+    if not job.quiet:
         names = " ".join(f"{i.name}-{i.version}" for i in sorted(items, key=lambda i: i.name))
         print(f"Successfully installed {names}")
-    return Outcome(0, from_store=len(items) - len(missing), added=len(missing))
+    done = len(by_store) - len(missing)
+    return Outcome(0, from_store=done, added=len(missing), resolution=how)
+
+
+@dataclass(frozen=True)
+class _Resolution:
+    code: int
+    how: str  # for the summary: "pip (...)" or "reused: ..."
+
+
+def _resolve(job: Job) -> _Resolution:
+    """pip's report at ``job.report_path``: the last one if every page it read is
+    unchanged, else from pip's dry run (with what to record for next time)."""
+    inputs = reuse.inputs(job.pip_args, job.env, job.target, job.program)
+    if inputs.digest is None:
+        code = _dry_run(job.program.command([*job.pip_args, "--dry-run"]), job.env)
+        return _Resolution(code, f"pip ({inputs.reason}: not reusable)")
+    recorded = reuse.load(job.partition, inputs.digest)
+    changed = ""
+    if recorded is not None:
+        revalidator = reuse.Revalidator(job.pip_args, job.env)
+        unchanged, first_changed = revalidator.all_unchanged(recorded.pages)
+        if first_changed is None:
+            job.report_path.write_text(json.dumps(recorded.report), encoding="utf-8")
+            return _Resolution(0, f"reused: {unchanged} index pages unchanged")
+        changed = f"{first_changed} changed; "
+    with tempfile.TemporaryDirectory(prefix="pipfresh-log-") as tmp:
+        log = Path(tmp, "pip.log")
+        argv = job.program.command([*job.pip_args, "--dry-run", "--log", str(log)])
+        code = _dry_run(argv, job.env)
+        if code != 0:
+            return _Resolution(code, f"pip ({changed.rstrip('; ') or 'failed'})")
+        http_dir = job.partition.pip_cache / job.program.http_dir
+        pages, why = reuse.pages_from_log(log, http_dir)
+    return _Resolution(0, f"pip ({changed}{why or _record(job, inputs.digest, pages)})")
+
+
+def _record(job: Job, digest: str, pages: list[reuse.Page]) -> str:
+    """Keep this resolution for next time, unless it holds something a page does not pin."""
+    try:
+        items, why = resolved.from_report(job.report_path)
+    except (OSError, ValueError) as exc:
+        return f"not recorded: {exc}"
+    if why is not None:
+        return f"not recorded: {why}"
+    unpinned = next((i for i in items if i.direct_url or not i.url.startswith("http")), None)
+    if unpinned is not None:
+        return f"not recorded: {unpinned.name} is a direct reference"
+    try:
+        reuse.save(job.partition, digest, pages, job.report_path)
+    except (OSError, ValueError) as exc:
+        return f"not recorded: {exc}"
+    return f"recorded {len(pages)} index pages"
 
 
 def _dry_run(argv: list[str], env: Mapping[str, str]) -> int:
@@ -250,33 +318,35 @@ def _installed_names(target: Target) -> set[str]:
     return names
 
 
-def _uninstall_replaced(
-    target: Target,
-    program: pip.PipProgram,
-    items: list[Item],
-    env: Mapping[str, str],
-    quiet: bool,
-) -> int:
+def _uninstall_replaced(job: Job, items: list[Item]) -> int:
     """pip uninstalls the versions being replaced, as ``pip install`` would first."""
-    present = _installed_names(target)
+    present = _installed_names(job.target)
     replaced = [i.name for i in items if canonicalize_name(i.name) in present]
     if not replaced:
         return 0
-    argv = ["uninstall", "--yes", *(["-q"] if quiet else []), *replaced]
-    return pip.run(program.command(argv), env)
+    argv = ["uninstall", "--yes", *(["-q"] if job.quiet else []), *replaced]
+    return pip.run(job.program.command(argv), job.env)
 
 
-def _install_all(
-    items: list[Item],
-    entries: Mapping[str, Entry],
-    target: Target,
-    program: pip.PipProgram,
-    env: Mapping[str, str],
-) -> None:
-    scheme = install.TargetScheme.for_venv(target.facts)
-    template = install.script_template(program.version)
-    linker = install.linker_from_env(env)
-    interpreter = str(target.python)
+def _install_with_pip(job: Job, items: list[Item]) -> int:
+    """pip and setuptools, which pip installs with launchers of its own, at the resolved
+    versions: one short ``pip install --no-deps`` instead of a whole fallback."""
+    if not items:
+        return 0
+    pins = [f"{i.name}=={i.version}" for i in items]
+    options = obtain.fetch_options(job.pip_args)
+    with tempfile.TemporaryDirectory(prefix="pipfresh-pins-") as tmp:
+        reqs = Path(tmp, "requirements.txt")
+        reqs.write_text("\n".join([*obtain.fetch_options_from_files(job.pip_args), *pins]) + "\n")
+        argv = ["install", "--no-deps", *(["-q"] if job.quiet else []), *options, "-r", str(reqs)]
+        return pip.run(job.program.command(argv), job.env)
+
+
+def _install_all(job: Job, items: list[Item], entries: Mapping[str, Entry]) -> None:
+    scheme = install.TargetScheme.for_venv(job.target.facts)
+    template = install.script_template(job.program.version)
+    linker = install.linker_from_env(job.env)
+    interpreter = str(job.target.python)
     requests = [
         install.Request(entries[i.sha256], i.name, i.requested, i.direct_url) for i in items
     ]

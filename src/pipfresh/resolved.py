@@ -14,7 +14,8 @@ from typing import Any
 
 from packaging.utils import canonicalize_name
 
-_NEVER_STORE = {"pip", "setuptools"}  # pip writes versioned launchers for these
+# pip installs these with launchers of its own (pip3.12, easy_install-3.12): pip installs them.
+_BY_PIP = {"pip", "setuptools"}
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,11 @@ class Item:
     def filename(self) -> str:
         return self.url.rsplit("/", 1)[-1].split("#", 1)[0].split("?", 1)[0]
 
+    @property
+    def via_pip(self) -> bool:
+        """Whether pip, not the store, installs it (see ``_BY_PIP``)."""
+        return canonicalize_name(self.name) in _BY_PIP
+
     def requirement(self) -> str:
         return f"{self.name} @ {self.url} --hash=sha256:{self.sha256}"
 
@@ -49,8 +55,8 @@ def from_report(report_path: Path) -> tuple[list[Item], str | None]:
         if not isinstance(archive, dict):
             kind = "a VCS checkout" if "vcs_info" in info else "a local directory"
             return [], f"{name} comes from {kind}"
-        if canonicalize_name(name) in _NEVER_STORE:
-            return [], f"{name} gets pip's versioned launchers"
+        if canonicalize_name(name) in _BY_PIP and raw.get("is_direct"):
+            return [], f"{name} from a direct URL (pip installs it with its own launchers)"
         sha256 = (archive.get("hashes") or {}).get("sha256")
         if sha256 is None and str(archive.get("hash", "")).startswith("sha256="):
             sha256 = archive["hash"].split("=", 1)[1]

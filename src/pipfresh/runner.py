@@ -160,9 +160,8 @@ def _run_in_partition(
         share.seed_from_siblings(partition, program.http_dir)
         before = snapshot.take(partition.pip_cache)
         if summary.installer == "store" and report_path is not None:
-            code = fastpath.install_with_store(
-                partition, target, program, pip_args, env, report_path, summary, note.quiet
-            )
+            job = fastpath.Job(partition, target, program, pip_args, env, report_path, note.quiet)
+            code = fastpath.install_with_store(job, summary)
         else:
             code = pip.run(program.command(pip_args), env)
         after = snapshot.take(partition.pip_cache)

@@ -59,6 +59,7 @@ class Summary:
     elapsed: float = 0.0
     installer: str = "pip"  # "store" when the fast path installed (fastpath.py)
     installer_reason: str = ""
+    resolution: str = ""  # the store installer: pip's dry run, or its last one reused
     notes: list[str] = field(default_factory=list)
 
     def line(self) -> str:
@@ -93,6 +94,8 @@ class Summary:
         parts.append(f"python {self.python} ({self.python_source})")
         reason = f" ({self.installer_reason})" if self.installer_reason else ""
         parts.append(f"installer {self.installer}{reason}")
+        if self.resolution:
+            parts.append(f"resolution {self.resolution}")
         parts.append(f"{self.elapsed:.1f}s")
         head = "pipfresh: " if self.exit_code == 0 else f"pipfresh: pip exited {self.exit_code}; "
         return head + " · ".join(parts)

@@ -1,0 +1,423 @@
+"""Reusing the last resolution when nothing it depended on has changed.
+
+pip's dry run is most of a warm install. Its outcome is a function of the
+inputs (pip and its arguments, requirement and constraint files, pip's
+configuration and environment, the interpreter, what the target already has)
+and of the index pages pip read. After a dry run pipfresh records the inputs'
+digest, pip's report, and each page pip fetched (from pip's ``--log``) with its
+validators (from pip's own cache entry). Next time, when the digest matches,
+every page is revalidated at once with conditional requests; only when all of
+them answer 304 Not Modified (or 404 again) is the recorded report used, so a
+version published a second ago is still seen: its page changed.
+
+Anything that could make the same pages resolve differently, or that pipfresh
+cannot revalidate as pip would, means pip resolves as usual: find-links and
+``--no-index`` (local listings), direct and file URLs, a relative
+``--uploaded-prior-to``, credentials in an index URL, a page without
+validators, an unreachable index.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import ssl
+import sys
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from . import __version__, httpcache, pip
+from .interpreter import Target
+from .partition import Partition
+
+LAYOUT = "resolutions-v1"
+
+# What pip sends for an index page (pip._internal.index.collector._get_simple_response).
+_ACCEPT = ", ".join(
+    [
+        "application/vnd.pypi.simple.v1+json",
+        "application/vnd.pypi.simple.v1+html; q=0.1",
+        "text/html; q=0.01",
+    ]
+)
+_FETCHING = re.compile(r"Fetching project page and analyzing links: (\S+)")
+_NOT_FOUND = re.compile(r"Could not fetch URL (\S+): 404 Client Error")
+_TIMEOUT = 15.0  # pip's default --timeout
+_WORKERS = 16
+
+# Options whose value names a file whose contents are part of the inputs.
+_FILE_OPTIONS = {"-r", "--requirement", "-c", "--constraint"}
+# Options pip reads a log file from: pipfresh needs its own --log for the dry run.
+_LOG_OPTIONS = {"--log", "--log-file", "--local-log"}
+_LOG_ENV = ("PIP_LOG", "PIP_LOG_FILE", "PIP_LOCAL_LOG")
+# Environment that can change what pip sees, besides PIP_*.
+_OTHER_ENV = ("PYTHONPATH", "PYTHONNOUSERSITE", "PYTHONUSERBASE", "PYTHONHOME")
+
+
+@dataclass(frozen=True)
+class Page:
+    """An index page the resolution read, and how to ask whether it changed."""
+
+    url: str
+    etag: str | None = None
+    last_modified: str | None = None
+    missing: bool = False  # pip got 404: the page must still be absent
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """The digest of everything but the index that decides pip's resolution.
+
+    ``digest`` is None when the resolution cannot be reused; ``reason`` says why.
+    """
+
+    digest: str | None
+    reason: str | None = None
+
+
+# -- the inputs ----------------------------------------------------------------------
+
+
+def inputs(
+    pip_args: Sequence[str], env: Mapping[str, str], target: Target, program: pip.PipProgram
+) -> Inputs:
+    """The inputs' digest, or why this run's resolution cannot be reused."""
+    args = _without_report(pip_args)
+    why = _unsupported(args, env)
+    if why is not None:
+        return Inputs(None, why)
+    digest = hashlib.sha256()
+
+    def add(label: str, value: object) -> None:
+        digest.update(json.dumps([label, value], sort_keys=True, default=str).encode())
+
+    add("format", 1)
+    add("pip", [str(program.version), *program.argv])
+    add("args", args)
+    add("target", asdict(target.facts))
+    add("env", sorted((k, v) for k, v in env.items() if k.startswith("PIP_") or k in _OTHER_ENV))
+    try:
+        for path in _config_files(env, target):
+            text = _read_or_none(path)
+            if text is not None and "uploaded" in text:
+                return Inputs(None, f"{path} sets an upload cut-off")
+            add("config", [str(path), text])
+        for path in _input_files(args, env):
+            add("file", [str(path), path.read_text(encoding="utf-8", errors="surrogateescape")])
+    except _Unsupported as exc:
+        return Inputs(None, str(exc))
+    except OSError as exc:
+        return Inputs(None, f"cannot read {exc.filename}")
+    site = _site_listing(target)
+    if site is None:
+        return Inputs(None, "the target sees system site-packages")
+    add("site", site)
+    return Inputs(digest.hexdigest())
+
+
+class _Unsupported(Exception):
+    """An input pipfresh cannot fingerprint, so the resolution is not reused."""
+
+
+def _without_report(pip_args: Sequence[str]) -> list[str]:
+    """The arguments without ``--report FILE``: where the report goes does not matter."""
+    out: list[str] = []
+    skip = False
+    for token in pip_args:
+        if skip:
+            skip = False
+        elif token == "--report":
+            skip = True
+        elif not token.startswith("--report="):
+            out.append(token)
+    return out
+
+
+def _unsupported(args: Sequence[str], env: Mapping[str, str]) -> str | None:
+    for token in args:
+        name = token.split("=", 1)[0]
+        if name in _LOG_OPTIONS:
+            return f"{name} given"
+        if name.startswith("--uploaded-prior"):
+            return "an upload cut-off can move with time"
+        if name in ("--no-index", "-f", "--find-links") or (
+            name.startswith("-f") and not name.startswith("--")
+        ):
+            return f"{name} (local listings cannot be revalidated)"
+    for key in (*_LOG_ENV, "PIP_UPLOADED_PRIOR_TO", "PIP_NO_INDEX", "PIP_FIND_LINKS"):
+        if env.get(key):
+            return f"{key} is set"
+    return None
+
+
+def _config_files(env: Mapping[str, str], target: Target) -> list[Path]:
+    """Every file pip may read its configuration from (a superset is harmless)."""
+    home = Path(env.get("HOME") or os.path.expanduser("~"))
+    xdg_home = Path(env.get("XDG_CONFIG_HOME") or home / ".config")
+    xdg_dirs = (env.get("XDG_CONFIG_DIRS") or "/etc/xdg").split(os.pathsep)
+    files = [Path(d, "pip", "pip.conf") for d in xdg_dirs if d]
+    files += [Path("/etc/pip.conf"), home / ".pip" / "pip.conf", xdg_home / "pip" / "pip.conf"]
+    files += [Path(target.facts.prefix, "pip.conf"), Path(sys.prefix, "pip.conf")]
+    if env.get("PIP_CONFIG_FILE"):
+        files.append(Path(env["PIP_CONFIG_FILE"]))
+    return files
+
+
+def _read_or_none(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8", errors="surrogateescape")
+    except FileNotFoundError:
+        return None
+    except IsADirectoryError:
+        return None
+    except OSError as exc:
+        raise _Unsupported(f"cannot read {path}: {exc.strerror}") from exc
+
+
+def _input_files(args: Sequence[str], env: Mapping[str, str]) -> list[Path]:
+    """Requirement and constraint files, with the files they include, in order."""
+    named = [Path(p) for p in (env.get("PIP_CONSTRAINT") or "").split()]
+    named += [Path(p) for p in (env.get("PIP_REQUIREMENT") or "").split()]
+    named += [Path(value) for value in _option_values(args, _FILE_OPTIONS)]
+    seen: list[Path] = []
+    for path in named:
+        _collect(path, seen)
+    return seen
+
+
+def _option_values(tokens: Sequence[str], names: set[str]) -> Iterator[str]:
+    """Values of ``names`` in ``tokens``: ``-r F``, ``-rF``, ``--requirement=F``."""
+    it = iter(tokens)
+    for token in it:
+        name, eq, value = token.partition("=")
+        if name in names:
+            if eq:
+                yield value
+            else:
+                following = next(it, None)
+                if following is not None:
+                    yield following
+        elif token[:2] in names and not token.startswith("--") and len(token) > 2:
+            yield token[2:]
+
+
+def _collect(path: Path, seen: list[Path]) -> None:
+    if "://" in str(path):
+        raise _Unsupported(f"{path} is a URL")
+    real = path.resolve()
+    if real in seen:
+        return
+    seen.append(real)
+    text = real.read_text(encoding="utf-8", errors="surrogateescape")
+    for raw in text.replace("\\\n", " ").splitlines():
+        line = raw.split(" #", 1)[0].strip()
+        if not line.startswith("-"):
+            continue
+        words = line.replace("=", " ", 1).split()
+        name = words[0]
+        if name in ("-f", "--find-links", "--no-index") or line.startswith("-f"):
+            raise _Unsupported(f"{path} uses {name} (local listings cannot be revalidated)")
+        for value in _option_values(words, _FILE_OPTIONS):
+            included = Path(value)
+            _collect(included if included.is_absolute() else real.parent / included, seen)
+
+
+def _site_listing(target: Target) -> list[str] | None:
+    """What the target has installed, as names of its metadata and ``.pth`` files."""
+    try:
+        cfg = Path(target.facts.prefix, "pyvenv.cfg").read_text(encoding="utf-8")
+    except OSError:
+        cfg = ""
+    if re.search(r"^\s*include-system-site-packages\s*=\s*true\s*$", cfg, re.M | re.I):
+        return None
+    listing: set[str] = set()
+    for directory in {target.facts.purelib, target.facts.platlib} - {None}:
+        try:
+            names = os.listdir(str(directory))
+        except OSError:
+            continue
+        listing.update(
+            f"{directory}/{n}"
+            for n in names
+            if n.endswith((".dist-info", ".egg-info", ".egg-link", ".pth"))
+        )
+    return sorted(listing)
+
+
+# -- recording -----------------------------------------------------------------------
+
+
+def pages_from_log(log: Path, http_dir: Path) -> tuple[list[Page], str | None]:
+    """The pages pip's dry run read, with their validators; or why they cannot be known."""
+    try:
+        text = log.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        return [], f"cannot read pip's log: {exc.strerror}"
+    if "Looking in links:" in text:
+        return [], "find-links (local listings cannot be revalidated)"
+    missing = set(_NOT_FOUND.findall(text))
+    pages: dict[str, Page] = {}
+    for url in _FETCHING.findall(text):
+        if url in pages:
+            continue
+        if "****" in url or "@" in urllib.parse.urlsplit(url).netloc:
+            return [], "an index URL carries credentials"
+        if not url.startswith(("http://", "https://")):
+            return [], f"{url} is not an HTTP index page"
+        if url in missing:
+            pages[url] = Page(url, missing=True)
+            continue
+        page = _with_validators(url, http_dir)
+        if page is None:
+            return [], f"{url} has no cached validator (ETag or Last-Modified)"
+        pages[url] = page
+    if not pages:
+        return [], "pip read no index page"
+    return list(pages.values()), None
+
+
+def _with_validators(url: str, http_dir: Path) -> Page | None:
+    try:
+        entry = httpcache.entry_files_for(httpcache.entry_path(http_dir, url))
+        response = httpcache.read_entry(entry)
+    except (OSError, ValueError, httpcache.CorruptEntry):
+        return None
+    etag = response.etag
+    last_modified = response.headers.get("Last-Modified")
+    if response.status != 200 or (etag is None and last_modified is None):
+        return None
+    return Page(url, etag=etag, last_modified=last_modified)
+
+
+def save(partition: Partition, digest: str, pages: Sequence[Page], report: Path) -> None:
+    """Record a resolution atomically (a reader never sees half a file)."""
+    data = {
+        "format": 1,
+        "pages": [asdict(p) for p in pages],
+        "report": json.loads(report.read_text(encoding="utf-8")),
+    }
+    directory = partition.state_dir / LAYOUT
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fp:
+            json.dump(data, fp)
+        os.replace(tmp, directory / f"{digest}.json")
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """A recorded resolution: the pages to revalidate and pip's report."""
+
+    pages: list[Page]
+    report: dict[str, Any]
+
+
+def load(partition: Partition, digest: str) -> Recorded | None:
+    """The recorded resolution for these inputs; None if absent or unreadable."""
+    path = partition.state_dir / LAYOUT / f"{digest}.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if data.get("format") != 1 or not isinstance(data.get("report"), dict):
+            return None
+        pages = [Page(**p) for p in data["pages"]]
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+    if not pages:
+        return None
+    try:
+        os.utime(path)  # last used, for `cache prune`
+    except OSError:
+        pass
+    return Recorded(pages, data["report"])
+
+
+# -- revalidating --------------------------------------------------------------------
+
+
+class Revalidator:
+    """Conditional requests for index pages, with pip's TLS, proxy and timeout options."""
+
+    def __init__(self, pip_args: Sequence[str], env: Mapping[str, str]) -> None:
+        values = _values(pip_args, env)
+        self.timeout = float(values.get("timeout") or _TIMEOUT)
+        trusted = set(values.get("trusted-host", "").split())
+        self.trusted = {h.split(":")[0] for h in trusted} | trusted
+        cafile = values.get("cert") or env.get("REQUESTS_CA_BUNDLE") or env.get("CURL_CA_BUNDLE")
+        verified = ssl.create_default_context(cafile=cafile or None)
+        if values.get("client-cert"):
+            verified.load_cert_chain(values["client-cert"])
+        insecure = ssl.create_default_context()  # for --trusted-host hosts, as pip does
+        insecure.check_hostname = False
+        insecure.verify_mode = ssl.CERT_NONE
+        proxy = values.get("proxy")
+        common: list[urllib.request.BaseHandler] = [_NoRedirects()]
+        if proxy:
+            common.append(urllib.request.ProxyHandler({"http": proxy, "https": proxy}))
+        self.openers = {
+            trusted: urllib.request.build_opener(
+                *common, urllib.request.HTTPSHandler(context=insecure if trusted else verified)
+            )
+            for trusted in (False, True)
+        }
+
+    def unchanged(self, page: Page) -> bool:
+        """Whether the page is as it was: 304 for a page pip had, 404 for one it did not."""
+        headers = {
+            "Accept": _ACCEPT,
+            "Cache-Control": "max-age=0",
+            "User-Agent": f"pipfresh/{__version__} (revalidating a resolution)",
+        }
+        if page.etag:
+            headers["If-None-Match"] = page.etag
+        if page.last_modified:
+            headers["If-Modified-Since"] = page.last_modified
+        request = urllib.request.Request(page.url, headers=headers)
+        host = urllib.parse.urlsplit(page.url)
+        opener = self.openers[bool({host.hostname, host.netloc} & self.trusted)]
+        try:
+            with opener.open(request, timeout=self.timeout) as response:
+                response.read()
+                status = int(response.status)
+        except urllib.error.HTTPError as exc:
+            status = exc.code
+        except (OSError, ValueError):
+            return False
+        return status == (404 if page.missing else 304)
+
+    def all_unchanged(self, pages: Sequence[Page]) -> tuple[int, str | None]:
+        """How many pages are unchanged, and the first that is not (None if all are)."""
+        with ThreadPoolExecutor(max_workers=min(_WORKERS, len(pages))) as pool:
+            results = list(pool.map(self.unchanged, pages))
+        changed = [p.url for p, same in zip(pages, results) if not same]
+        return len(pages) - len(changed), (changed[0] if changed else None)
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect means the page moved: pip resolves, pipfresh does not guess."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+def _values(pip_args: Sequence[str], env: Mapping[str, str]) -> dict[str, str]:
+    """The connection options pip would use (command line over environment)."""
+    names = ("timeout", "trusted-host", "cert", "client-cert", "proxy")
+    out = {n: env.get(f"PIP_{n.upper().replace('-', '_')}", "") for n in names}
+    for name in names:
+        given = list(_option_values(pip_args, {f"--{name}"}))
+        if given:
+            out[name] = " ".join(given) if name == "trusted-host" else given[-1]
+    return {k: v for k, v in out.items() if v}
