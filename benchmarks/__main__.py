@@ -15,8 +15,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import corpus
-from .harness import Measurement, Venvs, default_contenders, serve, uv_binary
+from . import corpus, readme
+from .harness import (
+    OPTIONAL_CONTENDERS,
+    Measurement,
+    Venvs,
+    default_contenders,
+    serve,
+    uv_binary,
+)
 from .pythons import find_python
 from .report import chart, markdown
 from .scenarios import SCENARIOS, Plan, Runner, tool_version
@@ -38,7 +45,8 @@ DESCRIPTIONS = {
         "A cache filled while the index announced max-age=1, i.e. older than max-age, as a "
         "cache restored by CI hours later is; used as the filling run left it. "
         "`pipfresh (pages pruned)` is the same cache after `pipfresh cache prune` "
-        "(index pages dropped: 200s instead of 304s)."
+        "(index pages dropped: 200s instead of 304s); `pipfresh (pip installer)` is "
+        "pipfresh with `PIPFRESH_INSTALLER=pip` (pip installs, pipfresh keeps the cache)."
     ),
     "roundtrip": (
         "The warm cache, pruned as a CI job would (pip: nothing; uv: `uv cache prune --ci`; "
@@ -46,8 +54,10 @@ DESCRIPTIONS = {
         "actions/cache), deleted, restored, then the run (uv's variants behave as uv here)."
     ),
     "multi-abi": (
-        "CPython 3.10, 3.11, 3.12, 3.13 in turn, one cache root per contender; "
-        "time per run and size on disk (N is --multi-reps: four installs per contender)."
+        "One cache root per contender, shared by CPython 3.10, 3.11, 3.12 and 3.13 in turn; "
+        "time per run and size on disk. N=1 by design (`--multi-reps`): four installs per "
+        "contender. The first interpreter's row is the first repetition's cold run, whose "
+        "cache is the starting point for the others."
     ),
 }
 
@@ -114,8 +124,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     started = time.monotonic()
     load_start = _load()
-    available = default_contenders()
-    contenders = [available[n.strip()] for n in args.contenders.split(",") if n.strip()]
+    available = {**default_contenders(), **OPTIONAL_CONTENDERS}
+    names = [n.strip() for n in args.contenders.split(",") if n.strip()]
+    if set(names) - set(available):
+        raise SystemExit(f"unknown contenders: {sorted(set(names) - set(available))}")
+    contenders = [available[n] for n in names]
     scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     unknown = set(scenarios) - set(SCENARIOS)
     if unknown:
@@ -123,7 +136,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     python = find_python(args.python)
     if python is None:
         raise SystemExit(f"Python {args.python} not found")
-    multi = {v: find_python(v) for v in args.multi_python.split(",") if v}
+    # The main interpreter first: the first cold run is its multi-abi run.
+    versions = [v.strip() for v in args.multi_python.split(",") if v.strip()]
+    versions.sort(key=lambda v: v != args.python)
+    multi = {v: find_python(v) for v in versions}
     multi_found = {v: p for v, p in multi.items() if p is not None}
     pip_wheel = args.pip_wheel or next((corpus.DEFAULT_DIR / "tools").glob("pip-*.whl"), None)
     if pip_wheel is None or not args.corpus.is_dir():
@@ -169,8 +185,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             partial.write_text(json.dumps({"meta": meta, "runs": rows}, indent=1) + "\n")
 
         runner.on_result = checkpoint
-        rows = [m.to_json() for m in runner.run()]
+        rows = [m.to_json() for m in runner.run(started)]
     meta = _meta(args, argv, plan, rows, load_start, started, pip_wheel, projects)
+    meta["phases_min"] = {k: round(v / 60, 2) for k, v in sorted(runner.phases.items())}
     _write(args.results, meta, rows, chart_too=not args.no_chart)
     partial.unlink(missing_ok=True)
     shutil.rmtree(work, ignore_errors=True)
@@ -212,7 +229,6 @@ def _meta(
         "reps": plan.reps,
         "multi_reps": plan.multi_reps,
         "contenders": [c.name for c in plan.contenders],
-        "extra_contenders": [c.name for c in plan.warm_extra],
         "scenarios": list(plan.scenarios),
         "descriptions": DESCRIPTIONS,
         "elapsed_min": (time.monotonic() - started) / 60,
@@ -237,6 +253,12 @@ def _write(
     stem.with_suffix(".md").write_text(text)
     print(text)
     print(f"wrote {stem}.json/.md" + ("/.png" if chart_too else ""))
+    if results.resolve() == readme.RESULTS:
+        try:
+            readme.update(stem.with_suffix(".json"))
+            print(f"README.md: latest results from {stem.name}")
+        except readme.NoMarkers as exc:
+            print(f"README.md not updated: {exc}")
 
 
 if __name__ == "__main__":

@@ -9,12 +9,12 @@ and nothing leaves 127.0.0.1: pip and uv get no configuration file, no
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import os
 import resource
 import shutil
 import subprocess
 import sys
-import tarfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -93,19 +93,84 @@ def serve(
         yield Served(index, probe_dir)
 
 
+# -- saved caches and venv templates: copied cheaply, checked after each run ----------
+
+
+class SnapshotChanged(RuntimeError):
+    """A run changed a saved cache through a hardlink: its copies must be real ones."""
+
+
+def _stamps(root: Path) -> dict[str, tuple[int, int, int]]:
+    """Each file under ``root`` (relative path) and its inode, size and mtime."""
+    stamps = {}
+    for dirpath, _, filenames in os.walk(root):
+        for name in filenames:
+            path = os.path.join(dirpath, name)
+            st = os.lstat(path)
+            stamps[os.path.relpath(path, root)] = (st.st_ino, st.st_size, st.st_mtime_ns)
+    return stamps
+
+
+class Snapshot:
+    """A saved cache that measured runs start from, copied cheaply and checked after each.
+
+    The top-level entries that match the contender's :attr:`Contender.linked`
+    are copied as hardlinks (uv's unpacked wheels alone are 17,000 files: a real
+    copy and its removal took longer than uv's run), the rest file by file.
+    :meth:`check` proves a run did not rewrite a linked file in place, which
+    would have changed the snapshot for every later run.
+    """
+
+    def __init__(self, path: Path, linked: Sequence[str]) -> None:
+        self.path = path
+        self.linked = tuple(linked)
+        self._stamps = _stamps(path)
+
+    def copy(self, dest: Path) -> Path:
+        """A private copy at ``dest`` (timestamps kept)."""
+        shutil.rmtree(dest, ignore_errors=True)
+        dest.mkdir(parents=True)
+        entries = sorted(self.path.iterdir())
+        linked = [str(e) for e in entries if any(fnmatch.fnmatch(e.name, g) for g in self.linked)]
+        copied = [str(e) for e in entries if str(e) not in linked]
+        if linked:
+            run_checked(["cp", "-al", *linked, str(dest)])
+        if copied:
+            run_checked(["cp", "-a", *copied, str(dest)])
+        shutil.copystat(self.path, dest)
+        return dest
+
+    def check(self, who: str) -> None:
+        """Raise :class:`SnapshotChanged` if a file of the snapshot changed since it was made."""
+        now = _stamps(self.path)
+        changed = sorted(
+            k for k in self._stamps.keys() | now.keys() if self._stamps.get(k) != now.get(k)
+        )
+        if changed:
+            raise SnapshotChanged(
+                f"{who} changed {len(changed)} file(s) of the saved cache {self.path} "
+                f"(e.g. {changed[0]}): make its copies real (Contender.linked)"
+            )
+
+
 # -- fresh virtual environments ------------------------------------------------------
 
 
 class Venvs:
-    """Fresh venvs with pip, copied from one template per Python (made once, off the clock)."""
+    """Fresh venvs with pip, hardlinked from one template per Python (made once, off the clock).
+
+    A run only adds files to its venv (pip is not part of the workload), so a
+    hardlinked copy is as good as a real one and costs a tenth; :meth:`check`
+    proves after each run that the template is unchanged.
+    """
 
     def __init__(self, work: Path, pip_wheel: Path) -> None:
         self.work = work
         self.pip_wheel = pip_wheel
-        self._templates: dict[Path, Path] = {}
+        self._templates: dict[Path, Snapshot] = {}
         self._count = 0
 
-    def template(self, python: Path) -> Path:
+    def template(self, python: Path) -> Snapshot:
         if python not in self._templates:
             path = self.work / "templates" / f"venv-{len(self._templates)}"
             shutil.rmtree(path, ignore_errors=True)
@@ -115,16 +180,17 @@ class Venvs:
             run_checked(
                 [str(path / "bin" / "python"), f"{wheel}/pip", *install], env=base_env(self.work)
             )
-            self._templates[python] = path
+            self._templates[python] = Snapshot(path, ["*"])
         return self._templates[python]
 
     def fresh(self, python: Path) -> Path:
         """A new venv directory (its interpreter is ``<venv>/bin/python``)."""
         self._count += 1
-        path = self.work / "venvs" / f"venv-{self._count}"
-        shutil.rmtree(path, ignore_errors=True)
-        shutil.copytree(self.template(python), path, symlinks=True)
-        return path
+        return self.template(python).copy(self.work / "venvs" / f"venv-{self._count}")
+
+    def check(self, python: Path, who: str) -> None:
+        """Raise :class:`SnapshotChanged` if a run changed the template through a link."""
+        self.template(python).check(who)
 
 
 # -- environments and processes ------------------------------------------------------
@@ -192,6 +258,9 @@ class Contender:
     family = "contender"
     """Contenders of one family fill a cache the same way (one warm fill serves them all)."""
     uses_cache = True
+    linked: tuple[str, ...] = ("*",)
+    """Top-level cache entries (globs) a snapshot copy may hardlink: the contender
+    replaces files there (write, then rename) and never rewrites one in place."""
 
     def argv(self, ctx: RunContext) -> list[str]:
         raise NotImplementedError
@@ -201,6 +270,10 @@ class Contender:
 
     def ci_prune(self, ctx: RunContext) -> list[str] | None:
         """What a CI job runs before saving the cache (``None``: nothing)."""
+        return None
+
+    def prepare(self, ctx: RunContext) -> list[str] | None:
+        """What runs on a copied cache before a measured run (``None``: nothing)."""
         return None
 
     def _index(self, ctx: RunContext) -> list[str]:
@@ -243,6 +316,7 @@ class Uv(Contender):
     """``uv pip install`` into the same venv, with extra flags per variant."""
 
     family = "uv"
+    linked = ("archive-v*",)  # unpacked wheels; uv rewrites its cached pages in place after a 304
 
     def _index(self, ctx: RunContext) -> list[str]:
         return ["--index-url", ctx.index_url]  # uv caches plain-HTTP responses too
@@ -263,45 +337,79 @@ class Uv(Contender):
 
 
 class Pipfresh(Contender):
-    """``pipfresh install``: the venv's pip 26.3 with pipfresh's managed cache root."""
+    """``pipfresh install`` as a user gets it: the venv's pip 26.3, pipfresh's managed cache.
+
+    ``installer`` sets ``PIPFRESH_INSTALLER`` (``None``: pipfresh's default, whatever it is).
+    """
 
     family = "pipfresh"
 
-    def __init__(self, name: str = "pipfresh", prune_args: Sequence[str] = ()) -> None:
+    def __init__(
+        self, name: str = "pipfresh", prune_args: Sequence[str] = (), installer: str | None = None
+    ) -> None:
         self.name = name
         self.prune_args = tuple(prune_args)
+        self.installer = installer
 
     def argv(self, ctx: RunContext) -> list[str]:
         cmd = [sys.executable, "-m", "pipfresh", "install", "--python", str(ctx.venv)]
         return [*cmd, *self._index(ctx), "-r", str(ctx.requirements)]
 
     def env(self, ctx: RunContext) -> dict[str, str]:
-        return {**base_env(ctx.work), "PIPFRESH_CACHE_DIR": str(ctx.cache)}
+        env = {**base_env(ctx.work), "PIPFRESH_CACHE_DIR": str(ctx.cache)}
+        if self.installer is not None:
+            env["PIPFRESH_INSTALLER"] = self.installer
+        return env
 
     def ci_prune(self, ctx: RunContext) -> list[str] | None:
         return [sys.executable, "-m", "pipfresh", "cache", "prune", "--all", *self.prune_args]
 
 
 class PipfreshStore(Pipfresh):
-    """``pipfresh install`` with the store installer (``PIPFRESH_INSTALLER=store``)."""
+    """``pipfresh install`` with ``PIPFRESH_INSTALLER=store``, whatever the default."""
 
-    family = "pipfresh-store"  # its cache also holds the unpacked, compiled store
+    family = "pipfresh-store"  # its own filling run, so its cache holds the store
 
-    def env(self, ctx: RunContext) -> dict[str, str]:
-        return {**super().env(ctx), "PIPFRESH_INSTALLER": "store"}
+    def __init__(self, name: str = "pipfresh (store)", prune_args: Sequence[str] = ()) -> None:
+        super().__init__(name, prune_args, installer="store")
+
+
+class PipfreshPruned(Pipfresh):
+    """pipfresh on a cache that ``pipfresh cache prune`` went over first (pages dropped)."""
+
+    def prepare(self, ctx: RunContext) -> list[str] | None:
+        return self.ci_prune(ctx)
 
 
 def default_contenders() -> dict[str, Contender]:
+    """Every contender ``--contenders`` knows; :data:`scenarios.SCOPE` says where each runs."""
     contenders: list[Contender] = [
         Pip(),
         NoCache(),
         Uv(),
         Uv("uv --refresh", ["--refresh"]),
         Uv("uv --compile-bytecode", ["--compile-bytecode"]),
+        Uv("uv --refresh --compile-bytecode", ["--refresh", "--compile-bytecode"]),
         Pipfresh(),
-        PipfreshStore("pipfresh (store)"),
+        PipfreshPruned("pipfresh (pages pruned)"),
     ]
+    if _default_installer() != "pip":  # else it is the pipfresh row again
+        contenders.append(Pipfresh("pipfresh (pip installer)", installer="pip"))
     return {c.name: c for c in contenders}
+
+
+def _default_installer() -> str:
+    """The installer ``pipfresh install`` uses when ``PIPFRESH_INSTALLER`` is not set."""
+    from pipfresh import fastpath
+
+    return str(getattr(fastpath, "DEFAULT_INSTALLER", "pip"))
+
+
+OPTIONAL_CONTENDERS: dict[str, Contender] = {
+    "pipfresh (store)": PipfreshStore(),
+    "pipfresh (pip installer)": Pipfresh("pipfresh (pip installer)", installer="pip"),
+}
+"""Known to ``--contenders``, not all run by default (see :func:`default_contenders`)."""
 
 
 # -- one measured run ----------------------------------------------------------------
@@ -428,42 +536,33 @@ def measure(
 # -- caches as CI moves them -----------------------------------------------------------
 
 
-def copy_cache(src: Path, dest: Path) -> Path:
-    """A private copy of a saved cache (hardlinks kept, timestamps kept).
-
-    A real copy: hardlinking the snapshot instead is not safe, uv rewrites its
-    cached index pages in place after a 304 and would refresh the snapshot too.
-    """
-    shutil.rmtree(dest, ignore_errors=True)
-    if src.exists():
-        run_checked(["cp", "-a", str(src), str(dest)])
-    else:
-        dest.mkdir(parents=True)
-    return dest
-
-
 def archive(cache: Path, target: Path, level: int = 3) -> int:
-    """``tar`` + ``zstd`` the cache as ``actions/cache`` does; returns the archive's size."""
+    """``tar --posix`` + ``zstd`` the cache as ``actions/cache`` does; returns the archive's size.
+
+    GNU tar, not :mod:`tarfile`: ``tarfile`` keeps mtimes as floats and restores
+    them about 100 ns off, so every file whose mtime a tool records (pipfresh's
+    store does) would look changed after a restore that ``actions/cache`` makes
+    exact. zstd runs in-process, at actions/cache's level (without its ``--long=30``).
+    """
     compressor = zstandard.ZstdCompressor(level=level, threads=-1)
-    with (
-        open(target, "wb") as raw,
-        compressor.stream_writer(raw) as zst,
-        tarfile.open(fileobj=zst, mode="w|", format=tarfile.PAX_FORMAT) as tar,
-    ):
-        tar.add(str(cache), arcname=".")
+    tar = subprocess.Popen(
+        ["tar", "--posix", "-cf", "-", "-C", str(cache), "."], stdout=subprocess.PIPE
+    )
+    assert tar.stdout is not None
+    with open(target, "wb") as raw:
+        compressor.copy_stream(tar.stdout, raw)
+    if tar.wait() != 0:
+        raise RuntimeError(f"tar exited {tar.returncode} archiving {cache}")
     return target.stat().st_size
 
 
 def restore(archive_path: Path, dest: Path) -> None:
-    """Unpack an archive made by :func:`archive` into a new ``dest``."""
+    """Unpack an archive made by :func:`archive` into a new ``dest`` (GNU tar, like actions/cache)."""
     shutil.rmtree(dest, ignore_errors=True)
     dest.mkdir(parents=True)
-    with (
-        open(archive_path, "rb") as raw,
-        zstandard.ZstdDecompressor().stream_reader(raw) as zst,
-        tarfile.open(fileobj=zst, mode="r|") as tar,
-    ):
-        if hasattr(tarfile, "tar_filter"):  # 3.12, and security releases before it
-            tar.extractall(dest, filter="tar")
-        else:
-            tar.extractall(dest)
+    tar = subprocess.Popen(["tar", "-xf", "-", "-C", str(dest)], stdin=subprocess.PIPE)
+    assert tar.stdin is not None
+    with open(archive_path, "rb") as raw, tar.stdin:
+        zstandard.ZstdDecompressor().copy_stream(raw, tar.stdin)
+    if tar.wait() != 0:
+        raise RuntimeError(f"tar exited {tar.returncode} restoring {archive_path}")

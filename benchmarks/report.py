@@ -120,11 +120,24 @@ def scenario_table(
     return out
 
 
+OTHERS = [
+    "pip",
+    "no-cache",
+    "uv",
+    "uv --refresh",
+    "uv --compile-bytecode",
+    "uv --refresh --compile-bytecode",
+]
+"""The contenders pipfresh is compared with, in the ratio table's order."""
+
+SAME_WHEN_EMPTY = {"uv --refresh": "uv", "uv --refresh --compile-bytecode": "uv --compile-bytecode"}
+"""In cold (empty cache) these variants are the uv contender on the right."""
+
+
 def ratio_table(rows: Sequence[Mapping[str, Any]], scenarios: Sequence[str]) -> list[str]:
     """pipfresh's median wall time (and bytes served) over each other contender's, per scenario."""
     groups = _group(rows)
-    others = ["pip", "no-cache", "uv", "uv --refresh", "uv --compile-bytecode"]
-    head = ["scenario", *(f"pipfresh / {o}" for o in others), "MB served: pipfresh / pip"]
+    head = ["scenario", *(f"pipfresh / {o}" for o in OTHERS), "MB served: pipfresh / pip"]
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     cold = [g for k, g in groups.items() if k[0] == "cold" and k[2] == "no-cache"]
     cold_nocache = _med(cold[0], "wall") if len(cold) == 1 else None
@@ -133,17 +146,20 @@ def ratio_table(rows: Sequence[Mapping[str, Any]], scenarios: Sequence[str]) -> 
         wall: dict[str, float] = {}
         served: dict[str, float] = {}
         for key in keys:
-            for name in ["pipfresh", *others]:
+            for name in ["pipfresh", *OTHERS]:
                 g = groups.get((*key, name))
+                if not g and scenario == "cold":
+                    g = groups.get((*key, SAME_WHEN_EMPTY.get(name, "")))
                 if g:
                     wall[name] = wall.get(name, 0.0) + _med(g, "wall")
                     served[name] = served.get(name, 0.0) + _med(g, "bytes")
         if "pipfresh" not in wall:
             continue
         cells = [scenario + (" (sum over pythons)" if len(keys) > 1 else "")]
-        for other in others:
+        for other in OTHERS:
             if other in wall:
-                cells.append(_ratio(wall["pipfresh"], wall[other]))
+                same = scenario == "cold" and not any((*k, other) in groups for k in keys)
+                cells.append(_ratio(wall["pipfresh"], wall[other]) + (" ‡" if same else ""))
             elif other == "no-cache" and cold_nocache is not None and len(keys) == 1:
                 cells.append(_ratio(wall["pipfresh"], cold_nocache) + " †")
             else:
@@ -156,6 +172,8 @@ def ratio_table(rows: Sequence[Mapping[str, Any]], scenarios: Sequence[str]) -> 
         "",
         "† no-cache keeps no cache, so its run in this scenario is its cold run (measured in cold).",
     ]
+    if any("‡" in line for line in out):
+        out.append("‡ with an empty cache `--refresh` changes nothing: uv's row without it.")
     return out
 
 
@@ -178,6 +196,14 @@ def markdown(meta: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> str:
         f"- index: 127.0.0.1, latency {meta['latency_ms']} ms per response, bandwidth "
         f"{meta['bandwidth']}, pages `max-age={meta['max_age']}`; N={meta['reps']} "
         f"(median, min–max), contenders interleaved; total {meta['elapsed_min']:.1f} min",
+        *(
+            [
+                "- time by phase (min): "
+                + ", ".join(f"{k} {v:.1f}" for k, v in meta["phases_min"].items())
+            ]
+            if meta.get("phases_min")
+            else []
+        ),
         "",
         "## pipfresh against the others (median wall time ratios; < 1 means pipfresh is faster)",
         "",
@@ -197,10 +223,16 @@ def multi_abi_sizes(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     pythons = sorted({k[1] for k in groups if k[0] == "multi-abi"})
     if not pythons:
         return []
-    last = pythons[-1]
-    out = ["Cache size on disk after all four interpreters (hardlinks counted once):", ""]
+    last: dict[str, str] = {}  # per contender, the interpreter that ran last
+    for row in rows:
+        if row["scenario"] == "multi-abi":
+            last[str(row["contender"])] = str(row["python"])
+    out = [
+        f"Cache size on disk after all {len(pythons)} interpreters (hardlinks counted once):",
+        "",
+    ]
     for (scenario, python, name), g in sorted(groups.items()):
-        if scenario == "multi-abi" and python == last:
+        if scenario == "multi-abi" and python == last.get(name):
             total = sum(
                 _med(groups[("multi-abi", p, name)], "wall")
                 for p in pythons

@@ -16,21 +16,21 @@ contenders alike. Caches are prepared off the clock:
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .harness import (
     Contender,
     Measurement,
-    Pipfresh,
     RunContext,
     Served,
+    Snapshot,
     Venvs,
-    copy_cache,
     disk_usage,
     measure,
     run_checked,
@@ -43,6 +43,27 @@ SCENARIOS = ("cold", "fresh", "warm-young", "warm", "roundtrip", "multi-abi")
 AGED_MAX_AGE = 1
 """max-age the index announces while filling the ``warm`` cache."""
 
+SCOPE: dict[str, tuple[str, ...]] = {
+    "pip": SCENARIOS,
+    "uv": SCENARIOS,
+    "pipfresh": SCENARIOS,
+    # Without a cache every run is a cold run: cold, and fresh for the installed version.
+    "no-cache": ("cold", "fresh"),
+    # With an empty cache --refresh changes nothing: cold's row would be uv's again.
+    "uv --refresh": ("fresh", "warm-young", "warm"),
+    # pip's end state (bytecode). Elsewhere --refresh --compile-bytecode stands in: in fresh
+    # this one is as stale as uv, in warm (pages past max-age) it revalidates as --refresh does.
+    "uv --compile-bytecode": ("cold",),
+    # pipfresh's end state: fresh pages and bytecode (in cold: uv --compile-bytecode).
+    "uv --refresh --compile-bytecode": ("fresh", "warm-young", "warm"),
+    "pipfresh (pip installer)": ("warm",),
+    "pipfresh (pages pruned)": ("warm",),
+}
+"""Where each contender runs; rows that would tell nothing new are left out."""
+
+DEFAULT_SCOPE = ("cold", "fresh", "warm-young", "warm")
+"""Where a contender :data:`SCOPE` does not name runs."""
+
 
 @dataclass
 class Plan:
@@ -54,14 +75,20 @@ class Plan:
     python: Path
     python_version: str
     multi_pythons: dict[str, Path]
-    multi_contenders: Sequence[str] = ("pip", "uv", "pipfresh")
-    roundtrip_contenders: Sequence[str] = ("pip", "uv", "pipfresh")
+    scope: Mapping[str, Sequence[str]] = field(default_factory=lambda: dict(SCOPE))
     multi_reps: int = 1
     """multi-abi is four installs per contender: by default it runs in the first repetition only."""
-    warm_extra: Sequence[Contender] = field(
-        default_factory=lambda: [Pipfresh("pipfresh (pages pruned)")]
-    )
-    """Warm-only variants: pipfresh after ``pipfresh cache prune`` (index pages dropped)."""
+
+    def runs(self, scenario: str, contenders: Sequence[Contender] | None = None) -> list[Contender]:
+        """The contenders that run in ``scenario`` (those with a cache, but in cold and fresh)."""
+        chosen = [
+            c
+            for c in (self.contenders if contenders is None else contenders)
+            if scenario in self.scope.get(c.name, DEFAULT_SCOPE)
+        ]
+        if scenario in ("cold", "fresh"):
+            return chosen
+        return [c for c in chosen if c.uses_cache]
 
 
 class Runner:
@@ -85,18 +112,45 @@ class Runner:
         self.progress = progress
         self.on_result = on_result
         self.results: list[Measurement] = []
-        self._old: dict[str, Path] = {}
+        self.phases: dict[str, float] = {}
+        """Seconds spent per kind of work, measured runs and preparation alike."""
+        self._old: dict[str, Snapshot] = {}
+        self._multi: dict[str, Path] = {}
         self._runs = 0
 
     # -- plumbing ----------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _phase(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._add(name, time.perf_counter() - started)
+
+    def _add(self, phase: str, seconds: float) -> None:
+        self.phases[phase] = self.phases.get(phase, 0.0) + seconds
 
     def _ctx(self, venv: Path, cache: Path) -> RunContext:
         return RunContext(venv, cache, self.served.url, self.requirements, self.work)
 
     def _cache_dir(self, label: str) -> Path:
         path = self.work / "caches" / label
-        shutil.rmtree(path, ignore_errors=True)
+        with self._phase("remove caches"):
+            shutil.rmtree(path, ignore_errors=True)
         return path
+
+    def _copy(self, snapshot: Snapshot) -> Path:
+        with self._phase("copy caches"):
+            return snapshot.copy(self.work / "caches" / "run")
+
+    def _snapshot(self, cache: Path, contender: Contender) -> Snapshot:
+        with self._phase("check snapshots"):
+            return Snapshot(cache, contender.linked)
+
+    def _check(self, snapshot: Snapshot, contender: Contender) -> None:
+        with self._phase("check snapshots"):
+            snapshot.check(contender.name)
 
     def _run(
         self,
@@ -108,10 +162,12 @@ class Runner:
         python_version: str | None = None,
         extra: dict[str, float] | None = None,
     ) -> Measurement:
-        venv = self.venvs.fresh(python or self.plan.python)
+        with self._phase("make venvs"):
+            venv = self.venvs.fresh(python or self.plan.python)
         self._runs += 1
         slug = contender.name.replace(" ", "").replace("(", "-").replace(")", "")
         log = self.work / "logs" / f"{self._runs:03d}-{scenario}-{slug}.log"
+        started = time.perf_counter()
         m = measure(
             contender,
             self._ctx(venv, cache),
@@ -122,54 +178,63 @@ class Runner:
             log=log,
             extra=extra,
         )
+        self._add("filling runs" if scenario == "fill" else "measured runs", m.wall)
+        self._add("read probe, cache size", time.perf_counter() - started - m.wall)
+        self._record(m, contender, log)
+        with self._phase("check snapshots"):
+            self.venvs.check(python or self.plan.python, contender.name)
+        with self._phase("remove venvs"):
+            shutil.rmtree(venv, ignore_errors=True)
+        return m
+
+    def _record(self, m: Measurement, contender: Contender, log: Path | None = None) -> None:
         self.results.append(m)
         if self.on_result is not None:
             self.on_result(m)
         flag = "" if m.exit_code == 0 else f" EXIT {m.exit_code} (see {log})"
         flag += " STALE" if m.stale else ""
         self.progress(
-            f"[{scenario} #{rep} py{m.python}] {contender.name:24s} {m.wall:6.1f}s "
+            f"[{m.scenario} #{m.rep} py{m.python}] {contender.name:24s} {m.wall:6.1f}s "
             f"cpu {m.cpu:5.1f}s  req {m.requests:4d} (200 {m.index_200}, 304 {m.index_304}, "
             f"files {m.files}, meta {m.metadata})  {m.bytes / 1e6:7.1f} MB  "
             f"cache {m.cache_bytes / 1e6:6.1f} MB  probe {m.probe}{flag}"
         )
-        shutil.rmtree(venv, ignore_errors=True)
-        return m
 
     def _order(self, items: Sequence[Contender], rep: int) -> list[Contender]:
         k = rep % len(items) if items else 0
         return [*items[k:], *items[:k]]
 
-    def _prune(self, contender: Contender, cache: Path) -> None:
-        cmd = contender.ci_prune(self._ctx(self.work, cache))
-        if cmd is not None:
-            run_checked(cmd, env=contender.env(self._ctx(self.work, cache)))
+    def _prepare(self, argv: list[str] | None, contender: Contender, cache: Path) -> None:
+        if argv is not None:
+            with self._phase("prune"):
+                run_checked(argv, env=contender.env(self._ctx(self.work, cache)))
 
     # -- preparation ---------------------------------------------------------------
 
     def fill_old(self) -> None:
         """One fill per cache family while pages say max-age=1; then wait them out."""
         families: dict[str, Contender] = {}
-        for c in self._cached(self.plan.contenders):
-            families.setdefault(c.family, c)
-        if not families or not {"warm", "roundtrip"} & set(self.plan.scenarios):
+        for scenario in ("warm", "roundtrip"):
+            if scenario in self.plan.scenarios:
+                for c in self.plan.runs(scenario):
+                    families.setdefault(c.family, c)
+        if not families:
             return
         index = self.served.index
         saved_max_age = index.page_max_age
         index.page_max_age = AGED_MAX_AGE
         try:
-            for family, contender in families.items():
+            # The family's plain member fills (pipfresh, not a variant of it).
+            for family, first in families.items():
+                contender = next((c for c in self.plan.contenders if c.name == family), first)
                 cache = self._cache_dir(f"old-{family}")
                 m = self._run(contender, "fill", 0, cache)
                 if m.exit_code != 0:
                     raise RuntimeError(f"filling the {family} cache failed")
-                self._old[family] = cache
+                self._old[family] = self._snapshot(cache, contender)
         finally:
             index.page_max_age = saved_max_age
         time.sleep(AGED_MAX_AGE + 1)
-
-    def _cached(self, contenders: Sequence[Contender]) -> list[Contender]:
-        return [c for c in contenders if c.uses_cache]
 
     # -- scenarios -----------------------------------------------------------------
 
@@ -177,55 +242,70 @@ class Runner:
         """cold, then fresh and warm-young from copies of its cache, contender by contender.
 
         Back to back, so the young cache is as old as one or two runs (well inside
-        max-age even on a slow machine), and every contender's is equally old.
+        max-age even on a slow machine), and every contender's is equally old. In
+        the first repetition the cold cache then becomes multi-abi's starting point.
         """
         wanted = set(self.plan.scenarios)
-        for c in self._order(self.plan.contenders, rep):
+        plan = self.plan
+        involved = [
+            c
+            for c in plan.contenders
+            if {"cold", "fresh", "warm-young"} & wanted & set(plan.scope.get(c.name, DEFAULT_SCOPE))
+        ]
+        multi = {c.name for c in self._multi_contenders()} if rep == 1 else set()
+        for c in self._order(involved, rep):
+            in_cold = c in plan.runs("cold") and "cold" in wanted
+            in_fresh = c in plan.runs("fresh") and "fresh" in wanted
+            in_young = c in plan.runs("warm-young") and "warm-young" in wanted
             cache = self._cache_dir(f"cold-{c.name}")
-            scenario = "cold" if "cold" in wanted else "fill"
-            self._run(c, scenario, rep if scenario == "cold" else 0, cache)
+            if in_cold:
+                m = self._run(c, "cold", rep, cache)
+                if c.name in multi and m.exit_code == 0:
+                    self._multi[c.name] = cache
+            elif in_fresh or in_young:
+                self._run(c, "fill", 0, cache)
             filled = time.time()
-            if "fresh" in wanted:
-                run = copy_cache(cache, self.work / "caches" / "run") if c.uses_cache else cache
+            young = self._snapshot(cache, c) if c.uses_cache and (in_fresh or in_young) else None
+            if in_fresh:
+                run = self._copy(young) if young is not None else cache
                 self.served.publish_new_probe()
                 try:
                     age = time.time() - filled
                     self._run(c, "fresh", rep, run, extra={"cache_age": age})
                 finally:
                     self.served.unpublish_new_probe()
-            if "warm-young" in wanted and c.uses_cache:
-                run = copy_cache(cache, self.work / "caches" / "run")
+                if young is not None:
+                    self._check(young, c)
+            if in_young and young is not None:
+                run = self._copy(young)
                 age = time.time() - filled
                 self._run(c, "warm-young", rep, run, extra={"cache_age": age})
-            shutil.rmtree(cache, ignore_errors=True)
+                self._check(young, c)
+            if c.name not in self._multi:
+                with self._phase("remove caches"):
+                    shutil.rmtree(cache, ignore_errors=True)
 
     def warm(self, rep: int) -> None:
-        extra = [c for c in self.plan.warm_extra if c.family in self._old]
-        contenders = [*self._cached(self.plan.contenders), *extra]
-        for c in self._order(contenders, rep):
-            cache = copy_cache(self._old[c.family], self.work / "caches" / "run")
-            if c in self.plan.warm_extra:
-                self._prune(c, cache)
+        for c in self._order(self.plan.runs("warm"), rep):
+            cache = self._copy(self._old[c.family])
+            self._prepare(c.prepare(self._ctx(self.work, cache)), c, cache)
             self._run(c, "warm", rep, cache)
+            self._check(self._old[c.family], c)
 
     def roundtrip(self, rep: int) -> None:
-        chosen = [
-            c
-            for c in self._cached(self.plan.contenders)
-            if c.name in self.plan.roundtrip_contenders
-        ]
-        for c in self._order(chosen, rep):
-            cache = copy_cache(self._old[c.family], self.work / "caches" / "run")
+        for c in self._order(self.plan.runs("roundtrip"), rep):
+            cache = self._copy(self._old[c.family])
             started = time.perf_counter()
-            self._prune(c, cache)
+            self._prepare(c.ci_prune(self._ctx(self.work, cache)), c, cache)
             pruned = time.perf_counter()
             target = self.work / "cache.tar.zst"
-            size = make_archive(cache, target)
-            archived = time.perf_counter()
-            shutil.rmtree(cache)
-            restore_archive(target, cache)
-            restored = time.perf_counter()
-            target.unlink()
+            with self._phase("archive, restore"):
+                size = make_archive(cache, target)
+                archived = time.perf_counter()
+                shutil.rmtree(cache)
+                restore_archive(target, cache)
+                restored = time.perf_counter()
+                target.unlink()
             extra = {
                 "archive_bytes": float(size),
                 "restored_bytes": float(disk_usage(cache)),
@@ -234,23 +314,61 @@ class Runner:
                 "restore_seconds": restored - archived,
             }
             self._run(c, "roundtrip", rep, cache, extra=extra)
+            self._check(self._old[c.family], c)
+
+    def _multi_contenders(self) -> list[Contender]:
+        if "multi-abi" not in self.plan.scenarios or self.plan.multi_reps < 1:
+            return []
+        return self.plan.runs("multi-abi")
 
     def multi_abi(self, rep: int) -> None:
+        """The interpreters in turn on one cache root per contender (N=1 by default).
+
+        When the first repetition's cold run used one of the interpreters, its
+        cache is the starting point and its measurement is that interpreter's row
+        (``extra.from_cold``): it was exactly that run.
+        """
         if rep > self.plan.multi_reps:
             return
-        chosen = [
-            c for c in self._cached(self.plan.contenders) if c.name in self.plan.multi_contenders
-        ]
-        caches = {c.name: self._cache_dir(f"multi-{c.name}") for c in chosen}
-        for version, python in self.plan.multi_pythons.items():
-            for c in self._order(chosen, rep):
+        chosen = self._order(self._multi_contenders(), rep)
+        pythons = dict(self.plan.multi_pythons)
+        first = self.plan.python_version
+        reused = {
+            c.name: cache for c in chosen if rep == 1 and (cache := self._multi.pop(c.name, None))
+        }
+        if reused and first in pythons:
+            del pythons[first]
+            for c in chosen:
+                cold = next(
+                    (
+                        m
+                        for m in self.results
+                        if m.scenario == "cold" and m.rep == 1 and m.contender == c.name
+                    ),
+                    None,
+                )
+                if c.name in reused and cold is not None:
+                    self._record(
+                        replace(cold, scenario="multi-abi", extra={**cold.extra, "from_cold": 1.0}),
+                        c,
+                    )
+        caches = {c.name: reused.get(c.name) or self._cache_dir(f"multi-{c.name}") for c in chosen}
+        for version, python in pythons.items():
+            for c in chosen:
                 self._run(c, "multi-abi", rep, caches[c.name], python, version)
-        for c in chosen:
-            shutil.rmtree(caches[c.name], ignore_errors=True)
+        with self._phase("remove caches"):
+            for cache in caches.values():
+                shutil.rmtree(cache, ignore_errors=True)
 
     # -- everything ----------------------------------------------------------------
 
-    def run(self) -> list[Measurement]:
+    def run(self, started: float | None = None) -> list[Measurement]:
+        """Every repetition; after each, the elapsed time and a projected total.
+
+        ``started`` is when the whole benchmark started (``time.monotonic()``), so
+        the projection counts the corpus being served too.
+        """
+        began = time.monotonic() if started is None else started
         self.fill_old()
         steps: list[tuple[set[str], Callable[[int], None]]] = [
             ({"cold", "fresh", "warm-young"}, self.young),
@@ -259,9 +377,27 @@ class Runner:
             ({"multi-abi"}, self.multi_abi),
         ]
         for rep in range(1, self.plan.reps + 1):
+            rep_started = time.monotonic()
+            once = 0.0
             for scenarios, step in steps:
                 if scenarios & set(self.plan.scenarios):
+                    step_started = time.monotonic()
                     step(rep)
+                    if step == self.multi_abi:
+                        once += time.monotonic() - step_started
+            elapsed = time.monotonic() - began
+            repeated = time.monotonic() - rep_started - once
+            left = self.plan.reps - rep
+            self.progress(
+                f"== repetition {rep}/{self.plan.reps} done: {elapsed / 60:.1f} min elapsed, "
+                f"this repetition {(time.monotonic() - rep_started) / 60:.1f} min "
+                f"(multi-abi {once / 60:.1f}); projected total "
+                f"{(elapsed + left * repeated) / 60:.1f} min"
+            )
+            self.progress(
+                "   time by phase: "
+                + ", ".join(f"{k} {v / 60:.1f} min" for k, v in sorted(self.phases.items()))
+            )
         return self.results
 
 

@@ -50,8 +50,9 @@ def test_harness_runs_every_kind_of_scenario(tmp_path: Path) -> None:
         f"--requirements={reqs}",
         f"--pip-wheel={pip_wheel(DEFAULT_PIP)}",
         f"--python={VERSION}",
-        "--contenders=pip,uv,pipfresh",
-        "--scenarios=cold,fresh,warm,roundtrip",
+        "--contenders=pip,uv,pipfresh,pipfresh (pages pruned)",
+        "--scenarios=cold,fresh,warm,roundtrip,multi-abi",
+        f"--multi-python={VERSION}",
         "--latency-ms=0",
         f"--work={tmp_path / 'work'}",
         f"--results={results}",
@@ -78,6 +79,10 @@ def test_harness_runs_every_kind_of_scenario(tmp_path: Path) -> None:
     kept, pruned = by["warm", "pipfresh"], by["warm", "pipfresh (pages pruned)"]
     assert kept["index_304"] > 0 and kept["index_200"] == 0 and kept["files"] == 0
     assert pruned["index_200"] == kept["index_304"] and pruned["files"] == 0
+
+    # multi-abi starts from the first cold run's cache: that run is its first row.
+    assert by["multi-abi", "pipfresh"]["extra"]["from_cold"] == 1
+    assert by["multi-abi", "pipfresh"]["wall"] == cold["wall"]
 
     trip = by["roundtrip", "pipfresh"]
     assert trip["extra"]["archive_bytes"] > 0 and trip["files"] == 0
