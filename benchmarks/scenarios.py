@@ -239,35 +239,49 @@ class Runner:
     # -- scenarios -----------------------------------------------------------------
 
     def young(self, rep: int) -> None:
-        """cold, then fresh and warm-young from copies of its cache, contender by contender.
+        """cold, then fresh and warm-young from copies of its cache, family by family.
 
-        Back to back, so the young cache is as old as one or two runs (well inside
-        max-age even on a slow machine), and every contender's is equally old. In
-        the first repetition the cold cache then becomes multi-abi's starting point.
+        Back to back, so the young cache is as old as a few runs (well inside
+        max-age even on a slow machine; the tables show its age). A family's
+        variants (uv --refresh, ...) start from the cache its first cold run left,
+        as they would from any cache uv filled. In the first repetition that cold
+        cache then becomes multi-abi's starting point.
         """
         wanted = set(self.plan.scenarios)
-        plan = self.plan
-        involved = [
-            c
-            for c in plan.contenders
-            if {"cold", "fresh", "warm-young"} & wanted & set(plan.scope.get(c.name, DEFAULT_SCOPE))
-        ]
-        multi = {c.name for c in self._multi_contenders()} if rep == 1 else set()
+        runs = {
+            s: self.plan.runs(s) if s in wanted else [] for s in ("cold", "fresh", "warm-young")
+        }
+        involved = [c for c in self.plan.contenders if any(c in r for r in runs.values())]
+        families: dict[str, list[Contender]] = {}
         for c in self._order(involved, rep):
-            in_cold = c in plan.runs("cold") and "cold" in wanted
-            in_fresh = c in plan.runs("fresh") and "fresh" in wanted
-            in_young = c in plan.runs("warm-young") and "warm-young" in wanted
-            cache = self._cache_dir(f"cold-{c.name}")
-            if in_cold:
-                m = self._run(c, "cold", rep, cache)
-                if c.name in multi and m.exit_code == 0:
-                    self._multi[c.name] = cache
-            elif in_fresh or in_young:
-                self._run(c, "fill", 0, cache)
+            families.setdefault(c.family, []).append(c)
+        multi = {c.name for c in self._multi_contenders()} if rep == 1 else set()
+        for members in families.values():
+            source: Path | None = None
+            for c in members:
+                if c in runs["cold"]:
+                    cache = self._cache_dir(f"cold-{c.name}")
+                    m = self._run(c, "cold", rep, cache)
+                    if c.name in multi and m.exit_code == 0:
+                        self._multi[c.name] = cache
+                    if source is None:
+                        source = cache
+                    elif c.name not in self._multi:
+                        self._remove(cache)
+            later = [c for c in members if c in runs["fresh"] or c in runs["warm-young"]]
+            if source is None and later:
+                source = self._cache_dir(f"cold-{later[0].name}")
+                self._run(later[0], "fill", 0, source)
             filled = time.time()
-            young = self._snapshot(cache, c) if c.uses_cache and (in_fresh or in_young) else None
-            if in_fresh:
-                run = self._copy(young) if young is not None else cache
+            young = (
+                self._snapshot(source, later[0])
+                if source is not None and later and later[0].uses_cache
+                else None
+            )
+            for c in members:
+                if c not in runs["fresh"]:
+                    continue
+                run = self._copy(young) if young is not None else self._cache_dir("run")
                 self.served.publish_new_probe()
                 try:
                     age = time.time() - filled
@@ -276,14 +290,18 @@ class Runner:
                     self.served.unpublish_new_probe()
                 if young is not None:
                     self._check(young, c)
-            if in_young and young is not None:
-                run = self._copy(young)
-                age = time.time() - filled
-                self._run(c, "warm-young", rep, run, extra={"cache_age": age})
-                self._check(young, c)
-            if c.name not in self._multi:
-                with self._phase("remove caches"):
-                    shutil.rmtree(cache, ignore_errors=True)
+            for c in members:
+                if c in runs["warm-young"] and young is not None:
+                    run = self._copy(young)
+                    age = time.time() - filled
+                    self._run(c, "warm-young", rep, run, extra={"cache_age": age})
+                    self._check(young, c)
+            if source is not None and source not in self._multi.values():
+                self._remove(source)
+
+    def _remove(self, path: Path) -> None:
+        with self._phase("remove caches"):
+            shutil.rmtree(path, ignore_errors=True)
 
     def warm(self, rep: int) -> None:
         for c in self._order(self.plan.runs("warm"), rep):
