@@ -12,17 +12,21 @@ from __future__ import annotations
 
 import base64
 import csv
+import dataclasses
 import errno
 import hashlib
 import io
+import json
 import os
 import posixpath
 import shutil
-from collections.abc import Iterable, Iterator, Mapping
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from configparser import ConfigParser
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, cast
+from typing import TYPE_CHECKING, BinaryIO, TypeVar, cast
 
 import installer
 from installer.destinations import WheelDestination
@@ -244,83 +248,16 @@ class StoreSource(WheelSource):
             yield row, stream, bool(st.mode & 0o111)
 
 
-@dataclass
-class StoreDestination(WheelDestination):
-    """Links a stored wheel into the target's scheme and writes RECORD as pip does."""
+class _Recorder(WheelDestination):
+    """Where ``installer`` would put each file of a stored wheel, recorded, nothing written.
 
-    source: StoreSource
-    scheme: dict[str, str]
-    interpreter: str
-    template: str
-    linker: Linker
-    installed: dict[str, str] = field(default_factory=dict)  # archive path -> RECORD path
-    changed: set[str] = field(default_factory=set)
-    generated: list[str] = field(default_factory=list)
-    _made: set[str] = field(default_factory=set)
-    _bases: dict[str, tuple[str, str]] = field(default_factory=dict)
-    _compile_here: list[str] = field(default_factory=list)
-    _lib_dir: str = ""
+    Run once per entry: its answers (a ``Plan``) are replayed by every install.
+    """
 
-    def __post_init__(self) -> None:
-        wheel = self.source.read_dist_info("WHEEL")
-        purelib = any(
-            line.split(":", 1)[1].strip().lower() == "true"
-            for line in wheel.splitlines()
-            if line.split(":", 1)[0].strip().lower() == "root-is-purelib" and ":" in line
-        )
-        self._lib_dir = os.path.abspath(self.scheme["purelib" if purelib else "platlib"])
-        self._entry_points = self._entry_point_names()
-
-    def _entry_point_names(self) -> set[str]:
-        if "entry_points.txt" not in self.source.dist_info_filenames:
-            return set()
-        config = ConfigParser(delimiters="=", interpolation=None)
-        config.optionxform = str  # type: ignore[assignment,method-assign]
-        config.read_string(self.source.read_dist_info("entry_points.txt"))
-        return {
-            name
-            for section in ("console_scripts", "gui_scripts")
-            if config.has_section(section)
-            for name in config.options(section)
-        }
-
-    def _base(self, scheme: str) -> tuple[str, str]:
-        """The scheme's directory, and the prefix of its paths in RECORD (pip: relpath)."""
-        found = self._bases.get(scheme)
-        if found is None:
-            base = os.path.abspath(self.scheme[scheme])
-            rel = os.path.relpath(base, self._lib_dir).replace(os.sep, "/")
-            found = self._bases[scheme] = (base, "" if rel == "." else rel + "/")
-        return found
-
-    def _target(self, scheme: SchemeName, path: str) -> tuple[str, str]:
-        """Where ``path`` goes and its RECORD path; parents made, never outside the scheme.
-
-        Called once per file: plain string work, the checked slow path only for odd paths.
-        """
-        base, prefix = self._base(scheme)
-        parts = path.split("/")
-        if path.startswith("/") or ".." in parts or "." in parts or "" in parts[:-1]:
-            dest = os.path.abspath(os.path.join(base, path))
-            if not dest.startswith(base + os.sep):
-                raise InstallError(f"{self.source.entry.wheel_name}: {path} escapes {scheme}")
-            record = os.path.relpath(dest, self._lib_dir).replace(os.sep, "/")
-        else:
-            dest = base + os.sep + path if os.sep == "/" else os.path.join(base, *parts)
-            record = prefix + path
-        parent = os.path.dirname(dest)
-        if parent not in self._made:
-            os.makedirs(parent, exist_ok=True)
-            self._made.add(parent)
-        return dest, record
-
-    def _place(self, src: str, dest: str) -> None:
-        """Link or copy; an existing file is unlinked first, as pip does (never written through)."""
-        try:
-            self.linker.place(src, dest)
-        except FileExistsError:
-            os.unlink(dest)
-            self.linker.place(src, dest)
+    def __init__(self, entry_points: set[str]) -> None:
+        self.entry_points = entry_points
+        self.files: list[tuple[str, str, str, bool]] = []  # scheme, path, archive path, exec
+        self.scripts: list[tuple[str, str, str, str]] = []  # name, module, attr, section
 
     def write_file(
         self,
@@ -330,77 +267,15 @@ class StoreDestination(WheelDestination):
         is_executable: bool,
     ) -> RecordEntry:
         path = os.fspath(path)
-        if not isinstance(stream, StoredFile):  # INSTALLER, REQUESTED, direct_url.json
-            dest, _record = self._target(scheme, path)
-            _unlink_if_present(dest)
-            with open(dest, "wb") as out:
-                out.write(stream.read())
-            self.generated.append(dest)
-            return RecordEntry(path, None, None)
-        if scheme == "scripts" and self._is_entry_point_wrapper(path):
-            return RecordEntry(path, None, None)  # pip skips setuptools' wrappers too
-        dest, record = self._target(scheme, path)
-        changed = scheme == "scripts" and self._write_script_file(stream.path, dest)
-        if not changed:
-            self._place(stream.path, dest)
-        if scheme == "scripts" and path.endswith(".py"):
-            self._compile_here.append(dest)  # pip compiles these too, after the #! fix
-        self.installed[stream.archive_path] = record
-        if changed:
-            self.changed.add(record)
-        pyc = self.source.entry.pyc.get(stream.archive_path)
-        if pyc is not None:
-            parent, _sep, _name = dest.rpartition(os.sep)
-            cache_dir = parent + os.sep + "__pycache__"
-            if cache_dir not in self._made:
-                os.makedirs(cache_dir, exist_ok=True)
-                self._made.add(cache_dir)
-            pyc_name = pyc.rpartition("/")[2]
-            self._place(self.source.entry.file(pyc), cache_dir + os.sep + pyc_name)
-            record_dir = record.rpartition("/")[0]
-            pyc_record = (
-                f"{record_dir}/__pycache__/{pyc_name}" if record_dir else f"__pycache__/{pyc_name}"
-            )
-            self.installed[cache_dir + os.sep + pyc_name] = pyc_record
+        wrapper = scheme == "scripts" and _is_entry_point_wrapper(path, self.entry_points)
+        if isinstance(stream, StoredFile) and not wrapper:
+            self.files.append((str(scheme), path, stream.archive_path, is_executable))
         return RecordEntry(path, None, None)
-
-    def _is_entry_point_wrapper(self, path: str) -> bool:
-        name = os.path.basename(path)
-        lower = name.lower()
-        for suffix in (".exe", "-script.py", ".pya"):
-            if lower.endswith(suffix):
-                name = name[: -len(suffix)]
-                break
-        return name in self._entry_points
-
-    def _write_script_file(self, src: str, dest: str) -> bool:
-        """pip's ``fix_script``: ``#!python`` becomes the target's interpreter, in a copy."""
-        with open(src, "rb") as fp:
-            first = fp.readline()
-            if not first.startswith(b"#!python"):
-                return False
-            rest = fp.read()
-        _unlink_if_present(dest)
-        with open(dest, "wb") as out:
-            out.write(b"#!" + self.interpreter.encode() + os.linesep.encode("ascii"))
-            out.write(rest)
-        shutil.copymode(src, dest)
-        return True
 
     def write_script(
         self, name: str, module: str, attr: str, section: ScriptSection
     ) -> RecordEntry:
-        text = self.template % {
-            "module": module,
-            "import_name": attr.split(".")[0],
-            "func": attr,
-        }
-        dest, _record = self._target(SchemeName("scripts"), name)
-        _unlink_if_present(dest)
-        with open(dest, "wb") as out:
-            out.write(shebang(self.interpreter) + text.encode("utf-8"))
-        os.chmod(dest, (os.stat(dest).st_mode | 0o555) & 0o7777)
-        self.generated.append(dest)
+        self.scripts.append((name, module, attr, str(section)))
         return RecordEntry(name, None, None)
 
     def finalize_installation(
@@ -409,24 +284,308 @@ class StoreDestination(WheelDestination):
         record_file_path: str,
         records: Iterable[tuple[SchemeName, RecordEntry]],
     ) -> None:
-        if self._compile_here:
-            compiled = Compiler(Path(self.interpreter)).compile(self._compile_here)
+        self.root = str(scheme)
+
+
+def _is_entry_point_wrapper(path: str, entry_points: set[str]) -> bool:
+    """A setuptools wrapper for an entry point: pip skips it (it writes its own launcher)."""
+    name = os.path.basename(path)
+    lower = name.lower()
+    for suffix in (".exe", "-script.py", ".pya"):
+        if lower.endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    return name in entry_points
+
+
+def _entry_point_names(source: StoreSource) -> set[str]:
+    if "entry_points.txt" not in source.dist_info_filenames:
+        return set()
+    config = ConfigParser(delimiters="=", interpolation=None)
+    config.optionxform = str  # type: ignore[assignment,method-assign]
+    config.read_string(source.read_dist_info("entry_points.txt"))
+    return {
+        name
+        for section in ("console_scripts", "gui_scripts")
+        if config.has_section(section)
+        for name in config.options(section)
+    }
+
+
+PLAN_FILE = "plan-v1.json"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """An entry's install, worked out once by ``installer`` and replayed by every install.
+
+    Nothing in it depends on the target: scheme names and paths inside each
+    scheme, the directories to make, the bytecode beside each module, the
+    scripts whose ``#!python`` line is rewritten, the launchers to write and
+    the wheel's own RECORD rows.
+    """
+
+    root: str  # purelib or platlib: RECORD paths are relative to it
+    dist_info: str
+    # scheme, path in the scheme, archive path, pyc archive path ("" for none), #!python fix
+    files: list[tuple[str, str, str, str, bool]]
+    dirs: dict[str, list[str]]  # scheme -> directories to make, parents first ("" is the base)
+    scripts: list[tuple[str, str, str, str]]  # entry-point launchers: name, module, attr, kind
+    record: list[tuple[str, str, str]]  # the wheel's RECORD rows
+
+    @classmethod
+    def load(cls, entry: Entry) -> Plan | None:
+        try:
+            data = json.loads(Path(entry.path, PLAN_FILE).read_text(encoding="utf-8"))
+            if data.get("sha256") != entry.sha256:
+                return None
+            return cls(
+                root=str(data["root"]),
+                dist_info=str(data["dist_info"]),
+                files=[(a, b, c, d, bool(e)) for a, b, c, d, e in data["files"]],
+                dirs={str(k): list(v) for k, v in data["dirs"].items()},
+                scripts=[(a, b, c, d) for a, b, c, d in data["scripts"]],
+                record=[(a, b, c) for a, b, c in data["record"]],
+            )
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    @classmethod
+    def make(cls, entry: Entry) -> Plan:
+        """Ask ``installer`` where every file goes; check every path stays in its scheme."""
+        source = StoreSource(entry)
+        recorder = _Recorder(_entry_point_names(source))
+        installer.install(source, recorder, {})
+        files = []
+        dirs: dict[str, set[str]] = {}
+        for scheme, path, archive, _exec in recorder.files:
+            parts = path.split("/")
+            if path.startswith("/") or ".." in parts or "." in parts or "" in parts:
+                raise InstallError(f"{entry.wheel_name}: {path} escapes {scheme}")
+            parent = "/".join(parts[:-1])
+            made = dirs.setdefault(scheme, {""})
+            for i in range(1, len(parts)):
+                made.add("/".join(parts[:i]))
+            pyc = entry.pyc.get(archive, "")
+            if pyc:
+                made.add(f"{parent}/__pycache__" if parent else "__pycache__")
+            fix = scheme == "scripts" and _starts_with(entry.file(archive), b"#!python")
+            files.append((scheme, path, archive, pyc, fix))
+        ordered = {k: sorted(v, key=lambda d: (d.count("/"), d)) for k, v in dirs.items()}
+        return cls(
+            root=recorder.root,
+            dist_info=source.dist_info_dir,
+            files=files,
+            dirs=ordered,
+            scripts=recorder.scripts,
+            record=source.record_rows(),
+        )
+
+    def save(self, entry: Entry) -> None:
+        """Kept beside the entry (written whole, then renamed): the next install reads it."""
+        data = {"sha256": entry.sha256, **dataclasses.asdict(self)}
+        final = Path(entry.path, PLAN_FILE)
+        tmp = final.with_name(f".{PLAN_FILE}.{os.getpid()}.{threading.get_ident()}.tmp")
+        try:
+            tmp.write_text(json.dumps(data), encoding="utf-8")
+            os.replace(tmp, final)
+        except OSError:
+            _unlink_if_present(str(tmp))  # a read-only store: plan again next time
+
+
+def plan_for(entry: Entry) -> Plan:
+    """The entry's saved plan, or a new one (saved)."""
+    plan = Plan.load(entry)
+    if plan is None:
+        plan = Plan.make(entry)
+        plan.save(entry)
+    return plan
+
+
+def _starts_with(path: str, prefix: bytes) -> bool:
+    with open(path, "rb") as fp:
+        return fp.read(len(prefix)) == prefix
+
+
+class _Replay:
+    """One install of a plan into a target: links, launchers, metadata, then RECORD."""
+
+    def __init__(
+        self,
+        request: Request,
+        plan: Plan,
+        scheme: TargetScheme,
+        interpreter: str,
+        template: str,
+        linker: Linker,
+    ) -> None:
+        self.entry = request.entry
+        self.plan = plan
+        self.interpreter = interpreter
+        self.template = template
+        self.linker = linker
+        paths = scheme.paths(request.name)
+        self.lib_dir = os.path.abspath(paths[plan.root])
+        self.bases = {name: os.path.abspath(path) for name, path in paths.items()}
+        self.record_prefix = {}
+        for name, base in self.bases.items():
+            rel = os.path.relpath(base, self.lib_dir).replace(os.sep, "/")
+            self.record_prefix[name] = "" if rel == "." else rel + "/"
+
+    def run(self, extra: Mapping[str, bytes]) -> None:
+        self._make_dirs()
+        installed, changed, compile_here = self._link()
+        generated = [self._write_script(*script) for script in self.plan.scripts]
+        meta = self.lib_dir + os.sep + self.plan.dist_info + os.sep
+        for name, data in extra.items():
+            _unlink_if_present(meta + name)
+            with open(meta + name, "wb") as out:
+                out.write(data)
+            generated.append((meta + name, data))
+        if compile_here:
+            compiled = Compiler(Path(self.interpreter)).compile(compile_here)
             for pyc in compiled.values():
-                self.installed[pyc] = os.path.relpath(pyc, self._lib_dir).replace(os.sep, "/")
-        installed = dict(self.installed)
+                installed[pyc] = os.path.relpath(pyc, self.lib_dir).replace(os.sep, "/")
+        self._write_record(installed, changed, generated)
+
+    def _make_dirs(self) -> None:
+        """Every directory, parents first; a level with many is spread over threads
+        (directories are the slowest thing to make: Django's locales have thousands)."""
+        levels: dict[int, list[str]] = {}
+        for scheme, dirs in self.plan.dirs.items():
+            base = self.bases[scheme]
+            os.makedirs(base, exist_ok=True)
+            for rel in dirs:
+                if rel:
+                    levels.setdefault(rel.count("/"), []).append(base + os.sep + rel)
+        for _depth, paths in sorted(levels.items()):
+            _spread(_mkdirs, paths)
+
+    def _link(self) -> tuple[dict[str, str], set[str], list[str]]:
+        """Every file placed (a big wheel's files spread over threads)."""
+        installed: dict[str, str] = {}
+        changed: set[str] = set()
+        compile_here: list[str] = []
+        for done in _spread(self._link_some, self.plan.files):
+            installed.update(done[0])
+            changed.update(done[1])
+            compile_here += done[2]
+        return installed, changed, compile_here
+
+    def _link_some(
+        self, files: list[tuple[str, str, str, str, bool]]
+    ) -> tuple[dict[str, str], set[str], list[str]]:
+        """One link per file (an existing file is unlinked first, as pip does, never
+        written through); its bytecode linked beside it."""
+        tree = self.entry.file("")
+        place = self.linker.place
+        bases, prefixes = self.bases, self.record_prefix
+        installed: dict[str, str] = {}  # archive path (or pyc dest) -> RECORD path
+        changed: set[str] = set()
+        compile_here: list[str] = []
+        for scheme, path, archive, pyc, fix in files:
+            dest = bases[scheme] + os.sep + path
+            record = prefixes[scheme] + path
+            if fix:
+                self._fix_script(tree + archive, dest)
+                changed.add(record)
+            else:
+                try:
+                    place(tree + archive, dest)
+                except FileExistsError:
+                    os.unlink(dest)
+                    place(tree + archive, dest)
+            if scheme == "scripts" and path.endswith(".py"):
+                compile_here.append(dest)  # pip compiles these too, after the #! fix
+            installed[archive] = record
+            if pyc:
+                name = pyc.rpartition("/")[2]
+                parent, _sep, _file = dest.rpartition(os.sep)
+                pyc_dest = parent + os.sep + "__pycache__" + os.sep + name
+                try:
+                    place(tree + pyc, pyc_dest)
+                except FileExistsError:
+                    os.unlink(pyc_dest)
+                    place(tree + pyc, pyc_dest)
+                record_dir = record.rpartition("/")[0]
+                installed[pyc_dest] = (
+                    f"{record_dir}/__pycache__/{name}" if record_dir else f"__pycache__/{name}"
+                )
+        return installed, changed, compile_here
+
+    def _fix_script(self, src: str, dest: str) -> None:
+        """pip's ``fix_script``: ``#!python`` becomes the target's interpreter, in a copy."""
+        with open(src, "rb") as fp:
+            fp.readline()
+            rest = fp.read()
+        _unlink_if_present(dest)
+        with open(dest, "wb") as out:
+            out.write(b"#!" + self.interpreter.encode() + os.linesep.encode("ascii"))
+            out.write(rest)
+        shutil.copymode(src, dest)
+
+    def _write_script(self, name: str, module: str, attr: str, _kind: str) -> tuple[str, bytes]:
+        text = self.template % {"module": module, "import_name": attr.split(".")[0], "func": attr}
+        data = shebang(self.interpreter) + text.encode("utf-8")
+        dest = self.bases["scripts"] + os.sep + name
+        _unlink_if_present(dest)
+        with open(dest, "wb") as out:
+            out.write(data)
+        os.chmod(dest, (os.stat(dest).st_mode | 0o555) & 0o7777)
+        return dest, data
+
+    def _write_record(
+        self,
+        installed: dict[str, str],
+        changed: set[str],
+        generated: list[tuple[str, bytes]],
+    ) -> None:
+        """pip's RECORD: wheel rows kept (paths moved, rewritten scripts rehashed),
+        generated files hashed, bytecode without hashes; sorted, CSV."""
         rows: list[tuple[str, str, str]] = []
-        for path, digest, size in self.source.record_rows():
+        for path, digest, size in self.plan.record:
             new = installed.pop(path, path)
-            if new in self.changed:
-                digest, size = _rehash(os.path.join(self._lib_dir, new))
+            if new in changed:
+                digest, size = _rehash(Path(self.lib_dir, new).read_bytes())
             rows.append((new, digest, size))
-        for dest in self.generated:
-            digest, size = _rehash(dest)
-            rows.append((os.path.relpath(dest, self._lib_dir).replace(os.sep, "/"), digest, size))
+        for dest, data in generated:
+            rel = os.path.relpath(dest, self.lib_dir).replace(os.sep, "/")
+            rows.append((rel, *_rehash(data)))
         rows += [(path, "", "") for path in installed.values()]
-        target = os.path.join(self._lib_dir, record_file_path)
+        target = self.lib_dir + os.sep + self.plan.dist_info + os.sep + "RECORD"
         with open(target, "w", newline="", encoding="utf-8") as out:
             csv.writer(out).writerows(sorted(rows))
+
+
+_CHUNK = 128  # links or directories per task when one wheel's work is spread over threads
+_THREADS = 8  # the work is syscalls (the GIL is released): more threads than cores pay
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+
+
+def _spread(work: Callable[[list[_T]], _R], items: list[_T]) -> list[_R]:
+    """``work`` over ``items`` in chunks: here when few, else on a shared pool of threads
+    (its own, so an install running on another pool never waits for itself)."""
+    if len(items) <= 2 * _CHUNK:
+        return [work(items)]
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(_THREADS, thread_name_prefix="pipfresh-link")
+        pool = _pool
+    chunks = [items[i : i + _CHUNK] for i in range(0, len(items), _CHUNK)]
+    return list(pool.map(work, chunks))
+
+
+def _mkdirs(paths: list[str]) -> None:
+    for path in paths:
+        try:
+            os.mkdir(path)
+        except FileExistsError:
+            pass
 
 
 def _unlink_if_present(path: str) -> None:
@@ -436,8 +595,7 @@ def _unlink_if_present(path: str) -> None:
         pass
 
 
-def _rehash(path: str) -> tuple[str, str]:
-    data = Path(path).read_bytes()
+def _rehash(data: bytes) -> tuple[str, str]:
     digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).decode().rstrip("=")
     return f"sha256={digest}", str(len(data))
 
@@ -458,22 +616,15 @@ class Request:
 def install(
     request: Request, scheme: TargetScheme, interpreter: str, template: str, linker: Linker
 ) -> None:
-    """Install one stored wheel into the target."""
-    source = StoreSource(request.entry)
-    destination = StoreDestination(
-        source=source,
-        scheme=scheme.paths(request.name),
-        interpreter=interpreter,
-        template=template,
-        linker=linker,
-    )
+    """Install one stored wheel into the target: its plan replayed (made once, by ``installer``)."""
     extra = {"INSTALLER": b"pip\n"}
     if request.direct_url is not None:
         extra["direct_url.json"] = request.direct_url.encode("utf-8")
     if request.requested:
         extra["REQUESTED"] = b""
     try:
-        installer.install(source, destination, extra)
+        plan = plan_for(request.entry)
+        _Replay(request, plan, scheme, interpreter, template, linker).run(extra)
     except (OSError, ValueError) as exc:
         raise InstallError(f"installing {request.entry.wheel_name} failed: {exc}") from None
 
@@ -483,12 +634,13 @@ __all__ = [
     "HardLinker",
     "InstallError",
     "Linker",
+    "Plan",
     "Request",
-    "StoreDestination",
     "StoreSource",
     "TargetScheme",
     "install",
     "linker_from_env",
+    "plan_for",
     "script_template",
     "shebang",
 ]
