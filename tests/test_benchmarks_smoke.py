@@ -89,3 +89,13 @@ def test_harness_runs_every_kind_of_scenario(tmp_path: Path) -> None:
 
     report = next(results.glob("results-*.md")).read_text()
     assert "## fresh" in report and "STALE" in report
+
+    # The README's generated section is rewritten from this run, the rest kept.
+    from benchmarks import readme
+
+    doc = tmp_path / "README.md"
+    doc.write_text(f"# x\n\n{readme.START}\nold figures\n{readme.END}\n\nafter\n")
+    readme.update(data_file, readme=doc)
+    text = doc.read_text()
+    assert "old figures" not in text and text.endswith(f"{readme.END}\n\nafter\n")
+    assert f"(results/{data_file.stem}.md)" in text and "| roundtrip |" in text
