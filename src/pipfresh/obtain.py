@@ -8,6 +8,7 @@ for ``pip install``; every wheel is checked against the sha256 in pip's report.
 from __future__ import annotations
 
 import hashlib
+import os
 import shlex
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from packaging.utils import (
 )
 
 from . import httpcache, pip
+from .buildkey import BuildOptions
 from .errors import PipfreshError
 from .interpreter import Target
 from .resolved import Item
@@ -51,6 +53,7 @@ _FETCH_VALUED = {
 }
 _FETCH_FLAGS = {
     "--no-index",
+    "--no-cache-dir",
     "--pre",
     "--prefer-binary",
     "--no-build-isolation",
@@ -80,19 +83,49 @@ def obtain(
     ones download or unpack: pip's downloads land in its HTTP cache one by one,
     so they are taken from there while ``pip wheel`` is still running.
     """
+    build = BuildOptions.of(pip_args, env, target.facts.prefix)
+    keys = store_keys(missing, pip_args, env, target)
+    found = {}
+    for item in missing:  # built before with these build options (``stored`` knows no options)
+        if keys[item.sha256] != item.sha256:
+            entry = store.lookup(keys[item.sha256])
+            if entry is not None:
+                found[item.sha256] = entry
+    missing = [i for i in missing if i.sha256 not in found]
+    if not missing:
+        return 0, found
     http_dir = pip_cache / program.http_dir
     staging = store.adding(Compiler(target.python, env))
     with tempfile.TemporaryDirectory(prefix="pipfresh-wheels-") as tmp, staging as adding:
         _take_cached(missing, http_dir, adding)
-        rest = [i for i in missing if i.sha256 not in adding]
+        rest = [i for i in missing if keys[i.sha256] not in adding]
         if rest:
-            code = _pip_wheel(rest, Path(tmp), program, pip_args, env, quiet, http_dir, adding)
+            # pip's wheel cache ignores build options: a build under options must not use it
+            fresh = not build.default and any(not i.is_wheel for i in rest)
+            code = _pip_wheel(
+                rest, Path(tmp), program, [*pip_args, *["--no-cache-dir"] * fresh], env, quiet,
+                http_dir, adding, build.config_settings,
+            )  # fmt: skip
             if code != 0:
                 return code, {}
-            late = [i for i in rest if i.sha256 not in adding]
+            late = [i for i in rest if keys[i.sha256] not in adding]
             for sha256, wheel in _match_wheels(late, Path(tmp, "wheels")).items():
-                adding.submit(sha256, wheel)
-        return 0, adding.finish()
+                adding.submit(keys[sha256], wheel)
+        added = adding.finish()
+    return 0, {**found, **{i.sha256: added[keys[i.sha256]] for i in missing}}
+
+
+def store_keys(
+    items: Sequence[Item], pip_args: Sequence[str], env: Mapping[str, str], target: Target
+) -> dict[str, str]:
+    """Each item's store key: a wheel's sha256; for an sdist, its build's (``buildkey``).
+
+    ``fastpath`` looks items up by sha256 before ``obtain`` runs: an sdist built
+    without build options is stored under its sha256 and found there even by a
+    run with ``-C``. Looking up ``store_keys(...)`` values instead closes that.
+    """
+    build = BuildOptions.of(pip_args, env, target.facts.prefix)
+    return {i.sha256: i.sha256 if i.is_wheel else build.key(i.sha256) for i in items}
 
 
 _POLL = 0.05  # seconds between looks into pip's HTTP cache while pip downloads
@@ -107,10 +140,14 @@ def _pip_wheel(
     quiet: bool,
     http_dir: Path,
     adding: Adding,
+    config_settings: Sequence[str] = (),
 ) -> int:
     """``pip wheel --no-deps`` for ``items``; wheels it downloads are taken meanwhile."""
     reqs = tmp / "requirements.txt"
-    lines = [*fetch_options_from_files(pip_args), *(i.requirement() for i in items)]
+    # pip applies -C to command-line requirements only: each built one gets them on its line
+    settings = "".join(f" --config-settings={shlex.quote(v)}" for v in config_settings)
+    reqs_lines = [i.requirement() + ("" if i.is_wheel else settings) for i in items]
+    lines = [*fetch_options_from_files(pip_args), *reqs_lines]
     reqs.write_text("\n".join(lines) + "\n", encoding="utf-8")
     argv = ["wheel", "--no-deps", "--wheel-dir", str(tmp / "wheels"), *fetch_options(pip_args)]
     argv += ["-q"] * int(quiet) + ["-r", str(reqs)]
@@ -122,12 +159,13 @@ def _pip_wheel(
             pass_fds=pip.inherited_fds(),
         )
         waiting = [i for i in items if i.is_wheel]
+        rejected: dict[str, tuple[int, int, int]] = {}
         while True:
             try:
                 code = proc.wait(timeout=_POLL)
                 break
             except subprocess.TimeoutExpired:
-                waiting = [i for i in waiting if not _take_cached([i], http_dir, adding)]
+                waiting = [i for i in waiting if not _take_cached([i], http_dir, adding, rejected)]
             except BaseException:
                 proc.kill()
                 proc.wait()
@@ -138,11 +176,17 @@ def _pip_wheel(
     return code
 
 
-def _take_cached(items: list[Item], http_dir: Path, adding: Adding) -> bool:
+def _take_cached(
+    items: list[Item],
+    http_dir: Path,
+    adding: Adding,
+    rejected: dict[str, tuple[int, int, int]] | None = None,
+) -> bool:
     """Submit the wheels whose body is in pip's ``http-v2`` cache with the report's sha256.
 
     The body is hashed through the descriptor it is unpacked from: pip may replace
-    the file meanwhile, never change what was opened. Returns whether all were taken.
+    the file meanwhile, never change what was opened. A body that did not match is
+    not hashed again until it changes (``rejected``). Returns whether all were taken.
     """
     if http_dir.name != "http-v2":
         return False  # the older format keeps the body inside a serialized blob
@@ -159,11 +203,17 @@ def _take_cached(items: list[Item], http_dir: Path, adding: Adding) -> bool:
         except OSError:
             taken = False
             continue
+        seen = (0, 0, 0)
         try:
-            matches = _sha256_of(opened) == item.sha256
+            st = os.fstat(opened.fileno())
+            seen = (st.st_ino, st.st_size, st.st_mtime_ns)
+            matches = rejected is None or rejected.get(item.sha256) != seen
+            matches = matches and _sha256_of(opened) == item.sha256
         except OSError:
             matches = False
         if not matches:
+            if rejected is not None:
+                rejected[item.sha256] = seen
             opened.close()
             taken = False
             continue

@@ -1,0 +1,78 @@
+"""The store's adding: wheels taken from pip's HTTP cache only when their sha256 matches,
+nothing published before ``finish``, bytecode for every module, plans replayed alike."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from pipfresh import httpcache
+from pipfresh.obtain import _take_cached
+from pipfresh.resolved import Item
+from pipfresh.store import STORE_LAYOUT, Compiler, Store, StoreError
+from pipfresh.testing.dists import build_wheel
+
+URL = "https://files.example.invalid/packages/demo-1.0-py3-none-any.whl"
+
+
+def _item(sha256: str) -> Item:
+    return Item(
+        name="demo",
+        version="1.0",
+        url=URL,
+        sha256=sha256,
+        is_wheel=True,
+        requested=True,
+        direct_url=None,
+    )
+
+
+def test_a_cached_body_is_taken_only_when_its_sha256_matches(tmp_path: Path) -> None:
+    wheel = build_wheel(tmp_path / "dists", "demo", "1.0", modules={"demo/__init__.py": "X = 1\n"})
+    other = build_wheel(tmp_path / "other", "demo", "1.0", modules={"demo/__init__.py": "X = 2\n"})
+    sha = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    http_dir = tmp_path / "pip" / "http-v2"
+    meta = httpcache.entry_path(http_dir, URL)
+    body = meta.with_name(meta.name + ".body")
+    body.parent.mkdir(parents=True)
+    body.write_bytes(other.read_bytes())  # what the URL served before: not the report's file
+    store = Store(tmp_path / STORE_LAYOUT)
+    rejected: dict[str, tuple[int, int, int]] = {}
+    with store.adding(Compiler(Path(sys.executable))) as adding:
+        assert not _take_cached([_item(sha)], http_dir, adding, rejected)
+        assert sha in rejected and sha not in adding
+        os.replace(wheel, body)  # pip replaces the body whole
+        assert _take_cached([_item(sha)], http_dir, adding, rejected)
+        entry = adding.finish()[sha]
+    assert store.lookup(sha) is not None and entry.intact()
+    assert Path(entry.file("demo/__init__.py")).read_text() == "X = 1\n"
+    assert entry.pyc["demo/__init__.py"] in entry.files  # compiled with the module
+
+
+def test_an_unfinished_add_publishes_nothing_and_leaves_nothing(tmp_path: Path) -> None:
+    wheels = [build_wheel(tmp_path / "dists", f"part{i}", "1.0") for i in range(3)]
+    store = Store(tmp_path / STORE_LAYOUT)
+    digests = {hashlib.sha256(w.read_bytes()).hexdigest(): w for w in wheels}
+    with pytest.raises(KeyboardInterrupt), store.adding(Compiler(Path(sys.executable))) as adding:
+        for sha, wheel in digests.items():
+            adding.submit(sha, wheel)
+        raise KeyboardInterrupt  # after every unpack started, before finish
+    assert all(store.get(sha) is None for sha in digests)
+    assert os.listdir(store.path) == []
+
+
+def test_a_broken_wheel_fails_the_add_and_publishes_nothing(tmp_path: Path) -> None:
+    good = build_wheel(tmp_path / "dists", "good", "1.0")
+    bad = tmp_path / "bad-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(bad, "w") as zf:
+        zf.writestr("../escape.py", "X = 1\n")
+    store = Store(tmp_path / STORE_LAYOUT)
+    wheels = {"a" * 64: good, "b" * 64: bad}
+    with pytest.raises(StoreError, match="outside the wheel"):
+        store.add(wheels, Compiler(Path(sys.executable)))
+    assert store.get("a" * 64) is None and os.listdir(store.path) == []
