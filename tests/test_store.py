@@ -4,17 +4,19 @@ nothing published before ``finish``, bytecode for every module, plans replayed a
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import sys
 import zipfile
 from pathlib import Path
 
 import pytest
+from packaging.version import Version
 
-from pipfresh import httpcache
+from pipfresh import httpcache, install
 from pipfresh.obtain import _take_cached
 from pipfresh.resolved import Item
-from pipfresh.store import STORE_LAYOUT, Compiler, Store, StoreError
+from pipfresh.store import STORE_LAYOUT, Compiler, Entry, Store, StoreError
 from pipfresh.testing.dists import build_wheel
 
 URL = "https://files.example.invalid/packages/demo-1.0-py3-none-any.whl"
@@ -76,3 +78,41 @@ def test_a_broken_wheel_fails_the_add_and_publishes_nothing(tmp_path: Path) -> N
     with pytest.raises(StoreError, match="outside the wheel"):
         store.add(wheels, Compiler(Path(sys.executable)))
     assert store.get("a" * 64) is None and os.listdir(store.path) == []
+
+
+def _scheme(root: Path) -> install.TargetScheme:
+    site = str(root / "lib" / "site-packages")
+    return install.TargetScheme(site, site, str(root / "bin"), str(root), str(root / "include"))
+
+
+def _install(entry: Entry, root: Path) -> None:
+    request = install.Request(entry, "demo", True, None)
+    template = install.script_template(Version("26.3"))
+    install.install(request, _scheme(root), sys.executable, template, install.HardLinker())
+
+
+def test_plans_never_reach_outside_the_target(tmp_path: Path) -> None:
+    """An entry point named to escape is refused; a plan edited to escape is made again."""
+    store = Store(tmp_path / STORE_LAYOUT)
+    compiler = Compiler(Path(sys.executable))
+    evil = build_wheel(
+        tmp_path / "evil", "demo", "1.0", entry_points={"console_scripts": {"../../x": "demo:f"}}
+    )
+    sha = hashlib.sha256(evil.read_bytes()).hexdigest()
+    with pytest.raises(install.InstallError, match="escapes"):
+        _install(store.add({sha: evil}, compiler)[sha], tmp_path / "t1")
+    assert not (tmp_path / "x").exists()
+
+    wheel = build_wheel(tmp_path / "dists", "demo", "1.0")
+    sha = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    entry = store.add({sha: wheel}, compiler)[sha]
+    _install(entry, tmp_path / "t2")
+    plan_file = entry.path / install.PLAN_FILE
+    plan = json.loads(plan_file.read_text())
+    plan["files"][0][1] = "../../../outside.py"
+    plan_file.write_text(json.dumps(plan))
+    _install(entry, tmp_path / "t3")
+    assert not (tmp_path / "outside.py").exists()
+    assert sorted(
+        p.relative_to(tmp_path / "t3").as_posix() for p in (tmp_path / "t3").rglob("*")
+    ) == sorted(p.relative_to(tmp_path / "t2").as_posix() for p in (tmp_path / "t2").rglob("*"))

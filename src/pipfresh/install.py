@@ -339,7 +339,7 @@ class Plan:
             data = json.loads(Path(entry.path, PLAN_FILE).read_text(encoding="utf-8"))
             if data.get("sha256") != entry.sha256:
                 return None
-            return cls(
+            plan = cls(
                 root=str(data["root"]),
                 dist_info=str(data["dist_info"]),
                 files=[(a, b, c, d, bool(e)) for a, b, c, d, e in data["files"]],
@@ -349,6 +349,10 @@ class Plan:
             )
         except (OSError, ValueError, KeyError, TypeError):
             return None
+        # Made by ``make``, which checks every path; checked again, cheaply, before trusting it.
+        paths = [f[1] for f in plan.files] + [s[0] for s in plan.scripts] + [plan.dist_info]
+        paths += [d for dirs in plan.dirs.values() for d in dirs if d]
+        return None if any(map(_escapes, paths)) else plan
 
     @classmethod
     def make(cls, entry: Entry) -> Plan:
@@ -358,9 +362,12 @@ class Plan:
         installer.install(source, recorder, {})
         files = []
         dirs: dict[str, set[str]] = {}
+        for name, *_rest in recorder.scripts:
+            if _escapes(name) or "/" in name:
+                raise InstallError(f"{entry.wheel_name}: entry point {name!r} escapes scripts")
         for scheme, path, archive, _exec in recorder.files:
             parts = path.split("/")
-            if path.startswith("/") or ".." in parts or "." in parts or "" in parts:
+            if _escapes(path):
                 raise InstallError(f"{entry.wheel_name}: {path} escapes {scheme}")
             parent = "/".join(parts[:-1])
             made = dirs.setdefault(scheme, {""})
@@ -391,6 +398,12 @@ class Plan:
             os.replace(tmp, final)
         except OSError:
             _unlink_if_present(str(tmp))  # a read-only store: plan again next time
+
+
+def _escapes(path: str) -> bool:
+    """Whether a path inside a scheme could reach outside it (or is not a plain path)."""
+    parts = path.split("/")
+    return path.startswith("/") or ".." in parts or "." in parts or "" in parts
 
 
 def plan_for(entry: Entry) -> Plan:
