@@ -161,8 +161,10 @@ def test_size_cap_evicts_the_least_recently_used_first(
         build_wheel(dist_dir, "new", "1.0"),
     )
     venv = make_venv(py311)
-    install(venv, index, "old")
-    install(venv, index, "new")  # used later than "old"
+    # pip's entries only (the store is evicted first: tests/test_prune_store.py)
+    env = {**os.environ, "PIPFRESH_INSTALLER": "pip"}
+    for name in ("old", "new"):  # "new" used later than "old"
+        pipfresh("install", "--python", venv.python, *index_args(index), name, env=env).ok()
     partition = partition_of(venv)
     prune_json(venv, "--mode", "valid")  # leave only files, so sizes are exact
     pip_cache = partition / "pip"

@@ -104,7 +104,9 @@ def _parser() -> argparse.ArgumentParser:
     prune = add("prune", "drop stale metadata and what can serve no run")
     prune.add_argument("--all", action="store_true", help="every partition under the root")
     prune.add_argument(
-        "--ci", action="store_true", help="also drop downloads the next CI run can fetch cheaply"
+        "--ci",
+        action="store_true",
+        help="--mode ci: also drop downloads and the store (cheap to fetch and rebuild)",
     )
     prune.add_argument(
         "--keep-index-pages", action="store_true", help="keep index pages for cheap 304s"
