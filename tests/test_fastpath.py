@@ -45,7 +45,7 @@ def test_store_path_ends_where_pip_ends(
     summary = tmp_path / "s.json"
     venv = make_venv(py311, pip=pip_version, name="env")
     args = ["install", "--python", venv.python, *index_args(index), "app"]
-    pipfresh(*args, summary=summary).ok()  # plain pip (the default), same cache
+    pipfresh(*args, env=store_env(PIPFRESH_INSTALLER="pip"), summary=summary).ok()  # same cache
     by_pip = EndState.of(venv)
 
     rounds = ("cold", "warm") if pip_version == "26.3" else ("cold",)  # time budget
@@ -169,16 +169,42 @@ def test_outside_the_supported_set_plain_pip_runs(
         assert installed_version(venv.python, "localproj") == "0.1"
 
 
-def test_default_is_plain_pip_and_says_so(
+def test_the_store_is_the_default_and_plain_pip_a_choice(
     index, dist_dir: Path, make_venv, py311: Path, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
     index.publish(build_wheel(dist_dir, "demo", "1.0"))
     venv = make_venv(py311)
-    run = pipfresh(
-        "install", "--python", venv.python, *index_args(index), "demo", summary=tmp_path / "s.json"
-    ).ok()
+    args = ["install", "--python", venv.python, *index_args(index), "demo"]
+    run = pipfresh(*args, summary=tmp_path / "s.json").ok()
     assert run.summary is not None
-    assert (run.summary["installer"], run.summary["installer_reason"]) == ("pip", "default")
+    assert (run.summary["installer"], run.summary["installer_reason"]) == (
+        "store",
+        "0 from the store, 1 added",
+    )
+    chosen = pipfresh(
+        *args,
+        "--force-reinstall",
+        env=store_env(PIPFRESH_INSTALLER="pip"),
+        summary=tmp_path / "s.json",
+    ).ok()
+    assert chosen.summary is not None
+    assert (chosen.summary["installer"], chosen.summary["installer_reason"]) == (
+        "pip",
+        "PIPFRESH_INSTALLER=pip",
+    )
+    # Set in pip's environment or configuration, an option the store lacks means pip.
+    config = tmp_path / "pip.conf"
+    config.write_text("[install]\nno-compile = true\n")
+    configured = pipfresh(
+        *args,
+        "--force-reinstall",
+        env={**os.environ, "PIP_CONFIG_FILE": str(config)},
+        summary=tmp_path / "s.json",
+    ).ok()
+    assert configured.summary is not None
+    assert configured.summary["installer_reason"] == (
+        "no-compile in pip's configuration (not supported by the store installer)"
+    )
     bad = pipfresh(
         "install", "--python", venv.python, "demo", env=store_env(PIPFRESH_INSTALLER="x")
     )

@@ -409,7 +409,9 @@ def test_killing_pipfresh_alone_keeps_prune_away_from_its_pip(
     publish_workload(index, dist_dir)
     index.latency = 0.1
     venv = make_venv(pip=None)
-    proc = popen_pipfresh("install", "--python", venv.python, *index_args(index), "app")
+    # Plain pip: the install itself is the orphaned process (the store path would lose it).
+    plain = {**os.environ, "PIPFRESH_INSTALLER": "pip"}
+    proc = popen_pipfresh("install", "--python", venv.python, *index_args(index), "app", env=plain)
     deadline = time.monotonic() + 60
     pip_pids: list[int] = []
     while not pip_pids:
@@ -536,7 +538,7 @@ def corrupt(entry: httpcache.EntryFiles, how: str, seed: int) -> None:
 
 @pytest.mark.slow
 def test_corrupt_entries_are_dropped_fetched_again_and_reported(
-    index, dist_dir: Path, make_venv, tmp_path: Path
+    index, dist_dir: Path, make_venv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:  # type: ignore[no-untyped-def]
     """Hypothesis picks entries of a warm cache and breaks them; every install still works."""
     import shutil
@@ -546,6 +548,8 @@ def test_corrupt_entries_are_dropped_fetched_again_and_reported(
 
     publish_workload(index, dist_dir)
     template = tmp_path / "template"
+    # pip's cache under plain pip: with the store, the damaged downloads would not be needed.
+    monkeypatch.setenv("PIPFRESH_INSTALLER", "pip")
     env = {**os.environ, "PIPFRESH_CACHE_DIR": str(template)}
     pipfresh(
         "install", "--python", make_venv(pip=None).python, *index_args(index), "app", env=env

@@ -8,11 +8,12 @@ added; replaced versions are uninstalled by pip; then every wheel is linked
 from the store in parallel by ``install``.
 
 Anything outside the supported set goes to plain pip, and the summary says
-why. Until the parity tests hold it is opt-in: ``PIPFRESH_INSTALLER=store``.
+why. It is the default; ``PIPFRESH_INSTALLER=pip`` always runs plain pip.
 """
 
 from __future__ import annotations
 
+import configparser
 import json
 import os
 import signal
@@ -38,7 +39,7 @@ from .store import STORE_LAYOUT, Entry, Store, stored
 from .summary import Summary
 
 INSTALLER_ENV = "PIPFRESH_INSTALLER"
-DEFAULT_INSTALLER = "pip"
+DEFAULT_INSTALLER = "store"
 INSTALLERS = ("store", "pip")
 
 # pip install options the store installer does not handle: plain pip runs instead.
@@ -102,10 +103,33 @@ def decide(
         return Decision("pip", "the target is not a virtual environment")
     if parsed.report == "-":
         return Decision("pip", "--report - (to stdout)")
-    unsupported = unsupported_option(parsed.args)
+    unsupported = unsupported_option(parsed.args) or configured_option(environ, target)
     if unsupported is not None:
         return Decision("pip", f"{unsupported} (not supported by the store installer)")
-    return Decision("store", f"{INSTALLER_ENV}=store")
+    return Decision("store", f"{INSTALLER_ENV}=store" if given else "default")
+
+
+# pip's configuration names (environment PIP_<NAME>, or <name> in a config file) of the
+# unsupported options: set there, they apply to every install.
+_UNSUPPORTED_CONFIG = ("target", "prefix", "root", "user", "no-compile", "ignore-installed", "src")
+
+
+def configured_option(environ: Mapping[str, str], target: Target) -> str | None:
+    """An unsupported option set in pip's environment or configuration files."""
+    for name in _UNSUPPORTED_CONFIG:
+        if environ.get(f"PIP_{name.upper().replace('-', '_')}"):
+            return f"PIP_{name.upper().replace('-', '_')}"
+    parser = configparser.RawConfigParser()
+    for path in reuse.config_files(environ, target):
+        try:
+            parser.read(path, encoding="utf-8")
+        except (OSError, configparser.Error):
+            return f"{path} (unreadable)"
+    for section in ("global", "install"):
+        for name in _UNSUPPORTED_CONFIG:
+            if parser.has_option(section, name) or parser.has_option(section, f"--{name}"):
+                return f"{name} in pip's configuration"
+    return None
 
 
 def unsupported_option(args: Sequence[str]) -> str | None:
@@ -153,6 +177,7 @@ class Outcome:
     from_store: int = 0
     added: int = 0
     resolution: str = ""  # how pip's report was obtained
+    revalidated: int = 0  # index pages pipfresh itself found unchanged
 
 
 @dataclass(frozen=True)
@@ -172,6 +197,7 @@ def install_with_store(job: Job, summary: Summary) -> int:
     """``run``, with the summary told how pip resolved, which installer ran and why."""
     outcome = run(job)
     summary.resolution = outcome.resolution
+    summary.index_revalidated += outcome.revalidated
     if outcome.fallback is not None:
         summary.installer = "pip"
         summary.installer_reason = outcome.fallback
@@ -197,7 +223,7 @@ def run(job: Job) -> Outcome:
         code = pip.run(job.program.command(job.pip_args), job.env)
         return Outcome(code, fallback=why, resolution=how)
     if not items:
-        return Outcome(0, resolution=how)
+        return Outcome(0, resolution=how, revalidated=resolution.revalidated)
 
     by_store = [i for i in items if not i.via_pip]
     store = Store(job.partition.state_dir / STORE_LAYOUT)
@@ -227,14 +253,20 @@ def run(job: Job) -> Outcome:
     if not job.quiet:
         names = " ".join(f"{i.name}-{i.version}" for i in sorted(items, key=lambda i: i.name))
         print(f"Successfully installed {names}")
-    done = len(by_store) - len(missing)
-    return Outcome(0, from_store=done, added=len(missing), resolution=how)
+    return Outcome(
+        0,
+        from_store=len(by_store) - len(missing),
+        added=len(missing),
+        resolution=how,
+        revalidated=resolution.revalidated,
+    )
 
 
 @dataclass(frozen=True)
 class _Resolution:
     code: int
     how: str  # for the summary: "pip (...)" or "reused: ..."
+    revalidated: int = 0
 
 
 def _resolve(job: Job) -> _Resolution:
@@ -251,7 +283,7 @@ def _resolve(job: Job) -> _Resolution:
         unchanged, first_changed = revalidator.all_unchanged(recorded.pages)
         if first_changed is None:
             job.report_path.write_text(json.dumps(recorded.report), encoding="utf-8")
-            return _Resolution(0, f"reused: {unchanged} index pages unchanged")
+            return _Resolution(0, f"reused: {unchanged} index pages unchanged", unchanged)
         changed = f"{first_changed} changed; "
     with tempfile.TemporaryDirectory(prefix="pipfresh-log-") as tmp:
         log = Path(tmp, "pip.log")

@@ -136,14 +136,31 @@ def make_usable(partition: Partition) -> str | None:
 
 
 def _survey_all(partition: Partition, euid: int) -> list[Finding]:
-    # The store holds tens of thousands of files and checks its own entries before
-    # every link (store.py): only its top directory is surveyed here, on every run.
-    store = frozenset({str(partition.state_dir / STORE_LAYOUT)})
+    store = partition.state_dir / STORE_LAYOUT
     return (
         survey(partition.root.path, euid, recursive=False)
         + survey(partition.lock_file.parent, euid)
-        + survey(partition.path, euid, skip=store)
+        + survey(partition.path, euid, skip=frozenset({str(store)}))
+        + _survey_store(store, euid)
     )
+
+
+def _survey_store(store: Path, euid: int) -> list[Finding]:
+    """The store's entries, each by its top directory; one that is not right, whole.
+
+    The store holds tens of thousands of files and checks its own entries before
+    every link (store.py), so every run looks one level deep only: a restore by
+    another user changes the owner of whole entries, never of single files in them.
+    """
+    try:
+        children = [Path(e.path) for e in os.scandir(store) if e.is_dir(follow_symlinks=False)]
+    except OSError:
+        return []
+    found: list[Finding] = []
+    for child in children:
+        if survey(child, euid, recursive=False):
+            found += survey(child, euid)
+    return found
 
 
 def remove_leftovers(partition: Partition) -> int:

@@ -106,7 +106,7 @@ def inputs(
     add("target", asdict(target.facts))
     add("env", sorted((k, v) for k, v in env.items() if k.startswith("PIP_") or k in _OTHER_ENV))
     try:
-        for path in _config_files(env, target):
+        for path in config_files(env, target):
             text = _read_or_none(path)
             if text is not None and "uploaded" in text:
                 return Inputs(None, f"{path} sets an upload cut-off")
@@ -159,7 +159,7 @@ def _unsupported(args: Sequence[str], env: Mapping[str, str]) -> str | None:
     return None
 
 
-def _config_files(env: Mapping[str, str], target: Target) -> list[Path]:
+def config_files(env: Mapping[str, str], target: Target) -> list[Path]:
     """Every file pip may read its configuration from (a superset is harmless)."""
     home = Path(env.get("HOME") or os.path.expanduser("~"))
     xdg_home = Path(env.get("XDG_CONFIG_HOME") or home / ".config")
