@@ -40,7 +40,11 @@ class Item:
         return canonicalize_name(self.name) in _BY_PIP
 
     def requirement(self) -> str:
-        return f"{self.name} @ {self.url} --hash=sha256:{self.sha256}"
+        """A pinned requirement line; the ``#sha256=`` fragment gives the link the same
+        key in pip's wheel cache as the index's link, so a wheel built here is found by
+        the next resolution (which then needs no build dependencies)."""
+        url = self.url.split("#", 1)[0]
+        return f"{self.name} @ {url}#sha256={self.sha256} --hash=sha256:{self.sha256}"
 
 
 def from_report(report_path: Path) -> tuple[list[Item], str | None]:
