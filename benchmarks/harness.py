@@ -100,14 +100,19 @@ class SnapshotChanged(RuntimeError):
     """A run changed a saved cache through a hardlink: its copies must be real ones."""
 
 
-def _stamps(root: Path) -> dict[str, tuple[int, int, int]]:
-    """Each file under ``root`` (relative path) and its inode, size and mtime."""
+def _stamps(root: Path) -> dict[str, tuple[int, int, int, int]]:
+    """Each file under ``root`` (relative path) and its inode, size, mtime and mode."""
     stamps = {}
     for dirpath, _, filenames in os.walk(root):
         for name in filenames:
             path = os.path.join(dirpath, name)
             st = os.lstat(path)
-            stamps[os.path.relpath(path, root)] = (st.st_ino, st.st_size, st.st_mtime_ns)
+            stamps[os.path.relpath(path, root)] = (
+                st.st_ino,
+                st.st_size,
+                st.st_mtime_ns,
+                st.st_mode,
+            )
     return stamps
 
 
