@@ -21,8 +21,15 @@ def py311(interpreters: dict[str, Path]) -> Path:
 
 
 def _install(venv, index, tmp_path: Path, *reqs: str) -> dict:  # type: ignore[no-untyped-def]
+    """Plain pip: these tests are about pip's own cache (the store is tested on its own)."""
     run = pipfresh(
-        "install", "--python", venv.python, *index_args(index), *reqs, summary=tmp_path / "s.json"
+        "install",
+        "--python",
+        venv.python,
+        *index_args(index),
+        *reqs,
+        env={**os.environ, "PIPFRESH_INSTALLER": "pip"},
+        summary=tmp_path / "s.json",
     ).ok()
     assert run.summary is not None
     return run.summary
