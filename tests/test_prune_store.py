@@ -161,6 +161,7 @@ def test_ci_drops_the_store_and_resolutions_valid_keeps_them(
     assert installed_version(fresh.python, "built") == "0.1"
     downloads = index.counters().downloads
     assert downloads.get("alpha-1.0-py3-none-any.whl") == 1, downloads  # ci dropped it
+    assert "built-0.1.tar.gz" not in downloads, downloads  # its built wheel was kept
 
 
 def test_size_cap_evicts_the_store_before_downloads(
