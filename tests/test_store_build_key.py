@@ -16,8 +16,6 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from helpers import index_args, pipfresh, store_env
 from pipfresh.buildkey import BuildOptions
 from pipfresh.testing.dists import build_sdist
@@ -109,11 +107,6 @@ def test_build_options_key_built_wheels(
     assert install() == ({}, [red, blue, green, {}])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="fastpath looks sdist items up by their sha256 before obtain sees the build "
-    "options; it needs to look up obtain.store_keys(...) instead",
-)
 def test_options_after_a_build_without(
     index: Any, dist_dir: Path, make_venv: Any, py311: Path, tmp_path: Path
 ) -> None:

@@ -22,7 +22,7 @@ import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from packaging.utils import (
@@ -178,6 +178,7 @@ class Outcome:
     added: int = 0
     resolution: str = ""  # how pip's report was obtained
     revalidated: int = 0  # index pages pipfresh itself found unchanged
+    store_keys: list[str] = field(default_factory=list)  # the store entries installed
 
 
 @dataclass(frozen=True)
@@ -193,7 +194,7 @@ class Job:
     quiet: bool
 
 
-def install_with_store(job: Job, summary: Summary) -> int:
+def install_with_store(job: Job, summary: Summary) -> Outcome:
     """``run``, with the summary told how pip resolved, which installer ran and why."""
     outcome = run(job)
     summary.resolution = outcome.resolution
@@ -203,7 +204,7 @@ def install_with_store(job: Job, summary: Summary) -> int:
         summary.installer_reason = outcome.fallback
     elif outcome.code == 0:
         summary.installer_reason = f"{outcome.from_store} from the store, {outcome.added} added"
-    return outcome.code
+    return outcome
 
 
 def run(job: Job) -> Outcome:
@@ -227,7 +228,10 @@ def run(job: Job) -> Outcome:
 
     by_store = [i for i in items if not i.via_pip]
     store = Store(job.partition.state_dir / STORE_LAYOUT)
-    entries = stored(store, (i.sha256 for i in by_store))
+    # An sdist's wheel is stored under a key of its build options too (obtain.store_keys).
+    keys = obtain.store_keys(by_store, job.pip_args, job.env, job.target)
+    found = stored(store, keys.values())
+    entries = {sha: found[key] for sha, key in keys.items() if key in found}
     missing = [i for i in by_store if i.sha256 not in entries]
     if missing:
         code, added = obtain.obtain(
@@ -259,6 +263,7 @@ def run(job: Job) -> Outcome:
         added=len(missing),
         resolution=how,
         revalidated=resolution.revalidated,
+        store_keys=sorted(set(keys.values())),
     )
 
 

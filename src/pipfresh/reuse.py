@@ -389,8 +389,7 @@ class Revalidator:
         opener = self.openers[bool({host.hostname, host.netloc} & self.trusted)]
         try:
             with opener.open(request, timeout=self.timeout) as response:
-                response.read()
-                status = int(response.status)
+                status = int(response.status)  # a changed page's body is pip's to read
         except urllib.error.HTTPError as exc:
             status = exc.code
         except (OSError, ValueError):

@@ -159,9 +159,11 @@ def _run_in_partition(
         summary.dropped = len(dropped)
         share.seed_from_siblings(partition, program.http_dir)
         before = snapshot.take(partition.pip_cache)
+        stored: list[str] = []  # store entries the run used, by key
         if summary.installer == "store" and report_path is not None:
             job = fastpath.Job(partition, target, program, pip_args, env, report_path, note.quiet)
-            code = fastpath.install_with_store(job, summary)
+            outcome = fastpath.install_with_store(job, summary)
+            code, stored = outcome.code, outcome.store_keys
         else:
             code = pip.run(program.command(pip_args), env)
         after = snapshot.take(partition.pip_cache)
@@ -183,10 +185,8 @@ def _run_in_partition(
         except OSError:
             pass
         try:  # what this run used, for `cache prune --mode recent|size`
-            usage.record(
-                partition,
-                usage.used_by_run(partition.pip_cache, program.http_dir, items, before, after),
-            )
+            used = usage.used_by_run(partition.pip_cache, program.http_dir, items, before, after)
+            usage.record(partition, used | {usage.store_rel(key) for key in stored})
         except (OSError, LockTimeout):
             pass
     return code
