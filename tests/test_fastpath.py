@@ -281,3 +281,21 @@ def test_pip_itself_is_installed_by_pip_and_the_rest_by_the_store(
     site = Path(probe(venv.python, None).purelib or "")
     assert not list(site.glob("pip-26.1.2.dist-info")), "the old pip is uninstalled"
     assert not (site / "pip-26.3.dist-info" / "direct_url.json").exists()
+
+
+def test_a_wheel_shipping_a_tmp_file_stays_in_the_store(
+    index, dist_dir: Path, make_venv, py311: Path, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """Leftover cleanup (``*.tmp`` files of unfinished writes) never reaches into the store."""
+    modules = {"odd/__init__.py": "", "odd/cache.tmp": "shipped on purpose\n"}
+    index.publish(build_wheel(dist_dir, "odd", "1.0", modules=modules))
+    for added in (1, 0):
+        venv = make_venv(py311)
+        run = pipfresh(
+            "install", "--python", venv.python, *index_args(index), "odd",
+            summary=tmp_path / "s.json",
+        ).ok()  # fmt: skip
+        assert run.summary is not None
+        assert run.summary["installer_reason"] == f"{1 - added} from the store, {added} added"
+        site = Path(probe(venv.python, None).purelib or "")
+        assert (site / "odd" / "cache.tmp").read_text() == "shipped on purpose\n"

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 
 TEMP_SUFFIX = ".tmp"  # pip's adjacent_tmp_file and our own atomic writes
 
 
-def walk(top: str | Path) -> Iterator[tuple[str, os.stat_result]]:
-    """``(path, lstat)`` of every file below ``top``; files that vanish meanwhile are skipped."""
-    for dirpath, _dirnames, filenames in os.walk(top):
+def walk(top: str | Path, skip: Collection[str] = ()) -> Iterator[tuple[str, os.stat_result]]:
+    """``(path, lstat)`` of every file below ``top``, but for directories in ``skip``;
+    files that vanish meanwhile are skipped."""
+    for dirpath, dirnames, filenames in os.walk(top):
+        if skip:
+            dirnames[:] = [d for d in dirnames if os.path.join(dirpath, d) not in skip]
         for name in filenames:
             path = os.path.join(dirpath, name)
             try:
@@ -45,9 +48,9 @@ def remove_tree(path: str | Path) -> int:
     return size
 
 
-def remove_temp_files(top: str | Path) -> int:
-    """Delete ``*.tmp`` files, writes that never finished; bytes freed.
-
-    Only safe while no writer can be running (the partition held alone).
+def remove_temp_files(top: str | Path, skip: Collection[str] = ()) -> int:
+    """Delete ``*.tmp`` files below ``top`` (not in ``skip``), writes that never finished;
+    bytes freed. Only safe while no writer can be running (the partition held alone).
     """
-    return sum(remove_file(path) for path, _st in walk(top) if path.endswith(TEMP_SUFFIX))
+    found = walk(top, skip)
+    return sum(remove_file(path) for path, _st in found if path.endswith(TEMP_SUFFIX))

@@ -169,9 +169,10 @@ def remove_leftovers(partition: Partition) -> int:
     Call only while holding the partition alone: then no pip is writing, and every
     temporary file is dead weight (pip never removes its own after a full disk).
     """
+    store = partition.state_dir / STORE_LAYOUT  # a wheel may ship a *.tmp file of its own
     return (
-        files.remove_temp_files(partition.path)
-        + _remove_store_staging(partition.state_dir / STORE_LAYOUT)
+        files.remove_temp_files(partition.path, skip={str(store)})
+        + _remove_store_staging(store)
         + _remove_dead_writers_files(partition.root.probes)
     )
 
