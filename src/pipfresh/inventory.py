@@ -11,8 +11,7 @@ import os
 from dataclasses import asdict, dataclass, field
 
 from . import files, health, httpcache
-from .partition import Partition
-from .prune import RESOLUTIONS
+from .partition import RESOLUTIONS, Partition
 from .store import STORE_LAYOUT
 
 

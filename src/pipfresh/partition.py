@@ -35,6 +35,7 @@ from .interpreter import PROBE_LAYOUT, Facts
 LAYOUT_VERSION = 1
 PARTITIONS = f"partitions-v{LAYOUT_VERSION}"
 LOCKS = "locks-v1"
+RESOLUTIONS = "resolutions-v1"  # in a partition's ``pipfresh/``: reuse.py
 MARKER = ".pipfresh-root"
 CACHEDIR_TAG = (
     "Signature: 8a477f597d28d172789f06886806bc55\n"

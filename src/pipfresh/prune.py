@@ -26,10 +26,8 @@ from packaging.version import InvalidVersion, Version
 
 from . import files, httpcache, lock, usage
 from .errors import CacheRootError, PipfreshError
-from .partition import Partition
+from .partition import RESOLUTIONS, Partition
 from .store import STORE_LAYOUT, Store
-
-RESOLUTIONS = "resolutions-v1"  # in the partition's ``pipfresh/`` directory, one JSON file each
 
 Kind = httpcache.Kind
 

@@ -37,9 +37,7 @@ from typing import Any
 
 from . import __version__, httpcache, pip
 from .interpreter import Target
-from .partition import Partition
-
-LAYOUT = "resolutions-v1"
+from .partition import RESOLUTIONS, Partition
 
 # What pip sends for an index page (pip._internal.index.collector._get_simple_response).
 _ACCEPT = ", ".join(
@@ -305,7 +303,7 @@ def save(partition: Partition, digest: str, pages: Sequence[Page], report: Path)
         "pages": [asdict(p) for p in pages],
         "report": json.loads(report.read_text(encoding="utf-8")),
     }
-    directory = partition.state_dir / LAYOUT
+    directory = partition.state_dir / RESOLUTIONS
     directory.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
     try:
@@ -327,7 +325,7 @@ class Recorded:
 
 def load(partition: Partition, digest: str) -> Recorded | None:
     """The recorded resolution for these inputs; None if absent or unreadable."""
-    path = partition.state_dir / LAYOUT / f"{digest}.json"
+    path = partition.state_dir / RESOLUTIONS / f"{digest}.json"
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         if data.get("format") != 1 or not isinstance(data.get("report"), dict):
