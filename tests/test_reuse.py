@@ -159,3 +159,48 @@ def test_a_damaged_record_is_ignored_and_rewritten(
     records[0].write_text(records[0].read_text()[:40])  # a run killed mid-write elsewhere
     assert install(*index_args(index), "app")["resolution"].startswith("pip (recorded")
     assert install(*index_args(index), "app")["resolution"].startswith("reused")
+
+
+def test_what_the_inputs_and_the_log_say(tmp_path: Path) -> None:
+    """Nested files count, local listings and credentials are refused, pip's log is read."""
+    from pipfresh import reuse
+
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "base.txt").write_text("app\n--constraint=pins.txt\n")
+    (tmp_path / "sub" / "pins.txt").write_text("app==1\n")
+    (tmp_path / "reqs.txt").write_text("-r sub/base.txt\nlib\n")
+    files = reuse._input_files(["-r", str(tmp_path / "reqs.txt")], {})
+    assert [f.name for f in files] == ["reqs.txt", "base.txt", "pins.txt"]
+    assert list(
+        reuse._option_values(
+            ["-rA", "--requirement=B", "-c", "C", "x"], {"-r", "-c", "--requirement"}
+        )
+    ) == ["A", "B", "C"]
+    (tmp_path / "local.txt").write_text("--find-links ./wheels\napp\n")
+    with pytest.raises(reuse._Unsupported, match="find-links"):
+        reuse._input_files(["-r", str(tmp_path / "local.txt")], {})
+    assert reuse._unsupported(["-f", "dir"], {}) == "-f (local listings cannot be revalidated)"
+    assert reuse._unsupported([], {"PIP_FIND_LINKS": "x"}) == "PIP_FIND_LINKS is set"
+    assert reuse._without_report(["install", "--report", "r.json", "--report=x", "app"]) == [
+        "install",
+        "app",
+    ]
+
+    log = tmp_path / "pip.log"
+    log.write_text(
+        "2026-11-21T08:48:23,139 Fetching project page and analyzing links: https://u:****@h/simple/a/\n"
+    )
+    assert reuse.pages_from_log(log, tmp_path) == ([], "an index URL carries credentials")
+    log.write_text(
+        "x Fetching project page and analyzing links: http://h/simple/a/\n"
+        "x Could not fetch URL http://h/simple/a/: 404 Client Error: Not Found for url: ...\n"
+    )
+    assert reuse.pages_from_log(log, tmp_path) == (
+        [reuse.Page("http://h/simple/a/", missing=True)],
+        None,
+    )
+    log.write_text("x Looking in links: /wheels\n")
+    assert (
+        reuse.pages_from_log(log, tmp_path)[1]
+        == "find-links (local listings cannot be revalidated)"
+    )
