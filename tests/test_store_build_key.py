@@ -105,15 +105,8 @@ def test_build_options_key_built_wheels(
     # None: built without settings (not any of the above), then from the store.
     assert install() == ({}, [red, blue, green, {}])
     assert install() == ({}, [red, blue, green, {}])
-
-
-def test_options_after_a_build_without(
-    index: Any, dist_dir: Path, make_venv: Any, py311: Path, tmp_path: Path
-) -> None:
-    index.publish(config_sdist(dist_dir))
-    install = Installs(index, make_venv(py311, name="env"), tmp_path)
-    assert install() == ({}, [{}])
-    assert install("-C", "flavour=red") == ({"flavour": "red"}, [{}, {"flavour": "red"}])
+    # Options after a build without: not the build stored under the sdist's sha256.
+    assert install("-Cflavour=red") == (red, [red, blue, green, {}])
 
 
 def test_build_options_of_a_run(tmp_path: Path) -> None:
