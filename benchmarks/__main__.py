@@ -45,8 +45,8 @@ DESCRIPTIONS = {
         "A cache filled while the index announced max-age=1, i.e. older than max-age, as a "
         "cache restored by CI hours later is; used as the filling run left it. "
         "`pipfresh (pages pruned)` is the same cache after `pipfresh cache prune` "
-        "(index pages dropped: 200s instead of 304s); `pipfresh (pip installer)` is "
-        "pipfresh with `PIPFRESH_INSTALLER=pip` (pip installs, pipfresh keeps the cache)."
+        "(index pages dropped: 200s instead of 304s); `pipfresh (pip installer)`, when "
+        "asked for, is pipfresh with `PIPFRESH_INSTALLER=pip`."
     ),
     "roundtrip": (
         "The warm cache, pruned as a CI job would (pip: nothing; uv: `uv cache prune --ci`; "

@@ -398,23 +398,18 @@ def default_contenders() -> dict[str, Contender]:
         Pipfresh(),
         PipfreshPruned("pipfresh (pages pruned)"),
     ]
-    if _default_installer() != "pip":  # else it is the pipfresh row again
-        contenders.append(Pipfresh("pipfresh (pip installer)", installer="pip"))
     return {c.name: c for c in contenders}
-
-
-def _default_installer() -> str:
-    """The installer ``pipfresh install`` uses when ``PIPFRESH_INSTALLER`` is not set."""
-    from pipfresh import fastpath
-
-    return str(getattr(fastpath, "DEFAULT_INSTALLER", "pip"))
 
 
 OPTIONAL_CONTENDERS: dict[str, Contender] = {
     "pipfresh (store)": PipfreshStore(),
     "pipfresh (pip installer)": Pipfresh("pipfresh (pip installer)", installer="pip"),
 }
-"""Known to ``--contenders``, not all run by default (see :func:`default_contenders`)."""
+"""Known to ``--contenders``, not run by default: ``-n 3`` has to fit in 25 minutes.
+
+``--contenders 'pipfresh,pipfresh (pip installer)' --scenarios warm`` shows what
+the store installer saves over pipfresh's pip path.
+"""
 
 
 # -- one measured run ----------------------------------------------------------------
