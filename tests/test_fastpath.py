@@ -299,3 +299,17 @@ def test_a_wheel_shipping_a_tmp_file_stays_in_the_store(
         assert run.summary["installer_reason"] == f"{1 - added} from the store, {added} added"
         site = Path(probe(venv.python, None).purelib or "")
         assert (site / "odd" / "cache.tmp").read_text() == "shipped on purpose\n"
+
+
+def test_config_settings_on_a_pip_too_old_for_them_per_requirement_run_plain_pip(
+    index, dist_dir: Path, make_venv, py311: Path, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    index.publish(build_wheel(dist_dir, "demo", "1.0"))
+    venv = make_venv(py311, pip="23.0.1")
+    run = pipfresh(
+        "install", "--python", venv.python, *index_args(index), "--config-settings", "flavour=red", "demo",
+        summary=tmp_path / "s.json",
+    ).ok()  # fmt: skip
+    assert run.summary is not None and run.summary["installer"] == "pip", run.summary
+    assert run.summary["installer_reason"] == "-C needs pip >= 23.1 to build for the store"
+    assert installed_version(venv.python, "demo") == "1.0"

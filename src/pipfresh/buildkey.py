@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+
+from .pipconfig import config_files
 
 # pip install options that change what a build produces (valued, then flags).
 _VALUED = {"-C", "--config-settings", "--build-option", "--global-option", "--build-constraint"}
@@ -105,27 +105,10 @@ def _from_args(args: Sequence[str]) -> list[str]:
     return out
 
 
-def _config_files(env: Mapping[str, str], prefix: str | None) -> list[Path]:
-    """pip's config files: global, user, site (the target's prefix), or PIP_CONFIG_FILE."""
-    given = env.get("PIP_CONFIG_FILE")
-    if given == os.devnull:
-        return []  # pip then reads no file at all
-    xdg_dirs = env.get("XDG_CONFIG_DIRS") or "/etc/xdg"
-    home = Path(env.get("HOME") or os.path.expanduser("~"))
-    xdg_home = Path(env.get("XDG_CONFIG_HOME") or home / ".config")
-    files = [Path(d, "pip", "pip.conf") for d in xdg_dirs.split(os.pathsep) if d]
-    files += [Path("/etc/pip.conf"), home / ".pip" / "pip.conf", xdg_home / "pip" / "pip.conf"]
-    if prefix:
-        files.append(Path(prefix, "pip.conf"))
-    if given:
-        files.append(Path(given))
-    return files
-
-
 def _from_config_files(env: Mapping[str, str], prefix: str | None) -> list[str]:
     """Lines of pip config files that set a build-affecting option (continuations kept)."""
     lines: list[str] = []
-    for path in _config_files(env, prefix):
+    for path in config_files(env, prefix):
         try:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError):

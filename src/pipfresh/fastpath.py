@@ -28,12 +28,15 @@ from pathlib import Path
 from packaging.utils import (
     canonicalize_name,
 )
+from packaging.version import Version
 
 from . import install, obtain, pip, resolved, reuse
 from .args import PipArgs
+from .buildkey import BuildOptions
 from .errors import PipfreshError
 from .interpreter import Target
 from .partition import Partition
+from .pipconfig import config_files
 from .resolved import Item
 from .store import STORE_LAYOUT, Entry, Store, stored
 from .summary import Summary
@@ -109,6 +112,9 @@ def decide(
     return Decision("store", f"{INSTALLER_ENV}=store" if given else "default")
 
 
+# The first pip taking --config-settings on a requirement line (obtain builds that way).
+_PER_REQUIREMENT_SETTINGS = Version("23.1")
+
 # pip's configuration names (environment PIP_<NAME>, or <name> in a config file) of the
 # unsupported options: set there, they apply to every install.
 _UNSUPPORTED_CONFIG = ("target", "prefix", "root", "user", "no-compile", "ignore-installed", "src")
@@ -120,7 +126,7 @@ def configured_option(environ: Mapping[str, str], target: Target) -> str | None:
         if environ.get(f"PIP_{name.upper().replace('-', '_')}"):
             return f"PIP_{name.upper().replace('-', '_')}"
     parser = configparser.RawConfigParser()
-    for path in reuse.config_files(environ, target):
+    for path in config_files(environ, target.facts.prefix):
         try:
             parser.read(path, encoding="utf-8")
         except (OSError, configparser.Error):
@@ -212,6 +218,12 @@ def run(job: Job) -> Outcome:
 
     Falls back to plain pip when the report holds something the store cannot install.
     """
+    if job.program.version < _PER_REQUIREMENT_SETTINGS:
+        prefix = job.target.facts.prefix
+        if BuildOptions.of(job.pip_args, job.env, prefix).config_settings:
+            code = pip.run(job.program.command(job.pip_args), job.env)
+            old = f"-C needs pip >= {_PER_REQUIREMENT_SETTINGS} to build for the store"
+            return Outcome(code, fallback=old)
     resolution = _resolve(job)
     how = resolution.how
     if resolution.code != 0:

@@ -24,7 +24,6 @@ import json
 import os
 import re
 import ssl
-import sys
 import tempfile
 import urllib.error
 import urllib.parse
@@ -38,6 +37,7 @@ from typing import Any
 from . import __version__, httpcache, pip
 from .interpreter import Target
 from .partition import RESOLUTIONS, Partition
+from .pipconfig import config_files
 
 # What pip sends for an index page (pip._internal.index.collector._get_simple_response).
 _ACCEPT = ", ".join(
@@ -104,7 +104,7 @@ def inputs(
     add("target", asdict(target.facts))
     add("env", sorted((k, v) for k, v in env.items() if k.startswith("PIP_") or k in _OTHER_ENV))
     try:
-        for path in config_files(env, target):
+        for path in config_files(env, target.facts.prefix):
             text = _read_or_none(path)
             if text is not None and "uploaded" in text:
                 return Inputs(None, f"{path} sets an upload cut-off")
@@ -155,19 +155,6 @@ def _unsupported(args: Sequence[str], env: Mapping[str, str]) -> str | None:
         if env.get(key):
             return f"{key} is set"
     return None
-
-
-def config_files(env: Mapping[str, str], target: Target) -> list[Path]:
-    """Every file pip may read its configuration from (a superset is harmless)."""
-    home = Path(env.get("HOME") or os.path.expanduser("~"))
-    xdg_home = Path(env.get("XDG_CONFIG_HOME") or home / ".config")
-    xdg_dirs = (env.get("XDG_CONFIG_DIRS") or "/etc/xdg").split(os.pathsep)
-    files = [Path(d, "pip", "pip.conf") for d in xdg_dirs if d]
-    files += [Path("/etc/pip.conf"), home / ".pip" / "pip.conf", xdg_home / "pip" / "pip.conf"]
-    files += [Path(target.facts.prefix, "pip.conf"), Path(sys.prefix, "pip.conf")]
-    if env.get("PIP_CONFIG_FILE"):
-        files.append(Path(env["PIP_CONFIG_FILE"]))
-    return files
 
 
 def _read_or_none(path: Path) -> str | None:
