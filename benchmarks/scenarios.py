@@ -47,8 +47,8 @@ SCOPE: dict[str, tuple[str, ...]] = {
     "pip": SCENARIOS,
     "uv": SCENARIOS,
     "pipfresh": SCENARIOS,
-    # Without a cache every run is a cold run: cold, and fresh for the installed version.
-    "no-cache": ("cold", "fresh"),
+    # Without a cache every run is a cold run (and always fresh): its cold row says it all.
+    "no-cache": ("cold",),
     # With an empty cache --refresh changes nothing: cold's row would be uv's again.
     "uv --refresh": ("fresh", "warm-young", "warm"),
     # pip's end state (bytecode). Elsewhere --refresh --compile-bytecode stands in: in fresh
