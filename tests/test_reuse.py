@@ -160,6 +160,17 @@ def test_a_damaged_record_is_ignored_and_rewritten(
     assert install(*index_args(index), "app")["resolution"].startswith("pip (recorded")
     assert install(*index_args(index), "app")["resolution"].startswith("reused")
 
+    # A venv elsewhere with the same interpreter and contents, and another cache
+    # directory holding a copy of the records: the same resolution.
+    copy = tmp_path / "copied-cache"
+    shutil.copytree(os.environ["PIPFRESH_CACHE_DIR"], copy, symlinks=True)
+    elsewhere = make_venv(py311, name="elsewhere")
+    run = pipfresh(
+        "install", "--python", elsewhere.python, *index_args(index), "app",
+        env=store_env(PIPFRESH_CACHE_DIR=str(copy)), summary=tmp_path / "s.json",
+    ).ok()  # fmt: skip
+    assert run.summary is not None and run.summary["resolution"].startswith("reused"), run.summary
+
 
 def test_what_the_inputs_and_the_log_say(tmp_path: Path) -> None:
     """Nested files count, local listings and credentials are refused, pip's log is read."""

@@ -50,7 +50,7 @@ _ACCEPT = ", ".join(
 _FETCHING = re.compile(r"Fetching project page and analyzing links: (\S+)")
 _NOT_FOUND = re.compile(r"Could not fetch URL (\S+): 404 Client Error")
 _TIMEOUT = 15.0  # pip's default --timeout
-_WORKERS = 16
+_WORKERS = 32  # uv fetches 50 at once; pip, one after another
 
 # Options whose value names a file whose contents are part of the inputs.
 _FILE_OPTIONS = {"-r", "--requirement", "-c", "--constraint"}
@@ -98,17 +98,18 @@ def inputs(
     def add(label: str, value: object) -> None:
         digest.update(json.dumps([label, value], sort_keys=True, default=str).encode())
 
-    add("format", 1)
-    add("pip", [str(program.version), *program.argv])
+    add("format", 2)
+    add("pip", program.description)  # its version, and whose pip (never a path)
     add("args", args)
-    add("target", asdict(target.facts))
-    add("env", sorted((k, v) for k, v in env.items() if k.startswith("PIP_") or k in _OTHER_ENV))
+    facts = asdict(target.facts)
+    add("target", {k: v for k, v in facts.items() if k not in _WHERE})
+    add("env", sorted((k, v) for k, v in env.items() if _counts(k)))
     try:
-        for path in config_files(env, target.facts.prefix):
+        for place, path in enumerate(config_files(env, target.facts.prefix)):
             text = _read_or_none(path)
             if text is not None and "uploaded" in text:
                 return Inputs(None, f"{path} sets an upload cut-off")
-            add("config", [str(path), text])
+            add("config", [place, text])
         for path in _input_files(args, env):
             add("file", [str(path), path.read_text(encoding="utf-8", errors="surrogateescape")])
     except _Unsupported as exc:
@@ -120,6 +121,16 @@ def inputs(
         return Inputs(None, "the target sees system site-packages")
     add("site", site)
     return Inputs(digest.hexdigest())
+
+
+# Where the target lives (not what it is): a fresh venv at another path, with the same
+# interpreter and the same distributions, resolves the same way.
+_WHERE = frozenset({"executable", "prefix", "purelib", "platlib", "pip_init"})
+
+
+def _counts(name: str) -> bool:
+    """Whether an environment variable can change what pip resolves (not where it caches)."""
+    return (name.startswith("PIP_") and name != "PIP_CACHE_DIR") or name in _OTHER_ENV
 
 
 class _Unsupported(Exception):
@@ -225,13 +236,14 @@ def _site_listing(target: Target) -> list[str] | None:
     if re.search(r"^\s*include-system-site-packages\s*=\s*true\s*$", cfg, re.M | re.I):
         return None
     listing: set[str] = set()
-    for directory in {target.facts.purelib, target.facts.platlib} - {None}:
+    for kind in ("purelib", "platlib"):
+        directory = getattr(target.facts, kind)
         try:
-            names = os.listdir(str(directory))
+            names = os.listdir(str(directory)) if directory else []
         except OSError:
             continue
         listing.update(
-            f"{directory}/{n}"
+            f"{kind}/{n}"
             for n in names
             if n.endswith((".dist-info", ".egg-info", ".egg-link", ".pth"))
         )
