@@ -302,13 +302,18 @@ def save(partition: Partition, digest: str, pages: Sequence[Page], report: Path)
         "pages": [asdict(p) for p in pages],
         "report": json.loads(report.read_text(encoding="utf-8")),
     }
-    directory = partition.state_dir / RESOLUTIONS
-    directory.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
+    _write(partition.state_dir / RESOLUTIONS / f"{digest}.json", json.dumps(data))
+
+
+def _write(path: Path, text: str) -> None:
+    """Replace ``path`` atomically: a reader never sees half a file, and a copy that
+    shares the old file's inode (a hardlinked backup) keeps the old one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fp:
-            json.dump(data, fp)
-        os.replace(tmp, directory / f"{digest}.json")
+            fp.write(text)
+        os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
         raise
@@ -326,7 +331,8 @@ def load(partition: Partition, digest: str) -> Recorded | None:
     """The recorded resolution for these inputs; None if absent or unreadable."""
     path = partition.state_dir / RESOLUTIONS / f"{digest}.json"
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        data = json.loads(text)
         if data.get("format") != 1 or not isinstance(data.get("report"), dict):
             return None
         pages = [Page(**p) for p in data["pages"]]
@@ -334,8 +340,8 @@ def load(partition: Partition, digest: str) -> Recorded | None:
         return None
     if not pages:
         return None
-    try:
-        os.utime(path)  # last used, for `cache prune`
+    try:  # last used, for `cache prune` (rewritten, not touched: see _write)
+        _write(path, text)
     except OSError:
         pass
     return Recorded(pages, data["report"])
