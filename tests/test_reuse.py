@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from helpers import index_args, installed_version, pipfresh, store_env
+from pipfresh.args import option_values
 from pipfresh.testing.dists import build_wheel
 from pipfresh.testing.index import PackageIndex
 
@@ -183,9 +184,7 @@ def test_what_the_inputs_and_the_log_say(tmp_path: Path) -> None:
     files = reuse._input_files(["-r", str(tmp_path / "reqs.txt")], {})
     assert [f.name for f in files] == ["reqs.txt", "base.txt", "pins.txt"]
     assert list(
-        reuse._option_values(
-            ["-rA", "--requirement=B", "-c", "C", "x"], {"-r", "-c", "--requirement"}
-        )
+        option_values(["-rA", "--requirement=B", "-c", "C", "x"], {"-r", "-c", "--requirement"})
     ) == ["A", "B", "C"]
     (tmp_path / "local.txt").write_text("--find-links ./wheels\napp\n")
     with pytest.raises(reuse._Unsupported, match="find-links"):

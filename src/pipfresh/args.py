@@ -8,6 +8,7 @@ untouched. It only needs to *see* a few of pip's options (``--cache-dir``,
 from __future__ import annotations
 
 import re
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 
 # pipfresh's own options; removed before pip sees the line.
@@ -77,3 +78,19 @@ def split(argv: list[str]) -> PipArgs:
         parsed.args.append(token)
         i += 1
     return parsed
+
+
+def option_values(tokens: Sequence[str], names: Collection[str]) -> Iterator[str]:
+    """Values of ``names`` in ``tokens``: ``-r F``, ``-rF``, ``--requirement=F``."""
+    it = iter(tokens)
+    for token in it:
+        name, eq, value = token.partition("=")
+        if name in names:
+            if eq:
+                yield value
+            else:
+                following = next(it, None)
+                if following is not None:
+                    yield following
+        elif token[:2] in names and not token.startswith("--") and len(token) > 2:
+            yield token[2:]

@@ -25,6 +25,7 @@ from packaging.utils import (
 )
 
 from . import httpcache, pip
+from .args import option_values
 from .buildkey import BuildOptions
 from .errors import PipfreshError
 from .interpreter import Target
@@ -276,19 +277,7 @@ def fetch_options(args: Sequence[str]) -> list[str]:
 
 def fetch_options_from_files(args: Sequence[str]) -> list[str]:
     """Index and find-links lines of the user's requirement files (``-r``), recursively."""
-    files = []
-    i = 0
-    while i < len(args):
-        token = args[i]
-        name, eq, value = token.partition("=")
-        if name in ("-r", "--requirement"):
-            if not eq and i + 1 < len(args):
-                value = args[i + 1]
-                i += 1
-            files.append(Path(value))
-        elif token.startswith("-r") and len(token) > 2 and not token.startswith("--"):
-            files.append(Path(token[2:]))
-        i += 1
+    files = [Path(value) for value in option_values(args, {"-r", "--requirement"})]
     lines: list[str] = []
     seen: set[Path] = set()
     for file in files:

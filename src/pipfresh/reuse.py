@@ -28,13 +28,14 @@ import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from . import __version__, httpcache, pip
+from .args import option_values
 from .interpreter import Target
 from .partition import RESOLUTIONS, Partition
 from .pipconfig import config_files
@@ -183,27 +184,11 @@ def _input_files(args: Sequence[str], env: Mapping[str, str]) -> list[Path]:
     """Requirement and constraint files, with the files they include, in order."""
     named = [Path(p) for p in (env.get("PIP_CONSTRAINT") or "").split()]
     named += [Path(p) for p in (env.get("PIP_REQUIREMENT") or "").split()]
-    named += [Path(value) for value in _option_values(args, _FILE_OPTIONS)]
+    named += [Path(value) for value in option_values(args, _FILE_OPTIONS)]
     seen: list[Path] = []
     for path in named:
         _collect(path, seen)
     return seen
-
-
-def _option_values(tokens: Sequence[str], names: set[str]) -> Iterator[str]:
-    """Values of ``names`` in ``tokens``: ``-r F``, ``-rF``, ``--requirement=F``."""
-    it = iter(tokens)
-    for token in it:
-        name, eq, value = token.partition("=")
-        if name in names:
-            if eq:
-                yield value
-            else:
-                following = next(it, None)
-                if following is not None:
-                    yield following
-        elif token[:2] in names and not token.startswith("--") and len(token) > 2:
-            yield token[2:]
 
 
 def _collect(path: Path, seen: list[Path]) -> None:
@@ -222,7 +207,7 @@ def _collect(path: Path, seen: list[Path]) -> None:
         name = words[0]
         if name in ("-f", "--find-links", "--no-index") or line.startswith("-f"):
             raise _Unsupported(f"{path} uses {name} (local listings cannot be revalidated)")
-        for value in _option_values(words, _FILE_OPTIONS):
+        for value in option_values(words, _FILE_OPTIONS):
             included = Path(value)
             _collect(included if included.is_absolute() else real.parent / included, seen)
 
@@ -419,7 +404,7 @@ def _values(pip_args: Sequence[str], env: Mapping[str, str]) -> dict[str, str]:
     names = ("timeout", "trusted-host", "cert", "client-cert", "proxy")
     out = {n: env.get(f"PIP_{n.upper().replace('-', '_')}", "") for n in names}
     for name in names:
-        given = list(_option_values(pip_args, {f"--{name}"}))
+        given = list(option_values(pip_args, {f"--{name}"}))
         if given:
             out[name] = " ".join(given) if name == "trusted-host" else given[-1]
     return {k: v for k, v in out.items() if v}
