@@ -45,7 +45,7 @@ DESCRIPTIONS = {
         "A cache filled while the index announced max-age=1, i.e. older than max-age, as a "
         "cache restored by CI hours later is; used as the filling run left it. "
         "`pipfresh (pages pruned)` is the same cache after `pipfresh cache prune` "
-        "(index pages dropped: 200s instead of 304s); `pipfresh (pip installer)`, when "
+        "(pip's index pages dropped; pipfresh's recorded resolution still revalidates them: 304s); `pipfresh (pip installer)`, when "
         "asked for, is pipfresh with `PIPFRESH_INSTALLER=pip`."
     ),
     "roundtrip": (
