@@ -85,16 +85,7 @@ def obtain(
     so they are taken from there while ``pip wheel`` is still running.
     """
     build = BuildOptions.of(pip_args, env, target.facts.prefix)
-    keys = store_keys(missing, pip_args, env, target)
-    found = {}
-    for item in missing:  # built before with these build options (``stored`` knows no options)
-        if keys[item.sha256] != item.sha256:
-            entry = store.lookup(keys[item.sha256])
-            if entry is not None:
-                found[item.sha256] = entry
-    missing = [i for i in missing if i.sha256 not in found]
-    if not missing:
-        return 0, found
+    keys = store_keys(missing, pip_args, env, target)  # fastpath looked them up already
     http_dir = pip_cache / program.http_dir
     staging = store.adding(Compiler(target.python, env))
     with tempfile.TemporaryDirectory(prefix="pipfresh-wheels-") as tmp, staging as adding:
@@ -113,7 +104,7 @@ def obtain(
             for sha256, wheel in _match_wheels(late, Path(tmp, "wheels")).items():
                 adding.submit(keys[sha256], wheel)
         added = adding.finish()
-    return 0, {**found, **{i.sha256: added[keys[i.sha256]] for i in missing}}
+    return 0, {i.sha256: added[keys[i.sha256]] for i in missing}
 
 
 def store_keys(
