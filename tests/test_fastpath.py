@@ -192,19 +192,30 @@ def test_the_store_is_the_default_and_plain_pip_a_choice(
         "pip",
         "PIPFRESH_INSTALLER=pip",
     )
-    # Set in pip's environment or configuration, an option the store lacks means pip.
+    # Set in pip's environment or configuration, an option the store lacks means pip,
+    # read as pip reads it: ``no-compile`` is a store_false flag, so pip stores the
+    # boolean itself (``no-compile = true`` compiles; checked against pip 26.3), and tox's
+    # ``PIP_USER=0`` is not --user.
     config = tmp_path / "pip.conf"
-    config.write_text("[install]\nno-compile = true\n")
-    configured = pipfresh(
-        *args,
-        "--force-reinstall",
-        env={**os.environ, "PIP_CONFIG_FILE": str(config)},
-        summary=tmp_path / "s.json",
-    ).ok()
-    assert configured.summary is not None
-    assert configured.summary["installer_reason"] == (
-        "no-compile in pip's configuration (not supported by the store installer)"
-    )
+    cases = [
+        ({"PIP_CONFIG_FILE": config}, "[install]\nno-compile = false\n",
+         "no-compile in pip's configuration (not supported by the store installer)"),
+        ({"PIP_CONFIG_FILE": config}, "[install]\nno-compile = true\nuser = off\n", None),
+        ({"PIP_USER": "0", "PIP_IGNORE_INSTALLED": "no", "PIP_TARGET": ""}, "", None),
+        # pip itself then refuses (no user site in a venv): so does pipfresh, through pip
+        ({"PIP_USER": "yes"}, "", "PIP_USER (not supported by the store installer)"),
+        ({"PIP_DRY_RUN": "1"}, "", "PIP_DRY_RUN (not supported by the store installer)"),
+    ]  # fmt: skip
+    for extra, text, reason in cases:
+        config.write_text(text)
+        env = {**os.environ, **{k: str(v) for k, v in extra.items()}}
+        run = pipfresh(*args, "--force-reinstall", env=env, summary=tmp_path / "s.json")
+        assert run.summary is not None
+        if reason is None:
+            assert (run.code, run.summary["installer"]) == (0, "store"), (extra, text, run)
+        else:
+            assert run.summary["installer_reason"] == reason, (extra, text)
+            assert run.code == (1 if "USER" in reason else 0), run
     bad = pipfresh(
         "install", "--python", venv.python, "demo", env=store_env(PIPFRESH_INSTALLER="x")
     )

@@ -13,7 +13,6 @@ why. It is the default; ``PIPFRESH_INSTALLER=pip`` always runs plain pip.
 
 from __future__ import annotations
 
-import configparser
 import json
 import os
 import signal
@@ -36,7 +35,7 @@ from .buildkey import BuildOptions
 from .errors import PipfreshError
 from .interpreter import Target
 from .partition import Partition
-from .pipconfig import config_files
+from .pipconfig import ConfigError, effective, strtobool
 from .resolved import Item
 from .store import STORE_LAYOUT, Entry, Store, stored
 from .summary import Summary
@@ -115,27 +114,40 @@ def decide(
 # The first pip taking --config-settings on a requirement line (obtain builds that way).
 _PER_REQUIREMENT_SETTINGS = Version("23.1")
 
-# pip's configuration names (environment PIP_<NAME>, or <name> in a config file) of the
-# unsupported options: set there, they apply to every install.
-_UNSUPPORTED_CONFIG = ("target", "prefix", "root", "user", "no-compile", "ignore-installed", "src")
+# The unsupported options as pip's configuration keys (``PIP_<KEY>`` or ``<key>`` in a
+# config file), by how pip reads them: a valued option is set by any non-empty value, a
+# ``store_true`` flag by a true boolean (tox exports ``PIP_USER=0``: not ``--user``), and
+# ``no-compile``, a ``store_false`` flag, turns compiling off only when *false*: pip
+# stores the boolean itself into ``compile`` (so ``PIP_NO_COMPILE=1`` still compiles).
+_UNSUPPORTED_VALUED = ("target", "prefix", "root", "src", "editable")
+_UNSUPPORTED_FLAGS = ("user", "ignore-installed", "dry-run")
+_COMPILE_KEYS = ("compile", "no-compile")  # both are pip's ``compile``, True unless false
 
 
 def configured_option(environ: Mapping[str, str], target: Target) -> str | None:
     """An unsupported option set in pip's environment or configuration files."""
-    for name in _UNSUPPORTED_CONFIG:
-        if environ.get(f"PIP_{name.upper().replace('-', '_')}"):
-            return f"PIP_{name.upper().replace('-', '_')}"
-    parser = configparser.RawConfigParser()
-    for path in config_files(environ, target.facts.prefix):
-        try:
-            parser.read(path, encoding="utf-8")
-        except (OSError, configparser.Error):
-            return f"{path} (unreadable)"
-    for section in ("global", "install"):
-        for name in _UNSUPPORTED_CONFIG:
-            if parser.has_option(section, name) or parser.has_option(section, f"--{name}"):
-                return f"{name} in pip's configuration"
+    try:
+        values = effective(environ, target.facts.prefix, "install")
+        for key in _UNSUPPORTED_VALUED:
+            if values.get(key):
+                return _where(key, environ)
+        for key in _UNSUPPORTED_FLAGS:
+            if key in values and strtobool(values[key]):
+                return _where(key, environ)
+        for key in _COMPILE_KEYS:
+            if key in values and not strtobool(values[key]):
+                return _where(key, environ)
+    except ConfigError as exc:
+        return f"pip's configuration: {exc}"  # pip reports it in its own words
     return None
+
+
+def _where(key: str, environ: Mapping[str, str]) -> str:
+    """How the summary names a setting: the variable, else the config key."""
+    variable = f"PIP_{key.upper().replace('-', '_')}"
+    if any(k.upper().replace("-", "_") == variable for k in environ):
+        return variable
+    return f"{key} in pip's configuration"
 
 
 def unsupported_option(args: Sequence[str]) -> str | None:

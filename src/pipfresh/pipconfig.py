@@ -1,11 +1,14 @@
-"""Where pip reads its configuration files from, as pip itself decides.
+"""Where pip reads its configuration from, and what it then sets, as pip itself decides.
 
-Three modules need the list (the store's build key, whether a resolution may be
-reused, whether the store installer applies), so it is worked out once here.
+Three modules need the list of files (the store's build key, whether a
+resolution may be reused, whether the store installer applies), and the
+installer decision needs the values pip ends up with (``PIP_USER=0``, which tox
+always exports, is not ``--user``), so both are worked out once here.
 """
 
 from __future__ import annotations
 
+import configparser
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -30,3 +33,50 @@ def config_files(env: Mapping[str, str], prefix: str | None) -> list[Path]:
     if given:
         files.append(Path(given))
     return files
+
+
+class ConfigError(ValueError):
+    """pip's configuration cannot be read as pip reads it (pip reports it itself)."""
+
+
+def _normalize(name: str) -> str:
+    """pip's ``_normalize_name``: ``--No_Compile`` and ``no-compile`` are one key."""
+    name = name.lower().replace("_", "-")
+    return name[2:] if name.startswith("--") else name
+
+
+def effective(env: Mapping[str, str], prefix: str | None, command: str) -> dict[str, str]:
+    """The raw value pip takes for each option key of ``command``: ``[global]``, then
+    ``[<command>]``, then ``PIP_*`` variables, each overriding the one before; within a
+    section the last file wins (pip's ``_get_ordered_configuration_items``)."""
+    sections: dict[str, dict[str, str]] = {"global": {}, command: {}}
+    for path in config_files(env, prefix):
+        parser = configparser.RawConfigParser()
+        try:
+            parser.read(path, encoding="utf-8")
+        except (OSError, configparser.Error, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path} (unreadable: {exc})") from None
+        for section, values in sections.items():
+            if parser.has_section(section):
+                values.update({_normalize(k): v for k, v in parser.items(section)})
+    values = {**sections["global"], **sections[command]}
+    for key, value in env.items():
+        name = _normalize(key[4:])
+        if key.startswith("PIP_") and name not in _ENV_IGNORED:
+            values[name] = value
+    return values
+
+
+_ENV_IGNORED = ("version", "help", "config-file")  # pip's ENV_NAMES_IGNORED, and the file
+_TRUE = ("y", "yes", "t", "true", "on", "1")
+_FALSE = ("n", "no", "f", "false", "off", "0")
+
+
+def strtobool(value: str) -> bool:
+    """pip's reading of a boolean setting (``PIP_USER=0`` is false); ``ConfigError`` else."""
+    lowered = value.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ConfigError(f"{value!r} is not a boolean")
