@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -17,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from conftest import REPO
 from pipfresh.testing.dists import build_sdist, build_wheel
 
 pytest.importorskip("tox")
@@ -143,6 +145,10 @@ def test_plugin_installs_every_shape_through_pipfresh_in_parallel_envs(
     record = usage_record()
     # deps and the package in each env, plus the packaging env's build requirements.
     assert record["runs"] >= 5
+    # ... each through the store installer: tox exports PIP_USER=0, which is not --user
+    logs = "".join(p.read_text() for p in project.glob(".tox/*/log/*.log"))
+    installers = re.findall(r"· installer (\w+)", logs)
+    assert len(installers) >= 5 and set(installers) == {"store"}, installers
     used = record["entries"]
     assert any(rel.startswith("wheels/") and "/built-0.3-" in rel for rel in used)
     downloads = published.counters().downloads
@@ -211,3 +217,75 @@ def test_plugin_defaults_and_overrides(tmp_path: Path, index: Any) -> None:
     assert "install_command = python -m pip install --no-compile" in sections["own"]
     assert "pipfresh = False" in sections["off"]
     assert "-m pipfresh" not in sections["off"] and "PIPFRESH_*" not in sections["off"]
+
+
+# -- provisioning --------------------------------------------------------------------
+
+_PROVISION_WHEELS = REPO / ".cache" / "tox-provision-wheels"
+
+
+def _provision_wheels() -> Path:
+    """tox's own closure and pipfresh's build and run requirements, from PyPI once (setup;
+    the test body installs offline from this directory)."""
+    import importlib.metadata as md
+
+    from conftest import _download_env
+
+    marker = _PROVISION_WHEELS / f".complete-tox-{md.version('tox')}"
+    if marker.exists():
+        return _PROVISION_WHEELS
+    _PROVISION_WHEELS.mkdir(parents=True, exist_ok=True)
+    wanted = [f"tox=={md.version('tox')}", "flit_core>=3.9,<5", "pip", "packaging",
+              "platformdirs", "msgpack", "installer"]  # fmt: skip
+    subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--only-binary=:all:", "-q",
+         "-d", str(_PROVISION_WHEELS), *wanted],
+        check=True, env=_download_env(), timeout=600,
+    )  # fmt: skip
+    marker.touch()
+    return _PROVISION_WHEELS
+
+
+def test_a_provisioned_tox_installs_through_pipfresh_too(
+    index: Any, dist_dir: Path, tmp_path: Path
+) -> None:
+    """``[tox] requires`` names a plugin the host lacks: tox provisions ``.tox/.tox`` and
+    runs the envs from there, with pipfresh in it, so they still install through pipfresh."""
+    wheels = _provision_wheels()
+    local = tmp_path / "local-wheels"
+    local.mkdir()
+    build_wheel(local, "needed-plugin", "1.0")
+    build_wheel(local, "dep", "1.0")
+    project = make_project(
+        tmp_path / "proj",
+        """\
+        [tox]
+        requires = needed-plugin
+        env_list = py
+
+        [testenv]
+        skip_install = true
+        deps = dep
+        commands = python -c "import dep"
+        """,
+    )
+    env_overrides = {
+        "PIP_NO_INDEX": "1",
+        "PIP_FIND_LINKS": f"{wheels} {local}",
+    }
+    saved = {k: os.environ.get(k) for k in env_overrides}
+    os.environ.update(env_overrides)
+    try:
+        proc = ok(tox(project, index))
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    assert "will run in automatically provisioned tox" in proc.stdout + proc.stderr
+    provisioned = project / ".tox" / ".tox"
+    assert list(provisioned.glob("lib/python*/site-packages/pipfresh-*.dist-info"))
+    # the env was made by the provisioned tox, and its install went through pipfresh
+    logs = "".join(p.read_text() for p in project.glob(".tox/py/log/*.log"))
+    assert re.findall(r"· installer (\w+)", logs) == ["store"], logs[-3000:]

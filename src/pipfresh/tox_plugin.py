@@ -11,14 +11,23 @@ target pipfresh picks. The plugin only changes defaults:
 - ``PIPFRESH_*`` joins ``pass_env`` (tox drops variables it does not know).
 
 ``pipfresh = false`` in an env (or in ``[testenv]`` for all) opts out.
+
+When ``[tox] requires`` names something the host lacks, tox provisions a tox of
+its own (``.tox/.tox``) and runs every env from there: pipfresh joins those
+requirements (the version running here, or the place it was installed from), so
+the provisioned tox installs through pipfresh too instead of quietly without it.
 """
 
 from __future__ import annotations
 
+import json
 import sys
+from importlib.metadata import PackageNotFoundError, distribution
 
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 from tox.config.loader.memory import MemoryLoader
-from tox.config.sets import EnvConfigSet
+from tox.config.sets import ConfigSet, EnvConfigSet
 from tox.config.types import Command
 from tox.plugin import impl
 from tox.session.state import State
@@ -30,6 +39,37 @@ PASS_ENV = "PIPFRESH_*"
 def install_command() -> Command:
     """pipfresh under the interpreter that runs tox, so it is found whatever the env's PATH."""
     return Command([sys.executable, "-m", "pipfresh", "install", "{opts}", "{packages}"])
+
+
+def requirement() -> Requirement | None:
+    """pipfresh as installed here: ``pipfresh @ <url>`` when installed from a directory or
+    an archive (as pip recorded it in ``direct_url.json``), else ``pipfresh==<version>``."""
+    try:
+        dist = distribution("pipfresh")
+    except PackageNotFoundError:
+        return None  # run from a source tree: nothing to provision from
+    try:
+        origin = json.loads(dist.read_text("direct_url.json") or "null")
+    except ValueError:
+        origin = None
+    located = isinstance(origin, dict) and isinstance(origin.get("url"), str)
+    if located and ("dir_info" in origin or "archive_info" in origin):
+        return Requirement(f"pipfresh @ {origin['url']}")
+    return Requirement(f"pipfresh=={dist.version}")
+
+
+@impl
+def tox_add_core_config(core_conf: ConfigSet, state: State) -> None:
+    """A provisioned tox gets pipfresh too: it joins ``[tox] requires``, which the host
+    satisfies already (so it never causes provisioning by itself)."""
+    if "requires" not in core_conf:
+        return  # called before provisioning defines it (tox calls this hook once there)
+    requires: list[Requirement] = core_conf["requires"]
+    if any(canonicalize_name(r.name) == "pipfresh" for r in requires):
+        return  # the user's own pin wins
+    ours = requirement()
+    if ours is not None:
+        requires.append(ours)
 
 
 @impl
