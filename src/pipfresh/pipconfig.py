@@ -61,8 +61,7 @@ def effective(env: Mapping[str, str], prefix: str | None, command: str) -> dict[
                 values.update({_normalize(k): v for k, v in parser.items(section)})
     values = {**sections["global"], **sections[command]}
     for key, value in env.items():
-        name = _normalize(key[4:])
-        if key.startswith("PIP_") and name not in _ENV_IGNORED:
+        if key.startswith("PIP_") and (name := _normalize(key[4:])) not in _ENV_IGNORED:
             values[name] = value
     return values
 
@@ -74,7 +73,7 @@ _FALSE = ("n", "no", "f", "false", "off", "0")
 
 def strtobool(value: str) -> bool:
     """pip's reading of a boolean setting (``PIP_USER=0`` is false); ``ConfigError`` else."""
-    lowered = value.strip().lower()
+    lowered = value.lower()  # no strip: pip refuses "0 " (config files strip values anyway)
     if lowered in _TRUE:
         return True
     if lowered in _FALSE:
