@@ -24,7 +24,7 @@ from packaging.utils import (
     parse_wheel_filename,
 )
 
-from . import httpcache, pip
+from . import httpcache, pip, reqfiles
 from .args import option_values
 from .buildkey import BuildOptions
 from .errors import PipfreshError
@@ -268,35 +268,9 @@ def fetch_options(args: Sequence[str]) -> list[str]:
 
 def fetch_options_from_files(args: Sequence[str]) -> list[str]:
     """Index and find-links lines of the user's requirement files (``-r``), recursively."""
-    files = [Path(value) for value in option_values(args, {"-r", "--requirement"})]
-    lines: list[str] = []
-    seen: set[Path] = set()
-    for file in files:
-        lines += _options_in(file, seen)
-    return lines
-
-
-def _options_in(path: Path, seen: set[Path]) -> list[str]:
-    try:
-        real = path.resolve()
-        if real in seen:
-            return []
-        seen.add(real)
-        text = real.read_text(encoding="utf-8")
-    except OSError:
-        return []  # pip reports unreadable files itself
     lines = []
-    for raw in text.replace("\\\n", " ").splitlines():
-        line = raw.split(" #", 1)[0].strip()
-        if not line.startswith("-"):
-            continue
-        try:
-            words = shlex.split(line)
-        except ValueError:
-            continue
-        name = words[0].split("=", 1)[0]
-        if name in ("-r", "--requirement") and len(words) > 1:
-            lines += _options_in(real.parent / words[1], seen)
-        elif name in _REQ_FILE_OPTIONS:
-            lines.append(line)
+    for line in reqfiles.walk(option_values(args, reqfiles.REQUIREMENTS)).lines:
+        _, words = line.split()
+        if line.is_option and words and words[0].split("=", 1)[0] in _REQ_FILE_OPTIONS:
+            lines.append(line.text)
     return lines
