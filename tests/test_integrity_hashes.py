@@ -139,6 +139,50 @@ def test_a_wrong_hash_pin_fails_as_pip_fails_and_installs_nothing(
             assert run.summary["installer_reason"] == "dep 1.0 matches none of its --hash pins"
 
 
+# -- finding 7: a file replaced under the same URL -------------------------------------
+
+
+def _replace(index: Any, dist_dir: Path, name: str, content: str) -> Path:
+    wheel = build_wheel(
+        dist_dir / content, name, "1.0", modules={f"{name}/__init__.py": f"FLAVOUR = {content!r}\n"}
+    )
+    index.publish(wheel)
+    return wheel
+
+
+def test_a_file_replaced_on_a_page_without_hashes_is_installed_new(
+    index, dist_dir: Path, make_venv, py311: Path, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """Nothing on a static listing pins a file: the recorded resolution of run A may not
+    be reused (its page answers 304 while the file changed), pip's download decides."""
+    index.serve_statically("pkg")
+    _replace(index, dist_dir, "pkg", "old")
+    by_pip = make_venv(py311, name="by-pip")
+    assert plain_pip(by_pip, index, "pkg").returncode == 0
+    summary = tmp_path / "s.json"
+    first = make_venv(py311, name="a")
+    args = [*index_args(index), "pkg"]
+    recorded = pipfresh(
+        "install", "--python", first.python, *args, env=store_env(), summary=summary
+    )
+    recorded.ok()
+    assert flavour(first, "pkg") == "old"
+
+    _replace(index, dist_dir, "pkg", "new")
+    by_pip_again = make_venv(py311, name="by-pip-again")
+    assert plain_pip(by_pip_again, index, "pkg").returncode == 0  # pip's cache is warm
+    assert flavour(by_pip_again, "pkg") == "new"
+    for name in ("b", "c"):
+        venv = make_venv(py311, name=name)
+        run = pipfresh("install", "--python", venv.python, *args, env=store_env(), summary=summary)
+        run.ok()
+        assert flavour(venv, "pkg") == "new", run
+        assert run.summary is not None and run.summary["installer"] == "store", run.summary
+        assert not run.summary["resolution"].startswith("reused"), run.summary
+    assert recorded.summary is not None
+    assert "not recorded: pkg" in recorded.summary["resolution"], recorded.summary
+
+
 # -- reading the pins as pip reads them ---------------------------------------------
 
 

@@ -342,6 +342,9 @@ def _record(job: Job, digest: str, pages: list[reuse.Page]) -> str:
     unpinned = next((i for i in items if i.direct_url or not i.url.startswith("http")), None)
     if unpinned is not None:
         return f"not recorded: {unpinned.name} is a direct reference"
+    unlisted = reuse.unattested(items, pages, job.partition.pip_cache / job.program.http_dir)
+    if unlisted is not None:
+        return f"not recorded: {unlisted.name}'s sha256 is not on its index page"
     try:
         reuse.save(job.partition, digest, pages, job.report_path)
     except (OSError, ValueError) as exc:
