@@ -183,6 +183,33 @@ def test_a_file_replaced_on_a_page_without_hashes_is_installed_new(
     assert "not recorded: pkg" in recorded.summary["resolution"], recorded.summary
 
 
+def test_a_file_replaced_on_a_page_with_hashes_heals_without_a_purge(
+    index, dist_dir: Path, make_venv, py311: Path, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """The page shows the new hash, pip's HTTP cache still holds the old body (files are
+    served ``immutable``): the old body is dropped, so ``pip wheel`` fetches the new one."""
+    _replace(index, dist_dir, "pkg", "old")
+    summary = tmp_path / "s.json"
+    args = [*index_args(index), "pkg"]
+    first = make_venv(py311, name="a")
+    pipfresh("install", "--python", first.python, *args, env=store_env()).ok()
+    assert flavour(first, "pkg") == "old"
+
+    new = _replace(index, dist_dir, "pkg", "new")
+    by_pip = make_venv(py311, name="by-pip")
+    assert plain_pip(by_pip, index, "--no-cache-dir", "pkg").returncode == 0
+    for name in ("b", "c"):
+        venv = make_venv(py311, name=name)
+        index.reset_counters()
+        run = pipfresh("install", "--python", venv.python, *args, env=store_env(), summary=summary)
+        run.ok()
+        assert flavour(venv, "pkg") == flavour(by_pip, "pkg") == "new"
+        assert run.summary is not None and run.summary["installer"] == "store", run.summary
+        assert records(venv, "pkg") == records(by_pip, "pkg")
+        # fetched once, then stored: the second run downloads nothing
+        assert index.counters().downloads.get(new.name, 0) == (1 if name == "b" else 0)
+
+
 # -- reading the pins as pip reads them ---------------------------------------------
 
 
