@@ -300,6 +300,23 @@ def test_large_http_entry_is_read_without_loading_the_body(v1: Path) -> None:
 # -- what pip itself does with the entries --------------------------------------------
 
 
+def test_read_body_gives_what_pip_parsed(v1: Path, v2: Path) -> None:
+    """A page's whole body, its gzip undone, from either format (reuse reads its hashes)."""
+    page = b'{"files":[{"hashes":{"sha256":"' + b"ab" * 32 + b'"}}]}' * 200
+    headers = {"Content-Type": "application/vnd.pypi.simple.v1+json", "Content-Encoding": "gzip"}
+    url = "https://pypi.org/simple/demo/"
+    for entry in (
+        pip_store_v2(v2, url, gzip.compress(page), headers),
+        old_store(v1, url, gzip.compress(page), headers),
+        serializer_store(v1, url + "x/", page, {}),
+    ):
+        assert hc.read_body(entry) == page
+    with pytest.raises(ValueError):
+        hc.read_body(pip_store_v2(v2, url, gzip.compress(page), headers), limit=1000)
+    with pytest.raises(hc.CorruptEntry):
+        hc.read_body(hc.entry_files_for(hc.entry_path(v2, "https://pypi.org/simple/none/")))
+
+
 def test_pip_reads_what_we_call_healthy(v2: Path) -> None:
     entry = pip_store_v2(v2, URL, WHEEL, OCTET)
     assert hc.check_entry(entry)[1] is None

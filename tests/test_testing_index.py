@@ -179,6 +179,37 @@ def test_metadata_file_matches_its_hash(index: PackageIndex, tiny: Path) -> None
     assert entry["core-metadata"] == {"sha256": core.group(1)}
 
 
+def test_a_statically_served_project_lists_bare_links(
+    index: PackageIndex, tiny: Path, dist_dir: Path
+) -> None:
+    """Like a static directory listing: nothing on the page pins a file's content, and a
+    file replaced under its name is served new to a client that revalidates."""
+    index.serve_statically("Tiny_Pkg")
+    page = fetch(index.index_url + "tiny-pkg/", Accept="text/html")[2].decode()
+    assert f'href="../../files/{tiny.name}"' in page
+    assert "sha256" not in page and "metadata" not in page
+    (entry,) = json.loads(fetch(index.index_url + "tiny-pkg/", Accept=PIP_ACCEPT)[2])["files"]
+    assert entry["hashes"] == {}
+    assert not {"size", "upload-time", "core-metadata", "data-dist-info-metadata"} & set(entry)
+    assert fetch(index.file_url(tiny.name) + ".metadata")[0] == 404
+    status, headers, _ = fetch(index.file_url(tiny.name))
+    assert status == 200 and "cache-control" not in headers
+    etag = headers["etag"]
+    assert fetch(index.file_url(tiny.name), If_None_Match=etag)[0] == 304
+
+    page_etag = fetch(index.index_url + "tiny-pkg/", Accept=PIP_ACCEPT)[1]["etag"]
+    other = build_wheel(
+        dist_dir / "new", "Tiny_Pkg", "1.0", requires_python=">=3.8", modules={"tiny_pkg/x.py": ""}
+    )
+    index.publish(other)  # same name, new content: the page cannot tell
+    assert fetch(index.index_url + "tiny-pkg/", Accept=PIP_ACCEPT)[1]["etag"] == page_etag
+    status, _, body = fetch(index.file_url(tiny.name), If_None_Match=etag)
+    assert (status, body) == (200, other.read_bytes())
+    # Other projects keep PyPI's listing.
+    flit = fetch(index.index_url + "flit-core/", Accept="text/html")[2].decode()
+    assert "#sha256=" in flit
+
+
 def test_range_requests(index: PackageIndex, tiny: Path) -> None:
     data = tiny.read_bytes()
     status, headers, body = fetch(index.file_url(tiny.name), Range="bytes=10-19")

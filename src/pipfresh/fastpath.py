@@ -29,7 +29,7 @@ from packaging.utils import (
 )
 from packaging.version import Version
 
-from . import install, obtain, pip, resolved, reuse
+from . import hashpins, install, obtain, pip, resolved, reuse
 from .args import PipArgs
 from .buildkey import BuildOptions
 from .errors import PipfreshError
@@ -249,6 +249,12 @@ def run(job: Job) -> Outcome:
         return Outcome(code, fallback=why, resolution=how)
     if not items:
         return Outcome(0, resolution=how, revalidated=resolution.revalidated)
+    # pip checks each archive against the user's --hash pins; a dry run that downloaded
+    # nothing (or a reused report) checked nothing: what the pins refuse is pip's to refuse.
+    why = hashpins.read(job.pip_args, job.env, job.target.facts).refusal(items)
+    if why is not None:
+        code = pip.run(job.program.command(job.pip_args), job.env)
+        return Outcome(code, fallback=why, resolution=how)
 
     by_store = [i for i in items if not i.via_pip]
     store = Store(job.partition.state_dir / STORE_LAYOUT)
@@ -336,6 +342,9 @@ def _record(job: Job, digest: str, pages: list[reuse.Page]) -> str:
     unpinned = next((i for i in items if i.direct_url or not i.url.startswith("http")), None)
     if unpinned is not None:
         return f"not recorded: {unpinned.name} is a direct reference"
+    unlisted = reuse.unattested(items, pages, job.partition.pip_cache / job.program.http_dir)
+    if unlisted is not None:
+        return f"not recorded: {unlisted.name}'s sha256 is not on its index page"
     try:
         reuse.save(job.partition, digest, pages, job.report_path)
     except (OSError, ValueError) as exc:
@@ -391,10 +400,13 @@ def _uninstall_replaced(job: Job, items: list[Item]) -> int:
 
 def _install_with_pip(job: Job, items: list[Item]) -> int:
     """pip and setuptools, which pip installs with launchers of its own, at the resolved
-    versions: one short ``pip install --no-deps`` instead of a whole fallback."""
+    versions: one short ``pip install --no-deps`` instead of a whole fallback.
+
+    Each line carries the report's sha256, so pip picks and verifies exactly the file
+    the report resolved (not, say, a build-tagged twin) and hash-checking mode holds."""
     if not items:
         return 0
-    pins = [f"{i.name}=={i.version}" for i in items]
+    pins = [f"{i.name}=={i.version} --hash=sha256:{i.sha256}" for i in items]
     options = obtain.fetch_options(job.pip_args)
     with tempfile.TemporaryDirectory(prefix="pipfresh-pins-") as tmp:
         reqs = Path(tmp, "requirements.txt")

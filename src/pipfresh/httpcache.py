@@ -48,6 +48,7 @@ __all__ = [
     "explain",
     "iter_entry_files",
     "prune_empty_dirs",
+    "read_body",
     "read_entry",
     "remove_entry",
     "remove_temps",
@@ -889,6 +890,56 @@ def read_entry(entry: EntryFiles) -> CachedResponse:
     defects (truncation, broken archives) are reported by :func:`check_entry`.
     """
     return _inspect(entry).response
+
+
+def read_body(entry: EntryFiles, limit: int = 64 << 20) -> bytes:
+    """An entry's whole body, its Content-Encoding undone: what pip read (an index page).
+
+    Raises :class:`CorruptEntry` when there is no response, ``OSError`` when a file
+    cannot be read, and ``ValueError`` for a body above ``limit`` bytes or in an
+    encoding this module does not undo.
+    """
+    if entry.meta is None:
+        raise _no_meta_problem(entry)
+    with _open_nofollow(entry.meta) as meta_f:
+        response, inline = _parse_metadata(meta_f, os.fstat(meta_f.fileno()).st_size)
+        if entry.fmt == "http" and isinstance(inline, bytes):
+            raw = inline
+        elif entry.fmt == "http":
+            offset, length = inline
+            if length > limit:
+                raise ValueError(f"body of {length} bytes")
+            meta_f.seek(offset)
+            raw = meta_f.read(length)
+    if entry.fmt == "http-v2":
+        if entry.body is None:
+            raise CorruptEntry(Problem.MISSING_BODY, "metadata without .body")
+        with _open_nofollow(entry.body) as body_f:
+            raw = body_f.read(limit + 1)
+    if len(raw) > limit:
+        raise ValueError(f"body above {limit} bytes")
+    for encoding in reversed(_encodings(Headers(response["headers"]))):
+        raw = _decoded(raw, encoding, limit)
+    return raw
+
+
+def _decoded(data: bytes, encoding: str, limit: int) -> bytes:
+    if encoding in ("gzip", "x-gzip"):
+        modes = [16 + zlib.MAX_WBITS]
+    elif encoding == "deflate":  # zlib-wrapped per RFC, raw deflate in the wild
+        modes = [zlib.MAX_WBITS, -zlib.MAX_WBITS]
+    else:
+        raise ValueError(f"Content-Encoding {encoding}")
+    for wbits in modes:
+        inflater = zlib.decompressobj(wbits)
+        try:
+            out = inflater.decompress(data, limit + 1)
+        except zlib.error:
+            continue
+        if len(out) > limit:
+            raise ValueError(f"body above {limit} bytes once decoded")
+        return out
+    raise ValueError(f"not valid {encoding}")
 
 
 def _body_problem(insp: _Inspection) -> tuple[Problem, str] | None:

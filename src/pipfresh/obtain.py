@@ -24,7 +24,7 @@ from packaging.utils import (
     parse_wheel_filename,
 )
 
-from . import httpcache, pip
+from . import httpcache, pip, reqfiles
 from .args import option_values
 from .buildkey import BuildOptions
 from .errors import PipfreshError
@@ -177,8 +177,12 @@ def _take_cached(
     """Submit the wheels whose body is in pip's ``http-v2`` cache with the report's sha256.
 
     The body is hashed through the descriptor it is unpacked from: pip may replace
-    the file meanwhile, never change what was opened. A body that did not match is
-    not hashed again until it changes (``rejected``). Returns whether all were taken.
+    the file meanwhile, never change what was opened. While ``pip wheel`` runs
+    (``rejected`` given) a body that did not match is not hashed again until it
+    changes. Before it runs, a body that does not match is dropped: the file
+    changed under its URL (the page lists the new hash), and pip's cache, which
+    keeps files for ever, would fail ``pip wheel --hash`` on this run and every
+    later one. Returns whether all were taken.
     """
     if http_dir.name != "http-v2":
         return False  # the older format keeps the body inside a serialized blob
@@ -190,8 +194,9 @@ def _take_cached(
             taken = False
             continue
         meta = httpcache.entry_path(http_dir, item.url)
+        body = meta.with_name(meta.name + ".body")
         try:
-            opened = open(meta.with_name(meta.name + ".body"), "rb")  # noqa: SIM115 (adding closes it)
+            opened = open(body, "rb")  # noqa: SIM115 (adding closes it)
         except OSError:
             taken = False
             continue
@@ -203,14 +208,29 @@ def _take_cached(
             matches = matches and _sha256_of(opened) == item.sha256
         except OSError:
             matches = False
+        opened_inode = seen[0]
         if not matches:
-            if rejected is not None:
-                rejected[item.sha256] = seen
             opened.close()
             taken = False
+            if rejected is not None:
+                rejected[item.sha256] = seen
+            else:
+                _drop_stale(meta, body, opened_inode)
             continue
         adding.submit(item.sha256, Path(item.filename), opened)
     return taken
+
+
+def _drop_stale(meta: Path, body: Path, inode: int) -> None:
+    """Remove the entry whose body was hashed, not one another pip wrote since (nor its
+    temporary files: a pip may be writing them right now)."""
+    try:
+        if os.lstat(body).st_ino != inode:
+            return
+        for path in (body, meta):
+            os.unlink(path)
+    except OSError:
+        pass  # gone already: pip wheel fetches the file either way
 
 
 def _match_wheels(missing: list[Item], wheel_dir: Path) -> dict[str, Path]:
@@ -268,35 +288,9 @@ def fetch_options(args: Sequence[str]) -> list[str]:
 
 def fetch_options_from_files(args: Sequence[str]) -> list[str]:
     """Index and find-links lines of the user's requirement files (``-r``), recursively."""
-    files = [Path(value) for value in option_values(args, {"-r", "--requirement"})]
-    lines: list[str] = []
-    seen: set[Path] = set()
-    for file in files:
-        lines += _options_in(file, seen)
-    return lines
-
-
-def _options_in(path: Path, seen: set[Path]) -> list[str]:
-    try:
-        real = path.resolve()
-        if real in seen:
-            return []
-        seen.add(real)
-        text = real.read_text(encoding="utf-8")
-    except OSError:
-        return []  # pip reports unreadable files itself
     lines = []
-    for raw in text.replace("\\\n", " ").splitlines():
-        line = raw.split(" #", 1)[0].strip()
-        if not line.startswith("-"):
-            continue
-        try:
-            words = shlex.split(line)
-        except ValueError:
-            continue
-        name = words[0].split("=", 1)[0]
-        if name in ("-r", "--requirement") and len(words) > 1:
-            lines += _options_in(real.parent / words[1], seen)
-        elif name in _REQ_FILE_OPTIONS:
-            lines.append(line)
+    for line in reqfiles.walk(option_values(args, reqfiles.REQUIREMENTS)).lines:
+        _, words = line.split()
+        if line.is_option and words and words[0].split("=", 1)[0] in _REQ_FILE_OPTIONS:
+            lines.append(line.text)
     return lines

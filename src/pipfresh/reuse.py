@@ -8,7 +8,9 @@ digest, pip's report, and each page pip fetched (from pip's ``--log``) with its
 validators (from pip's own cache entry). Next time, when the digest matches,
 every page is revalidated at once with conditional requests; only when all of
 them answer 304 Not Modified (or 404 again) is the recorded report used, so a
-version published a second ago is still seen: its page changed.
+version published a second ago is still seen: its page changed. Only a report
+whose every hash its page lists is recorded: a page that lists no hashes would
+answer 304 for a file replaced under the same URL.
 
 Anything that could make the same pages resolve differently, or that pipfresh
 cannot revalidate as pip would, means pip resolves as usual: find-links and
@@ -34,11 +36,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from packaging.utils import canonicalize_name
+
 from . import __version__, httpcache, pip
 from .args import option_values
 from .interpreter import Target
 from .partition import RESOLUTIONS, Partition
 from .pipconfig import config_files
+from .resolved import Item
 
 # What pip sends for an index page (pip._internal.index.collector._get_simple_response).
 _ACCEPT = ", ".join(
@@ -280,10 +285,40 @@ def _with_validators(url: str, http_dir: Path) -> Page | None:
     return Page(url, etag=etag, last_modified=last_modified)
 
 
+def unattested(items: Sequence[Item], pages: Sequence[Page], http_dir: Path) -> Item | None:
+    """The first item whose sha256 no page of its project lists, in pip's cached copy.
+
+    A reused report is installed with no download, so its hashes must be ones the
+    index vouches for: a ``#sha256=`` (or a JSON hash) on the page, which is still
+    there as long as the page answers 304. A hash pip worked out from its own
+    download (a page that lists none) held for that run only: the file may since
+    have been replaced under the same URL, and the page would not show it.
+    """
+    listed: dict[str, list[bytes]] = {}
+    for page in pages:
+        if page.missing:
+            continue
+        project = str(canonicalize_name(page.url.rstrip("/").rsplit("/", 1)[-1]))
+        try:
+            entry = httpcache.entry_files_for(httpcache.entry_path(http_dir, page.url))
+            listed.setdefault(project, []).append(httpcache.read_body(entry).lower())
+        except (OSError, ValueError, httpcache.CorruptEntry):
+            continue
+    for item in items:
+        digest = item.sha256.lower().encode()
+        if not any(digest in body for body in listed.get(str(canonicalize_name(item.name)), [])):
+            return item
+    return None
+
+
+# 2: only resolutions whose hashes their pages list (``unattested``) are recorded.
+_FORMAT = 2
+
+
 def save(partition: Partition, digest: str, pages: Sequence[Page], report: Path) -> None:
     """Record a resolution atomically (a reader never sees half a file)."""
     data = {
-        "format": 1,
+        "format": _FORMAT,
         "pages": [asdict(p) for p in pages],
         "report": json.loads(report.read_text(encoding="utf-8")),
     }
@@ -318,7 +353,7 @@ def load(partition: Partition, digest: str) -> Recorded | None:
     try:
         text = path.read_text(encoding="utf-8")
         data = json.loads(text)
-        if data.get("format") != 1 or not isinstance(data.get("report"), dict):
+        if data.get("format") != _FORMAT or not isinstance(data.get("report"), dict):
             return None
         pages = [Page(**p) for p in data["pages"]]
     except (OSError, ValueError, TypeError, KeyError):

@@ -362,6 +362,7 @@ class PackageIndex:
         self._records: list[Record] = []
         self._downloads: dict[str, int] = {}
         self._info: dict[str, tuple[tuple[int, int, int], DistFile]] = {}
+        self._static: set[str] = set()
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -434,6 +435,13 @@ class PackageIndex:
             tmp = self.root / f".{src.name}.{uuid.uuid4().hex}.tmp"
             shutil.copyfile(src, tmp)
             tmp.replace(self.root / src.name)
+
+    def serve_statically(self, *projects: str) -> None:
+        """Serve these projects as a static directory listing does (some private indexes,
+        snapshot repositories): links without hashes, sizes, upload times or PEP 658
+        metadata, and files with validators but no ``max-age``, so every use revalidates
+        them and a file replaced under the same name is served new."""
+        self._static.update(str(canonicalize_name(p)) for p in projects)
 
     def unpublish(self, *filenames: str) -> None:
         """Remove distributions (by filename) from the index."""
@@ -560,7 +568,8 @@ class PackageIndex:
         if project is None:
             body = _render_root(list(projects), ctype)
         else:
-            body = _render_project(project, projects[project], ctype)
+            bare = project in self._static
+            body = _render_project(project, projects[project], ctype, bare=bare)
         content_type = _CONTENT_TYPES[ctype]
         etag = _etag(content_type.encode(), body)
         common = [
@@ -585,9 +594,10 @@ class PackageIndex:
         if info is None:
             return _not_found()
         path = self.root / dist_name
-        common = [("Cache-Control", FILE_CACHE_CONTROL)]
+        static = info.project in self._static
+        common = [] if static else [("Cache-Control", FILE_CACHE_CONTROL)]
         if want_metadata:
-            if info.metadata is None:
+            if info.metadata is None or static:
                 return _not_found()
             etag = _etag(info.metadata)
             common.append(("ETag", etag))
@@ -713,20 +723,22 @@ def _render_root(projects: list[str], ctype: str) -> bytes:
     return _html_page("Simple index", links)
 
 
-def _render_project(project: str, dists: list[DistFile], ctype: str) -> bytes:
+def _render_project(project: str, dists: list[DistFile], ctype: str, bare: bool = False) -> bytes:
+    """The project's page; ``bare``: links only, as a static directory listing has."""
     if ctype == JSON_V1:
         files = []
         for d in dists:
             entry: dict[str, Any] = {
                 "filename": d.filename,
                 "url": f"../../files/{quote(d.filename)}",
-                "hashes": {"sha256": d.sha256},
-                "size": d.size,
-                "upload-time": d.upload_time,
+                "hashes": {} if bare else {"sha256": d.sha256},
             }
+            if not bare:
+                entry["size"] = d.size
+                entry["upload-time"] = d.upload_time
             if d.requires_python is not None:
                 entry["requires-python"] = d.requires_python
-            if d.metadata_sha256 is not None:
+            if d.metadata_sha256 is not None and not bare:
                 # PEP 714: never the "dist-info-metadata" key, which crashes pip
                 # 22.3-23.1; PyPI also sends its historical "data-" misspelling.
                 entry["core-metadata"] = {"sha256": d.metadata_sha256}
@@ -742,10 +754,11 @@ def _render_project(project: str, dists: list[DistFile], ctype: str) -> bytes:
         return json.dumps(doc, separators=(",", ":")).encode()
     links = []
     for d in dists:
-        attrs = [f'href="../../files/{quote(d.filename)}#sha256={d.sha256}"']
+        fragment = "" if bare else f"#sha256={d.sha256}"
+        attrs = [f'href="../../files/{quote(d.filename)}{fragment}"']
         if d.requires_python is not None:
             attrs.append(f'data-requires-python="{html.escape(d.requires_python)}"')
-        if d.metadata_sha256 is not None:
+        if d.metadata_sha256 is not None and not bare:
             attrs.append(f'data-dist-info-metadata="sha256={d.metadata_sha256}"')
             attrs.append(f'data-core-metadata="sha256={d.metadata_sha256}"')
         links.append(f"<a {' '.join(attrs)}>{html.escape(d.filename)}</a><br />")
