@@ -129,17 +129,23 @@ def test_ci_drops_the_store_and_resolutions_valid_keeps_them(
         path = saved / f"{n:064x}.json"
         path.write_text(json.dumps({"n": n}))
         os.utime(path, (now - 1000 + n, now - 1000 + n))
-    # A link planted where a store entry would be: removed, never followed.
+    # A link planted where a store entry would be: the prune refuses, follows nothing
+    # (every level: tests/test_integrity_links.py), and goes on once it is removed.
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "keep.txt").write_text("not the cache's")
-    (store_of(partition) / ("f" * 64)).symlink_to(outside)
+    link = store_of(partition) / ("f" * 64)
+    link.symlink_to(outside)
+    refused = pipfresh("cache", "prune", "--python", venv.python, "--mode", "valid")
+    assert refused.code == 2 and refused.stderr.startswith(
+        f"pipfresh: error: refusing to use {link}"
+    )
+    assert (outside / "keep.txt").read_text() == "not the cache's"
+    link.unlink()
 
     removed = prune_json(venv, "--mode", "valid")["removed"]
     assert "store" not in removed and "resolution" not in removed, removed
     assert len(stored_wheels(partition)) == 2 and len(list(saved.iterdir())) == 40 + own
-    assert not (store_of(partition) / ("f" * 64)).is_symlink()  # stray: dropped as leftover
-    assert (outside / "keep.txt").read_text() == "not the cache's"
     info = info_json(venv)
     assert info["resolutions"] == 40 + own and info["store_entries"] == 2
 

@@ -7,6 +7,7 @@ behind may be half-written, and nothing outside the cache root may be touched.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import os
@@ -1026,7 +1027,12 @@ def test_prune_and_purge_refuse_a_hostile_cache_dir(kind: str, tmp_path: Path) -
 def test_links_planted_inside_a_real_root_are_never_followed(
     index, dist_dir: Path, make_venv, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
-    """Links out of a genuine root: installs, prunes and purges remove links, never targets."""
+    """Links out of a genuine root, among its files: installs, prunes and purges remove
+    the links, never their targets, and read nothing through them.
+
+    A link where the layout has a directory (``partitions-v1``, a partition, ``pip/http``,
+    ``selfcheck``...) is refused instead: tests/test_integrity_links.py.
+    """
     import shutil
 
     publish_workload(index, dist_dir)
@@ -1044,29 +1050,55 @@ def test_links_planted_inside_a_real_root_are_never_followed(
     (outside / "partition-copy" / "pip" / "wheels" / "left.tmp").write_text("leftover\n")
     (outside / "wheels" / "broken").mkdir(parents=True)
     (outside / "wheels" / "broken" / "bad-1.0-py3-none-any.whl").write_bytes(b"not a zip")
-    (outside / "selfcheck").mkdir()
-    (outside / "selfcheck" / "state.json").write_text("{}\n")
     (outside / "precious.tmp").write_text("precious\n")
+    (outside / "record.json").write_text('{"runs": 99, "entries": {}, "python": "9.9"}\n')
+    (outside / "log.jsonl").write_text("")
 
+    # A body whose wheel the next install needs: served through the link, pip would
+    # install the outside file's bytes.
+    wheel_entry = next(
+        e
+        for e in httpcache.iter_entry_files(part / "pip" / "http-v2")
+        if e.body is not None and httpcache.check_entry(e)[0].kind is httpcache.Kind.WHEEL
+    )
+    assert wheel_entry.body is not None
+    (outside / "other.body").write_bytes(wheel_entry.body.read_bytes()[::-1])
+    again = make_venv(pip=None)
+    probe = (
+        root / "probes-v1" / f"{hashlib.sha256(str(again.python).encode()).hexdigest()[:32]}.json"
+    )
+    state = part / "pipfresh"
     free = next(c for c in "0123456789abcdef" if not (part / "pip" / "http-v2" / c).exists())
     links = {
-        root / "partitions-v1" / "cp311-evil": outside / "partition-copy",
         part / "pip" / "http-v2" / free: copy_http / victim.key[0],
-        part / "pip" / "http": copy_http,
-        part / "pip" / "selfcheck": outside / "selfcheck",
         part / "pip" / "wheels" / "evil": outside / "wheels",
         part / "pip" / "left.tmp": outside / "precious.tmp",
         root / "locks-v1" / "cp311-evil.lock": outside / "precious.tmp",
+        wheel_entry.body: outside / "other.body",
+        state / "partition.json": outside / "record.json",
+        state / "usage-v1.json": outside / "record.json",
+        state / "verified-v1.json": outside / "record.json",
+        state / "dropped-v1.jsonl": outside / "log.jsonl",
+        state / "resolutions-v1" / f"{'0' * 64}.json": outside / "record.json",
+        probe: outside / "record.json",
     }
-    for link, target in links.items():
-        link.symlink_to(target)
+
+    def plant() -> None:
+        for link, target in links.items():
+            link.unlink(missing_ok=True)
+            link.symlink_to(target)
+
+    plant()
     before = _tree_state(outside)
 
-    again = make_venv(pip=None)
     pipfresh("install", "--python", again.python, *index_args(index), "app").ok()
     assert_installed(again.python)
     assert _tree_state(outside) == before
-    for args in (["info", "--all"], ["prune", "--all"], ["prune", "--all", "--ci"]):
+    assert [p for p in part.rglob("*") if p.is_symlink()] == []  # the links, unlinked
+    plant()
+    info = json.loads(pipfresh("cache", "info", "--all", "--json").ok().stdout)
+    assert info[0]["python"] != "9.9"  # partition.json was not read through its link
+    for args in (["prune", "--all"], ["prune", "--all", "--ci"]):
         pipfresh("cache", *args).ok()
         assert _tree_state(outside) == before, args
     pipfresh("cache", "purge", "--all").ok()

@@ -109,7 +109,7 @@ def key_command(
     base = Path.cwd()
     files = list(opts.files) or keys.discover(base)
     key = keys.for_target(facts, files, base)
-    partition = root.partition(partition_id(facts))
+    partition = root.partition(partition_id(facts)).check()
     values = outputs(key, partition)
     if opts.json:
         print(json.dumps({**values, "files": list(key.files)}))

@@ -161,7 +161,7 @@ def cache_main(argv: list[str]) -> int:
 
     if opts.action == "dir":
         pid, _ = target_partition()
-        print(root.partition(pid).path)
+        print(root.partition(pid).check().path)  # a CI job saves it: never a link's target
         return 0
     if opts.action == "key":
         from . import ci
@@ -169,10 +169,11 @@ def cache_main(argv: list[str]) -> int:
         target = resolve_target(opts.python, os.environ, root)
         return ci.key_command(root, target.facts, opts, os.environ)
 
+    # Every partition is checked before any is touched: a link refuses the whole command.
     partitions = (
         root.partitions()
         if getattr(opts, "all", False)
-        else [root.partition(target_partition()[0])]
+        else [root.partition(target_partition()[0]).check()]
     )
     if opts.action == "info":
         found = [inventory.take(p) for p in partitions if p.path.is_dir()]

@@ -21,7 +21,17 @@ class CacheRootError(PipfreshError):
 
 
 class CacheNotWritable(CacheRootError):
-    """The cache is another user's or read-only, and cannot be repaired: pip runs without it."""
+    """The cache cannot be used as it is and pipfresh may not repair it (another user's,
+    read-only, or holding a planted link): an install runs pip without it."""
+
+
+class LinkInCache(CacheNotWritable):
+    """A symlink (or another kind of file) where the cache root has a directory of its own.
+
+    Followed, it would lead pipfresh's and pip's reads, writes and deletions out of the
+    root. It may be the user's own arrangement (a partition moved to another disk), so
+    it is never removed: cache commands refuse, an install runs pip without the cache.
+    """
 
 
 class LockTimeout(PipfreshError):

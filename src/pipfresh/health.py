@@ -20,7 +20,7 @@ import json
 import time
 from pathlib import Path
 
-from . import httpcache
+from . import files, httpcache
 from .partition import Partition, write_json
 
 BREAKS_PIP = frozenset(
@@ -72,19 +72,19 @@ def drop_broken(partition: Partition, http_dir: str) -> list[tuple[str, str]]:
 def log_dropped(partition: Partition, dropped: list[tuple[str, str]], by: str) -> None:
     """Append to the partition's log of dropped entries, which ``cache info`` reports."""
     now = time.time()
-    with open(partition.state_dir / DROPPED_LOG, "a", encoding="utf-8") as log:
-        for ident, problem in dropped:
-            log.write(
-                json.dumps({"time": now, "entry": ident, "problem": problem, "by": by}) + "\n"
-            )
+    lines = [
+        json.dumps({"time": now, "entry": ident, "problem": problem, "by": by}) + "\n"
+        for ident, problem in dropped
+    ]
+    files.append_text(partition.state_dir / DROPPED_LOG, "".join(lines))
 
 
 def dropped_counts(partition: Partition) -> dict[str, int]:
     """How many entries were dropped, by problem, over the partition's life."""
     counts: dict[str, int] = {}
     try:
-        lines = (partition.state_dir / DROPPED_LOG).read_text(encoding="utf-8").splitlines()
-    except OSError:
+        lines = files.read_text(partition.state_dir / DROPPED_LOG).splitlines()
+    except (OSError, ValueError):
         return counts
     for line in lines:
         try:
@@ -97,7 +97,7 @@ def dropped_counts(partition: Partition) -> dict[str, int]:
 
 def _load(record: Path) -> dict[str, list[int]]:
     try:
-        data = json.loads(record.read_text(encoding="utf-8"))
+        data = json.loads(files.read_text(record))
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}

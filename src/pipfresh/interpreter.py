@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from . import _probe
+from . import _probe, files
 from .errors import InterpreterError
 
 PROBE_LAYOUT = "probes-v1"
@@ -169,7 +169,7 @@ def _cache_key(python: Path) -> list[object]:
 
 def _read_record(record: Path, key: list[object]) -> Facts | None:
     try:
-        data = json.loads(record.read_text(encoding="utf-8"))
+        data = json.loads(files.read_text(record))  # a planted link is a miss
         if data.get("key") != key:
             return None
         facts = Facts.from_json(data["facts"])
@@ -186,9 +186,7 @@ def _read_record(record: Path, key: list[object]) -> Facts | None:
 def _write_record(record: Path, key: list[object], facts: Facts) -> None:
     data = {"key": key, "pip": _stat_key(facts.pip_init), "facts": asdict(facts)}
     try:
-        record.parent.mkdir(parents=True, exist_ok=True)
-        tmp = record.with_name(f"{record.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data), encoding="utf-8")
-        os.replace(tmp, record)
+        record.parent.mkdir(parents=True, exist_ok=True)  # checked: CacheRoot.ensure
+        files.write_atomic(record, json.dumps(data))
     except OSError:
         pass  # a probe cache we cannot write only costs time

@@ -4,17 +4,23 @@ Installs share a partition (many may run at once: ``tox -p``, a build matrix);
 pruning and purging need it alone, so they never remove what a running install
 is using. POSIX ``flock`` gives exactly that, and the kernel releases the lock
 when a process dies, so a killed run never leaves a stale lock behind.
+
+A lock file is opened with ``O_NOFOLLOW``: a link planted in its place is refused,
+never followed (opening it to create it would create its target).
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from . import files
 from .errors import LockTimeout
 
 DEFAULT_TIMEOUT = 600.0
@@ -43,10 +49,7 @@ def hold(
     """
     wait = lock_timeout() if timeout is None else timeout
     path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-    except PermissionError:  # another user's lock file: flock needs only a descriptor
-        fd = os.open(path, os.O_RDONLY)
+    fd = _open(path)
     try:
         _acquire(fd, shared=shared, timeout=wait, on_wait=on_wait, path=path)
         try:
@@ -55,6 +58,24 @@ def hold(
             _release(fd)
     finally:
         os.close(fd)
+
+
+def _open(path: Path) -> int:
+    nofollow = getattr(os, "O_NOFOLLOW", 0)
+    try:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | nofollow, 0o666)
+        except PermissionError:  # another user's lock file: flock needs only a descriptor
+            fd = os.open(path, os.O_RDONLY | nofollow)
+    except OSError as exc:
+        if exc.errno != errno.ELOOP and not os.path.islink(path):
+            raise
+        raise files.refusal(path, os.lstat(path)) from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):  # a FIFO or a device planted in its place
+        os.close(fd)
+        raise files.refusal(path, st)
+    return fd
 
 
 if sys.platform == "win32":  # pragma: no cover - exercised on Windows only

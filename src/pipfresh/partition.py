@@ -13,6 +13,11 @@ misreads an old cache and old buckets are recognisable)::
     <root>/partitions-v1/<id>/pip/   pip's cache (PIP_CACHE_DIR)
     <root>/partitions-v1/<id>/pipfresh/  pipfresh's state for the partition
     <root>/locks-v1/<id>.lock        outside the partition, so a purge can remove it whole
+
+No link inside the root is followed: every directory of this layout is checked
+from the root down before it is read, written or deleted (``CacheRoot.check``,
+``Partition.check``), and a link there is refused, not removed. The root itself
+may be a link to a real directory.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ PARTITIONS = f"partitions-v{LAYOUT_VERSION}"
 LOCKS = "locks-v1"
 RESOLUTIONS = "resolutions-v1"  # in a partition's ``pipfresh/``: reuse.py
 MARKER = ".pipfresh-root"
+PIP_DIRS = ("http-v2", "http", "wheels", "selfcheck")  # pip's own, inside ``<id>/pip/``
 CACHEDIR_TAG = (
     "Signature: 8a477f597d28d172789f06886806bc55\n"
     "# This file is a cache directory tag created by pipfresh.\n"
@@ -131,6 +137,10 @@ class CacheRoot:
     def partitions_dir(self) -> Path:
         return self.path / PARTITIONS
 
+    @property
+    def locks_dir(self) -> Path:
+        return self.path / LOCKS
+
     def is_marked(self) -> bool:
         return self.marker.is_file() and not self.marker.is_symlink()
 
@@ -159,6 +169,11 @@ class CacheRoot:
             raise error(f"cannot use cache root {path}: {exc.strerror or exc}") from None
         if not os.access(path, os.W_OK | os.X_OK):
             raise CacheNotWritable(_not_writable("cache root", path, path))
+        return self.check()
+
+    def check(self) -> CacheRoot:
+        """Refuse (``LinkInCache``) a root whose own directories are links or files."""
+        files.require_real_dirs(self.path, self.probes, self.partitions_dir, self.locks_dir)
         return self
 
     def require_marked(self) -> None:
@@ -171,20 +186,26 @@ class CacheRoot:
             raise CacheRootError(
                 f"refusing to delete in {self.path}: not a pipfresh cache root (no {MARKER})"
             )
+        self.check()
 
     def partition(self, pid: str) -> Partition:
         return Partition(self, pid)
 
-    def partitions(self) -> list[Partition]:
+    def partition_ids(self) -> list[str]:
+        """The names in ``partitions-v1/`` that are partitions, or links posing as one."""
+        self.check()
         try:
-            names = sorted(p.name for p in self.partitions_dir.iterdir() if p.is_dir())
+            with os.scandir(self.partitions_dir) as entries:
+                return sorted(
+                    e.name for e in entries if e.is_dir(follow_symlinks=False) or e.is_symlink()
+                )
         except OSError:
             return []
-        return [
-            Partition(self, name)
-            for name in names
-            if not (self.partitions_dir / name).is_symlink()  # a link leads out of the root
-        ]
+
+    def partitions(self) -> list[Partition]:
+        """Every partition, each checked: a link among them is refused, not skipped, so a
+        command on all of them changes nothing until every one is sound."""
+        return [self.partition(pid).check() for pid in self.partition_ids()]
 
 
 @dataclass(frozen=True)
@@ -208,13 +229,36 @@ class Partition:
 
     @property
     def lock_file(self) -> Path:
-        return self.root.path / LOCKS / f"{self.id}.lock"
+        return self.root.locks_dir / f"{self.id}.lock"
 
     @property
     def info_file(self) -> Path:
         return self.state_dir / "partition.json"
 
+    def check(self) -> Partition:
+        """Refuse (``LinkInCache``) a partition in which pipfresh or pip would follow a link.
+
+        Every directory either reads, writes or deletes in, from the root down: the
+        partition, ``pip/`` and pip's buckets, ``pipfresh/``, the store and each of its
+        entries, saved resolutions, the lock's directory and the lock file. About twenty
+        ``lstat`` calls and one listing of the store: cheap enough for every run.
+        """
+        from .store import STORE_LAYOUT  # deferred: the store's module is the heavy one
+
+        store = self.state_dir / STORE_LAYOUT
+        self.root.check()
+        files.require_real_dirs(
+            self.root.path,
+            *(self.pip_cache / name for name in PIP_DIRS),
+            store,
+            self.state_dir / RESOLUTIONS,
+        )
+        files.require_no_links_in(store)
+        files.require_file(self.lock_file)
+        return self
+
     def ensure(self) -> Partition:
+        self.check()
         try:
             self.pip_cache.mkdir(parents=True, exist_ok=True)
             self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -227,7 +271,7 @@ class Partition:
 
     def read_info(self) -> dict[str, Any]:
         try:
-            data = json.loads(self.info_file.read_text(encoding="utf-8"))
+            data = json.loads(files.read_text(self.info_file))
         except (OSError, ValueError):
             return {}
         return data if isinstance(data, dict) else {}
@@ -270,12 +314,6 @@ def _not_writable(what: str, path: Path, root: Path) -> str:
 
 
 def write_json(path: Path, data: object) -> None:
-    """Write atomically: a reader never sees half a file."""
+    """Write atomically: a reader never sees half a file, and no link is followed."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
-        os.replace(tmp, path)
-    except BaseException:  # a full disk must not leave our half-written file behind
-        tmp.unlink(missing_ok=True)
-        raise
+    files.write_atomic(path, json.dumps(data, indent=1, sort_keys=True))

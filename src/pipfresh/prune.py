@@ -13,11 +13,16 @@ at the cost of unpacking and compiling) and saved resolutions
 revalidated, rebuilt by any run that resolves).
 
 A new policy is a new ``Rule``; ``prune()`` does not change.
+
+Nothing is followed out of the partition: it is refused whole when a directory of
+its layout is a link (``Partition.check``), and links planted among its files are
+unlinked (the links themselves) before anything reads them.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -331,12 +336,13 @@ def prune(
 ) -> PruneResult:
     """Apply ``rules`` to the partition, alone (exclusive lock), never outside it."""
     partition.root.require_marked()
-    if partition.path.is_symlink():
-        raise CacheRootError(f"refusing to prune through a symlink: {partition.path}")
+    partition.check()
     result = PruneResult()
     if not partition.path.is_dir():
         return result
     with lock.hold(partition.lock_file, shared=False, timeout=timeout, on_wait=on_wait):
+        partition.check()  # again, now that no install can be changing it
+        _remove_links(partition, result)
         pip_cache = partition.pip_cache
         legacy = _writes_http_v2(partition)
         candidates: list[Candidate] = []
@@ -386,14 +392,16 @@ def _built_wheels(pip_cache: Path) -> list[Candidate]:
     if not wheels.is_dir() or wheels.is_symlink():
         return []
     found = []
-    for full in sorted(path for path, _st in files.walk(wheels)):
+    for full, st in sorted(files.walk(wheels), key=lambda found: found[0]):
         if full.endswith(".whl"):
             path = Path(full)
-            try:
-                with zipfile.ZipFile(path) as archive:
-                    ok = any(n.endswith(".dist-info/WHEEL") for n in archive.namelist())
-            except (OSError, zipfile.BadZipFile, ValueError):
-                ok = False
+            ok = False
+            if stat.S_ISREG(st.st_mode):  # never a link's target
+                try:
+                    with zipfile.ZipFile(path) as archive:
+                        ok = any(n.endswith(".dist-info/WHEEL") for n in archive.namelist())
+                except (OSError, zipfile.BadZipFile, ValueError):
+                    pass
             problem = None if ok else httpcache.Problem.BAD_ARCHIVE
             rel = path.relative_to(pip_cache).as_posix()
             found.append(Candidate(None, None, problem, wheel=path, rel=rel))
@@ -459,6 +467,15 @@ def _resolutions(top: Path) -> list[Candidate]:
     return found
 
 
+def _remove_links(partition: Partition, result: PruneResult) -> None:
+    """Links among the partition's files (not in the store: its entries are its own):
+    pipfresh and pip never make one, and reading one would read its target."""
+    store = os.path.join(partition.state_dir, STORE_LAYOUT) + os.sep
+    for path, st in files.walk(partition.path):
+        if stat.S_ISLNK(st.st_mode) and not path.startswith(store):
+            result.add("link", files.remove_file(path))
+
+
 def _remove_leftovers(partition: Partition, result: PruneResult) -> None:
     """``*.tmp`` files: a write that never finished (pip's, or ours).
 
@@ -472,13 +489,7 @@ def _remove_leftovers(partition: Partition, result: PruneResult) -> None:
 
 
 def _remove_empty_dirs(top: Path) -> None:
-    for dirpath, _dirnames, _filenames in os.walk(top, topdown=False):
-        if dirpath == str(top) or os.path.islink(dirpath):
-            continue
-        try:
-            os.rmdir(dirpath)
-        except OSError:
-            pass  # not empty
+    files.remove_empty_dirs(top)
 
 
 def purge(
@@ -489,10 +500,11 @@ def purge(
 ) -> int:
     """Empty one partition entirely; bytes freed."""
     partition.root.require_marked()
-    path = partition.path
-    if path.is_symlink() or path.parent != partition.root.partitions_dir:
-        raise CacheRootError(f"refusing to purge {path}: not a partition directory")
-    if not path.is_dir():
+    if partition.path.parent != partition.root.partitions_dir:
+        raise CacheRootError(f"refusing to purge {partition.path}: not a partition directory")
+    partition.check()
+    if not partition.path.is_dir():
         return 0
     with lock.hold(partition.lock_file, shared=False, timeout=timeout, on_wait=on_wait):
-        return files.remove_tree(path)
+        partition.check()
+        return files.remove_tree(partition.path)

@@ -7,6 +7,11 @@ runs as root, a runner that does not) meets exactly that. Before pip runs, the
 partition is surveyed: root takes ownership of it; another user makes its own
 read-only directories writable again; anything else means pip runs without a
 cache and a single line says why.
+
+A link where the layout has a directory is refused first (``Partition.check``):
+then pip runs without the cache. A link deeper down, among pip's files, is one pip
+never makes and would follow (reading another file as a cached one, writing its
+cache through it): it is unlinked, the link itself only.
 """
 
 from __future__ import annotations
@@ -28,26 +33,29 @@ _OWNER_RWX = _OWNER_RW | stat.S_IXUSR
 
 @dataclass(frozen=True)
 class Finding:
-    """A directory or file pip could not use as it is."""
+    """A directory or file pip could not use as it is, or a link it would follow."""
 
     path: Path
     uid: int
     mode: int
     is_dir: bool
+    is_link: bool = False
 
 
 def _walk(
     top: Path, recursive: bool, skip: frozenset[str] = frozenset()
 ) -> Iterator[tuple[Path, os.stat_result]]:
-    """``top`` and (when ``recursive``) everything under it, never following a link.
+    """``top`` and (when ``recursive``) everything under it, never following a link:
+    links are yielded themselves, never entered (nor is ``top`` when it is one).
 
     Directories in ``skip`` are yielded themselves but not entered.
     """
     try:
-        yield top, top.lstat()
+        st = top.lstat()
     except OSError:
         return
-    stack = [top] if recursive else []
+    yield top, st
+    stack = [top] if recursive and stat.S_ISDIR(st.st_mode) else []
     while stack:
         current = stack.pop()
         try:
@@ -58,8 +66,6 @@ def _walk(
             try:
                 st = entry.stat(follow_symlinks=False)
             except OSError:
-                continue
-            if stat.S_ISLNK(st.st_mode):
                 continue
             yield Path(entry.path), st
             if stat.S_ISDIR(st.st_mode) and entry.path not in skip:
@@ -73,6 +79,10 @@ def survey(
     found = []
     for path, st in _walk(top, recursive, skip):
         is_dir = stat.S_ISDIR(st.st_mode)
+        if stat.S_ISLNK(st.st_mode):
+            if path != top:  # the root may be a link (``CacheRoot.ensure`` vets it)
+                found.append(Finding(path, st.st_uid, st.st_mode, False, is_link=True))
+            continue
         if euid == 0:
             bad = st.st_uid != 0
         elif is_dir:
@@ -95,15 +105,52 @@ def _read_only_fs(path: Path) -> bool:
 def make_usable(partition: Partition) -> str | None:
     """Make the partition usable by this user; a note of what was repaired, or None.
 
-    Raises ``CacheNotWritable`` when it cannot be repaired: pip must then run without it.
+    Raises ``CacheNotWritable`` when it cannot be repaired (``LinkInCache`` for a link
+    where the layout has a directory): pip must then run without it.
     """
-    root = partition.root.path
+    partition.check()
     if not hasattr(os, "geteuid"):  # pragma: no cover - Windows: pip does not check owners
         return None
     euid = os.geteuid()
     if _read_only_fs(partition.path):
         raise CacheNotWritable(f"cache partition {partition.path} is on a read-only file system")
-    found = _survey_all(partition, euid)
+    links = _Links(partition)
+    notes = [_repair(partition, euid, links), links.note()]
+    return "; ".join(note for note in notes if note) or None
+
+
+class _Links:
+    """Links planted among the partition's files, unlinked as the surveys meet them."""
+
+    def __init__(self, partition: Partition) -> None:
+        self.partition = partition
+        self.removed = 0
+
+    def survey(self, euid: int) -> list[Finding]:
+        """``_survey_all`` without the links, which are gone once it returns."""
+        found = []
+        for f in _survey_all(self.partition, euid):
+            if not f.is_link:
+                found.append(f)
+                continue
+            try:
+                os.unlink(f.path)  # the link itself; its target is not ours
+            except FileNotFoundError:
+                continue
+            self.removed += 1
+        return found
+
+    def note(self) -> str | None:
+        if not self.removed:
+            return None
+        return (
+            f"removed {self.removed} symlinks planted in {self.partition.path} "
+            "(pip would follow them out of the cache)"
+        )
+
+
+def _repair(partition: Partition, euid: int, links: _Links) -> str | None:
+    found = links.survey(euid)
     if not found:
         return None
     if euid == 0:
@@ -112,6 +159,7 @@ def make_usable(partition: Partition) -> str | None:
         for f in found:
             os.lchown(f.path, 0, 0)
         return f"took ownership of {len(found)} entries in {partition.path} (owned by uid {owners})"
+    root = partition.root.path
     repaired = 0
     for _round in range(16):  # a directory made readable may reveal more below it
         foreign = [f for f in found if f.is_dir and f.uid != euid]
@@ -127,7 +175,7 @@ def make_usable(partition: Partition) -> str | None:
             else:  # another user's unreadable file in our directory: pip fetches it again
                 os.unlink(f.path)
             repaired += 1
-        found = _survey_all(partition, euid)
+        found = links.survey(euid)
         if not found:
             break
     if found:

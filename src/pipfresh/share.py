@@ -9,22 +9,41 @@ can save on its own (an archiver stores the content of a link it cannot pair).
 Safe because pip never writes a cache file in place: it writes a temporary file
 and renames it over the old one, which breaks the link instead of changing the
 other partition's copy.
+
+Only real files in real directories are shared: a sibling partition with a link
+in its layout is left alone (``Partition.check``), every directory on the way to
+a file is checked from the root down, and a link is never the source of a link.
 """
 
 from __future__ import annotations
 
 import filecmp
 import os
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 
 from . import files, httpcache
+from .errors import LinkInCache
 from .partition import Partition
+
+
+def _siblings(partition: Partition) -> list[Partition]:
+    """The other partitions, but those pipfresh could only read through a link."""
+    found = []
+    for pid in partition.root.partition_ids():
+        if pid == partition.id:
+            continue
+        try:
+            found.append(partition.root.partition(pid).check())
+        except LinkInCache:
+            continue  # refused by the commands that act on it; nothing to share here
+    return found
 
 
 def link_duplicates(partition: Partition, relpaths: Iterable[str]) -> int:
     """Replace each file that another partition holds identically by a link; bytes saved."""
-    others = [p for p in partition.root.partitions() if p.id != partition.id]
+    others = _siblings(partition)
     if not others:
         return 0
     saved = 0
@@ -36,24 +55,29 @@ def link_duplicates(partition: Partition, relpaths: Iterable[str]) -> int:
             continue
         if st.st_nlink > 1:
             continue
+        if not stat.S_ISREG(st.st_mode):
+            continue
         for other in others:
-            if _link_if_same(mine, other.pip_cache / rel, st):
+            if _link_if_same(partition.root.path, mine, other.pip_cache / rel, st):
                 saved += st.st_size
                 break
     return saved
 
 
-def _link_if_same(mine: Path, theirs: Path, st: os.stat_result) -> bool:
+def _link_if_same(root: Path, mine: Path, theirs: Path, st: os.stat_result) -> bool:
     try:
+        files.require_real_dirs(root, mine.parent, theirs.parent)
         other = theirs.lstat()
-        if other.st_ino == st.st_ino or other.st_size != st.st_size or other.st_dev != st.st_dev:
+        if not stat.S_ISREG(other.st_mode) or other.st_ino == st.st_ino:
+            return False
+        if other.st_size != st.st_size or other.st_dev != st.st_dev:
             return False
         if not filecmp.cmp(mine, theirs, shallow=False):
             return False
         tmp = mine.with_name(f"{mine.name}.{os.getpid()}.link.tmp")
-        os.link(theirs, tmp)
+        os.link(theirs, tmp, follow_symlinks=False)
         os.replace(tmp, mine)
-    except OSError:
+    except (OSError, LinkInCache):
         return False  # another filesystem, protected hardlinks, a concurrent prune: keep the copy
     return True
 
@@ -74,30 +98,32 @@ def seed_from_siblings(partition: Partition, http_dir: str) -> int:
     if http_dir != "http-v2" or next(files.walk(mine), None) is not None:
         return 0
     linked = 0
-    for other in partition.root.partitions():
+    for other in _siblings(partition):
         theirs = other.pip_cache / http_dir
-        if other.id == partition.id or theirs.is_symlink() or not theirs.is_dir():
+        if not theirs.is_dir():
             continue
-        for entry in httpcache.iter_entry_files(theirs):
+        for entry in httpcache.iter_entry_files(theirs):  # never enters a link
             if entry.meta is None or entry.body is None:
                 continue
             response, problem = httpcache.check_entry(entry)
             if problem is not None or response is None or response.kind not in IMMUTABLE:
                 continue
-            if _link_entry(entry.meta, entry.body, mine / entry.meta.relative_to(theirs)):
+            dest = mine / entry.meta.relative_to(theirs)
+            if _link_entry(partition.root.path, entry.meta, entry.body, dest):
                 linked += 1
     return linked
 
 
-def _link_entry(meta: Path, body: Path, dest: Path) -> bool:
+def _link_entry(root: Path, meta: Path, body: Path, dest: Path) -> bool:
     """Body first, then metadata: pip uses an entry only once both are there."""
     dest_body = dest.with_name(dest.name + ".body")
     try:
-        if dest.exists() or dest_body.exists():
+        if os.path.lexists(dest) or os.path.lexists(dest_body):
             return False
         dest.parent.mkdir(parents=True, exist_ok=True)
-        os.link(body, dest_body)
-        os.link(meta, dest)
-    except OSError:
+        files.require_real_dirs(root, dest.parent)  # mkdir accepts a link to a directory
+        os.link(body, dest_body, follow_symlinks=False)
+        os.link(meta, dest, follow_symlinks=False)
+    except (OSError, LinkInCache):
         return False  # another filesystem, protected hardlinks, a concurrent writer
     return True
