@@ -30,7 +30,8 @@ from typing import TYPE_CHECKING, BinaryIO, TypeVar, cast
 
 import installer
 from installer.destinations import WheelDestination
-from installer.records import RecordEntry, parse_record_file
+from installer.exceptions import InstallerError
+from installer.records import InvalidRecordEntry, RecordEntry, parse_record_file
 
 if TYPE_CHECKING:
     from installer.scripts import ScriptSection
@@ -38,6 +39,7 @@ from installer.sources import WheelContentElement, WheelSource
 from installer.utils import Scheme as SchemeName
 from packaging.version import Version
 
+from . import wheelcheck
 from .errors import PipfreshError
 from .interpreter import Facts
 from .store import Compiler, Entry
@@ -312,7 +314,7 @@ def _entry_point_names(source: StoreSource) -> set[str]:
     }
 
 
-PLAN_FILE = "plan-v1.json"
+PLAN_FILE = "plan-v2.json"  # v2: made only after ``wheelcheck`` passed the entry
 
 
 @dataclass(frozen=True)
@@ -356,10 +358,16 @@ class Plan:
 
     @classmethod
     def make(cls, entry: Entry) -> Plan:
-        """Ask ``installer`` where every file goes; check every path stays in its scheme."""
+        """Check the entry as pip checks a wheel, ask ``installer`` where every file goes,
+        check every path stays in its scheme. ``UnsupportedWheel``: only pip may install it."""
+        _check_entry(entry)
         source = StoreSource(entry)
         recorder = _Recorder(_entry_point_names(source))
-        installer.install(source, recorder, {})
+        try:
+            installer.install(source, recorder, {})
+        except (InstallerError, InvalidRecordEntry) as exc:
+            reason = exc.args[-1] if exc.args else exc
+            raise wheelcheck.UnsupportedWheel(f"{entry.wheel_name}: {reason}") from None
         files = []
         dirs: dict[str, set[str]] = {}
         for name, *_rest in recorder.scripts:
@@ -398,6 +406,32 @@ class Plan:
             os.replace(tmp, final)
         except OSError:
             _unlink_if_present(str(tmp))  # a read-only store: plan again next time
+
+
+def _check_entry(entry: Entry) -> None:
+    """``wheelcheck`` on a stored wheel (entries stored before it existed included)."""
+    bytecode = set(entry.pyc.values())
+    names = [rel for rel in entry.files if rel not in bytecode]
+
+    def read(rel: str) -> bytes:
+        if rel not in entry.files:
+            raise KeyError(rel)
+        return Path(entry.file(rel)).read_bytes()
+
+    wheelcheck.check(entry.wheel_name, names, read)
+
+
+def plans(entries: Mapping[str, Entry]) -> dict[str, Plan]:
+    """Each entry's plan (made in parallel where missing), before anything is installed:
+    an entry only pip may install raises ``UnsupportedWheel`` while the target is intact."""
+    keys = list(entries)
+    if not keys:
+        return {}
+    try:
+        with ThreadPoolExecutor(max_workers=min(8, len(keys))) as pool:
+            return dict(zip(keys, pool.map(plan_for, (entries[k] for k in keys))))
+    except (OSError, ValueError) as exc:
+        raise InstallError(f"planning the install failed: {exc}") from None
 
 
 def _escapes(path: str) -> bool:
@@ -624,6 +658,7 @@ class Request:
     name: str  # the distribution name from its metadata (headers go under it)
     requested: bool
     direct_url: str | None  # pip's direct_url.json text, for direct references
+    plan: Plan | None = None  # from ``plans``; else loaded or made by ``install``
 
 
 def install(
@@ -636,7 +671,7 @@ def install(
     if request.requested:
         extra["REQUESTED"] = b""
     try:
-        plan = plan_for(request.entry)
+        plan = request.plan or plan_for(request.entry)
         _Replay(request, plan, scheme, interpreter, template, linker).run(extra)
     except (OSError, ValueError) as exc:
         raise InstallError(f"installing {request.entry.wheel_name} failed: {exc}") from None
@@ -654,6 +689,7 @@ __all__ = [
     "install",
     "linker_from_env",
     "plan_for",
+    "plans",
     "script_template",
     "shebang",
 ]
