@@ -5,13 +5,24 @@ a distribution that looks installed, and a venv changed in place is reported."""
 from __future__ import annotations
 
 import base64
+import csv
 import hashlib
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from helpers import Run, index_args, pipfresh, store_env
+from pipfresh.testing.dists import build_wheel
+from test_fastpath_parity import assert_records_valid
+from test_reliability import _group_gone, popen_pipfresh
 
 # -- wheels pip rejects --------------------------------------------------------------
 
@@ -177,3 +188,132 @@ def test_a_newer_minor_wheel_version_is_installed_with_pips_warning(
         assert warning in _output(run), (round_, run)
         assert venv.run("-c", "import misname; print(misname.VALUE)").stdout == "1\n"
         assert _nothing_of_misname(venv) == _nothing_of_misname(plain)
+
+
+# -- a kill while linking --------------------------------------------------------------
+
+_BIG_MODULES = 1600  # files enough that linking one wheel takes measurable time
+_IMPORTS = "import kapp, kbig, klib, ksmall, kbig.p07.m0742; print(kapp.main())"
+
+
+def publish_link_workload(index, dist_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    """Four wheels: one with thousands of files and a licenses/ directory in its .dist-info,
+    one with a launcher and data files, the rest small; kapp needs all of them."""
+    big = {"kbig/__init__.py": "VALUE = 'big'\n"}
+    for i in range(_BIG_MODULES):
+        package = f"kbig/p{i // 100:02d}"
+        big[f"{package}/__init__.py"] = ""
+        big[f"{package}/m{i:04d}.py"] = f"N = {i}\n"
+    licenses = {
+        "kbig-1.0.dist-info/licenses/LICENSE": b"MIT\n",
+        "kbig-1.0.dist-info/licenses/third_party/NOTICE": b"notice\n",
+    }
+    index.publish(
+        build_wheel(
+            dist_dir,
+            "kapp",
+            "1.0",
+            requires=["kbig", "klib", "ksmall"],
+            modules={"kapp/__init__.py": "def main():\n    return 0\n"},
+            entry_points={"console_scripts": {"kapp": "kapp:main"}},
+            extra_files={"kapp-1.0.data/data/share/kapp/readme.txt": b"readme\n"},
+        ),
+        build_wheel(dist_dir, "kbig", "1.0", modules=big, extra_files=licenses),
+        build_wheel(dist_dir, "klib", "1.0"),
+        build_wheel(dist_dir, "ksmall", "1.0"),
+    )
+
+
+def _incomplete_dist_infos(site: Path) -> list[str]:
+    """.dist-info directories without a RECORD, or whose RECORD names a missing file."""
+    bad = []
+    for info in sorted(site.glob("*.dist-info")):
+        try:
+            with open(info / "RECORD", newline="", encoding="utf-8") as fp:
+                rows = list(csv.reader(fp))
+        except OSError:
+            bad.append(f"{info.name} (no RECORD)")
+            continue
+        missing = [row[0] for row in rows if not (site / row[0]).exists()]
+        if missing:
+            bad.append(f"{info.name} ({len(missing)} missing, e.g. {missing[0]})")
+    return bad
+
+
+def _state(site: Path) -> str:
+    """Where the kill landed, told from what it left."""
+    infos = len(list(site.glob("k*.dist-info")))
+    building = len(list(site.glob(".k*.dist-info.pipfresh-*.tmp")))
+    linked = len(list(site.glob("kbig/p*/m*.py")))
+    if infos == 4:
+        return "complete"
+    if building:
+        return f"building a .dist-info ({infos} of 4 done)"
+    if linked or infos:
+        return f"mid-link ({linked} of {_BIG_MODULES} kbig modules, {infos} of 4 done)"
+    return "early (no kbig module linked yet)"
+
+
+@pytest.mark.slow
+def test_a_kill_while_linking_never_leaves_a_distribution_that_looks_installed(
+    index, dist_dir: Path, make_venv, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """SIGKILL pipfresh's process group at stepped delays after linking starts (and random
+    ones until enough kills landed mid-link). At every point each .dist-info present is
+    complete; the next run (pipfresh, or at two points plain ``pip install
+    --force-reinstall``) makes every distribution importable, RECORDs valid, pip check
+    clean, no half-built .dist-info left. Before, a .dist-info appeared first."""
+    publish_link_workload(index, dist_dir)
+    env = store_env()  # the default installer, the store warmed by a first install
+    warm = make_venv(pip=None)
+    pipfresh("install", "--python", warm.python, *index_args(index), "kapp", env=env).ok()
+
+    by_pip = {0.01, 0.08}  # repaired by plain pip (26.3, in the venv) instead of pipfresh
+
+    def kill_then_rerun(delay: float) -> tuple[str, list[str]]:
+        victim = make_venv() if delay in by_pip else make_venv(pip=None)
+        site = next(victim.path.glob("lib/python*/site-packages"))
+        proc = popen_pipfresh(
+            "install", "--python", victim.python, *index_args(index), "kapp", env=env
+        )
+        while proc.poll() is None and not any(site.glob("k*")):
+            time.sleep(0.001)
+        time.sleep(delay)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate(timeout=60)
+        assert _group_gone(proc.pid, 10)
+        where, broken = _state(site), _incomplete_dist_infos(site)
+
+        if delay in by_pip:
+            victim.pip("install", "--force-reinstall", *index_args(index), "kapp")
+            check = victim.pip("check", check=False)
+        else:
+            pipfresh("install", "--python", victim.python, *index_args(index), "kapp", env=env).ok()
+            pip_check = [sys.executable, "-m", "pip", "--python", str(victim.python), "check"]
+            check = subprocess.run(pip_check, capture_output=True, text=True)
+        assert victim.run("-c", _IMPORTS).stdout == "0\n", where
+        assert subprocess.run([victim.bin / "kapp"], check=True).returncode == 0
+        assert assert_records_valid(victim) > _BIG_MODULES
+        assert check.returncode == 0, (where, check.stdout, check.stderr)
+        names = "import importlib.metadata as m; print(sorted(d.name for d in m.distributions()))"
+        expected = ["kapp", "kbig", "klib", "ksmall", *(["pip"] if delay in by_pip else [])]
+        assert victim.run("-c", names).stdout == f"{expected}\n", where
+        # pipfresh clears a half-built .dist-info it left; plain pip does not know it (harmless)
+        assert delay in by_pip or list(site.glob(".*.tmp")) == [], where
+        return where, broken
+
+    steps = [0.0, 0.005, 0.01, 0.02, 0.04, 0.08, 0.12, 0.25]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        outcomes = dict(zip(steps, pool.map(kill_then_rerun, steps)))
+        rng = random.Random(10)
+        for _attempt in range(8):  # until three kills landed while files were being linked
+            if sum(w.startswith(("mid-link", "building")) for w, _b in outcomes.values()) >= 3:
+                break
+            extra = [round(rng.uniform(0, 0.3), 4) for _ in range(2)]
+            outcomes.update(zip(extra, pool.map(kill_then_rerun, extra)))
+    for delay, (where, broken) in sorted(outcomes.items()):
+        print(f"kill {delay * 1000:5.1f} ms after linking started: {where}; incomplete: {broken}")
+    assert all(broken == [] for _w, broken in outcomes.values()), outcomes
+    landed = [w for w, _b in outcomes.values() if w.startswith(("mid-link", "building"))]
+    assert len(landed) >= 3, outcomes

@@ -6,6 +6,10 @@ and write what pip writes: its script launchers, ``#!python`` rewrites,
 ``INSTALLER``, ``REQUESTED``, ``direct_url.json`` and a ``RECORD`` built by
 pip's own rules (wheel rows kept, generated files hashed, bytecode listed
 without hashes, sorted, CSV with CRLF).
+
+The ``.dist-info`` directory comes last and whole, as pip writes it last: an
+install killed halfway leaves files no installer takes for a distribution, so
+pip's next resolution sees it missing and it is installed again.
 """
 
 from __future__ import annotations
@@ -454,8 +458,22 @@ def _starts_with(path: str, prefix: bytes) -> bool:
         return fp.read(len(prefix)) == prefix
 
 
+_META = "<dist-info>"  # the .dist-info being built, as a scheme of its own (see _Replay)
+
+# A plan's file: scheme, path in the scheme, archive path, pyc archive path, #!python fix.
+_File = tuple[str, str, str, str, bool]
+
+
 class _Replay:
-    """One install of a plan into a target: links, launchers, metadata, then RECORD."""
+    """One install of a plan into a target: files, launchers, then the ``.dist-info``.
+
+    The ``.dist-info`` is what makes pip (and ``importlib.metadata``) take a
+    distribution as installed, so it comes last and whole: built under a name
+    neither reads (``.<name>-<version>.dist-info.pipfresh-new.tmp``, beside it),
+    ``RECORD`` last, then renamed into place. A kill at any point leaves either
+    the complete distribution or files no installer counts; the next run finds it
+    missing, links it again over the leftovers and clears the half-built directory.
+    """
 
     def __init__(
         self,
@@ -478,50 +496,82 @@ class _Replay:
         for name, base in self.bases.items():
             rel = os.path.relpath(base, self.lib_dir).replace(os.sep, "/")
             self.record_prefix[name] = "" if rel == "." else rel + "/"
+        self.dist_info = self.lib_dir + os.sep + plan.dist_info
+        self.building = self.lib_dir + os.sep + f".{plan.dist_info}.pipfresh-new.tmp"
+        self.replaced = self.lib_dir + os.sep + f".{plan.dist_info}.pipfresh-old.tmp"
+        self.bases[_META] = self.building
+        self.record_prefix[_META] = plan.dist_info + "/"
 
     def run(self, extra: Mapping[str, bytes]) -> None:
-        self._make_dirs()
-        installed, changed, compile_here = self._link()
+        files, meta_files, dirs, meta_dirs = self._split()
+        self._make_dirs(dirs)
+        installed, changed, compile_here = self._link(files)
         generated = [self._write_script(*script) for script in self.plan.scripts]
-        meta = self.lib_dir + os.sep + self.plan.dist_info + os.sep
-        for name, data in extra.items():
-            _unlink_if_present(meta + name)
-            with open(meta + name, "wb") as out:
-                out.write(data)
-            generated.append((meta + name, data))
         if compile_here:
             compiled = Compiler(Path(self.interpreter)).compile(compile_here)
             for pyc in compiled.values():
                 installed[pyc] = os.path.relpath(pyc, self.lib_dir).replace(os.sep, "/")
+        # The .dist-info, whole, under a name no installer reads; then renamed into place.
+        _remove(self.building)  # an earlier run's, killed while building it
+        _remove(self.replaced)
+        self._make_dirs({_META: meta_dirs})
+        more, _changed, _compile = self._link(meta_files)
+        installed.update(more)
+        for name, data in extra.items():
+            _unlink_if_present(self.building + os.sep + name)  # a wheel's own: a store link
+            with open(self.building + os.sep + name, "wb") as out:
+                out.write(data)
+            generated.append((self.dist_info + os.sep + name, data))
         self._write_record(installed, changed, generated)
+        if os.path.lexists(self.dist_info):  # one pip did not uninstall: replaced whole
+            os.rename(self.dist_info, self.replaced)
+        os.rename(self.building, self.dist_info)
+        _remove(self.replaced)
 
-    def _make_dirs(self) -> None:
+    def _split(self) -> tuple[list[_File], list[_File], dict[str, list[str]], list[str]]:
+        """The plan's files and directories: the .dist-info's (moved to ``_META``, paths
+        relative to it) apart from the rest."""
+        root, top = self.plan.root, self.plan.dist_info
+        prefix = top + "/"
+        files: list[_File] = []
+        meta_files: list[_File] = []
+        for file in self.plan.files:
+            if file[0] == root and file[1].startswith(prefix):
+                meta_files.append((_META, file[1][len(prefix) :], *file[2:]))
+            else:
+                files.append(file)
+        dirs = dict(self.plan.dirs)
+        meta_dirs = [""]
+        if root in dirs:
+            dirs[root] = [d for d in dirs[root] if d != top and not d.startswith(prefix)]
+            meta_dirs += [d[len(prefix) :] for d in self.plan.dirs[root] if d.startswith(prefix)]
+        return files, meta_files, dirs, meta_dirs
+
+    def _make_dirs(self, dirs: Mapping[str, list[str]]) -> None:
         """Every directory, parents first; a level with many is spread over threads
         (directories are the slowest thing to make: Django's locales have thousands)."""
         levels: dict[int, list[str]] = {}
-        for scheme, dirs in self.plan.dirs.items():
+        for scheme, rels in dirs.items():
             base = self.bases[scheme]
             os.makedirs(base, exist_ok=True)
-            for rel in dirs:
+            for rel in rels:
                 if rel:
                     levels.setdefault(rel.count("/"), []).append(base + os.sep + rel)
         for _depth, paths in sorted(levels.items()):
             _spread(_mkdirs, paths)
 
-    def _link(self) -> tuple[dict[str, str], set[str], list[str]]:
+    def _link(self, files: list[_File]) -> tuple[dict[str, str], set[str], list[str]]:
         """Every file placed (a big wheel's files spread over threads)."""
         installed: dict[str, str] = {}
         changed: set[str] = set()
         compile_here: list[str] = []
-        for done in _spread(self._link_some, self.plan.files):
+        for done in _spread(self._link_some, files):
             installed.update(done[0])
             changed.update(done[1])
             compile_here += done[2]
         return installed, changed, compile_here
 
-    def _link_some(
-        self, files: list[tuple[str, str, str, str, bool]]
-    ) -> tuple[dict[str, str], set[str], list[str]]:
+    def _link_some(self, files: list[_File]) -> tuple[dict[str, str], set[str], list[str]]:
         """One link per file (an existing file is unlinked first, as pip does, never
         written through); its bytecode linked beside it."""
         tree = self.entry.file("")
@@ -588,7 +638,8 @@ class _Replay:
         generated: list[tuple[str, bytes]],
     ) -> None:
         """pip's RECORD: wheel rows kept (paths moved, rewritten scripts rehashed),
-        generated files hashed, bytecode without hashes; sorted, CSV."""
+        generated files hashed, bytecode without hashes; sorted, CSV. Written into the
+        .dist-info being built, whose final name its paths use."""
         rows: list[tuple[str, str, str]] = []
         for path, digest, size in self.plan.record:
             new = installed.pop(path, path)
@@ -599,7 +650,8 @@ class _Replay:
             rel = os.path.relpath(dest, self.lib_dir).replace(os.sep, "/")
             rows.append((rel, *_rehash(data)))
         rows += [(path, "", "") for path in installed.values()]
-        target = self.lib_dir + os.sep + self.plan.dist_info + os.sep + "RECORD"
+        target = self.building + os.sep + "RECORD"
+        _unlink_if_present(target)
         with open(target, "w", newline="", encoding="utf-8") as out:
             csv.writer(out).writerows(sorted(rows))
 
@@ -633,6 +685,14 @@ def _mkdirs(paths: list[str]) -> None:
             os.mkdir(path)
         except FileExistsError:
             pass
+
+
+def _remove(path: str) -> None:
+    """Remove a file, a symlink or a whole directory, if present."""
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    else:
+        _unlink_if_present(path)
 
 
 def _unlink_if_present(path: str) -> None:
