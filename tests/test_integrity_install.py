@@ -317,3 +317,46 @@ def test_a_kill_while_linking_never_leaves_a_distribution_that_looks_installed(
     assert all(broken == [] for _w, broken in outcomes.values()), outcomes
     landed = [w for w, _b in outcomes.values() if w.startswith(("mid-link", "building"))]
     assert len(landed) >= 3, outcomes
+
+
+# -- a venv changed in place -----------------------------------------------------------
+
+
+def test_a_reinstall_reports_a_distribution_changed_in_place(
+    index, dist_dir: Path, make_venv
+) -> None:  # type: ignore[no-untyped-def]
+    """An installed file edited (same size, mtime kept, a new inode so the store is not
+    touched) and one deleted: ``--force-reinstall`` says so in one note, then the files
+    are whole again and the next reinstall has nothing to report."""
+    index.publish(
+        build_wheel(
+            dist_dir,
+            "edited",
+            "1.0",
+            modules={"edited/__init__.py": "VALUE = 1\n", "edited/other.py": "X = 1\n"},
+        ),
+        build_wheel(dist_dir, "untouched", "1.0"),
+    )
+    venv = make_venv(pip=None)
+    args = ["install", "--python", venv.python, *index_args(index), "edited", "untouched"]
+    first = pipfresh(*args, env=store_env()).ok()
+    assert "note:" not in first.stderr
+    site = _site_packages(venv)
+    module = site / "edited" / "__init__.py"
+    st = module.stat()
+    module.unlink()  # the store's inode stays as it was
+    module.write_text("VALUE = 2\n")
+    os.utime(module, ns=(st.st_atime_ns, st.st_mtime_ns))
+    (site / "edited" / "other.py").unlink()
+
+    run = pipfresh(*args, "--force-reinstall", env=store_env()).ok()
+    notes = [line for line in run.stderr.splitlines() if "note:" in line]
+    assert notes == [
+        f"pipfresh: note: edited 1.0 in {venv.path} was changed in place "
+        "(2 files differ from its RECORD)"
+    ], run.stderr
+    assert venv.run("-c", "import edited, edited.other; print(edited.VALUE)").stdout == "1\n"
+    again = pipfresh(*args, "--force-reinstall", env=store_env()).ok()
+    assert "note:" not in again.stderr
+    quiet = pipfresh(*args, "--force-reinstall", "-q", env=store_env()).ok()
+    assert quiet.stderr == ""

@@ -264,6 +264,11 @@ def run(job: Job) -> Outcome:
     except wheelcheck.UnsupportedWheel as exc:
         code = pip.run(job.program.command(job.pip_args), job.env)
         return Outcome(code, fallback=str(exc), resolution=how)
+    for changed in install.changed_in_place(
+        job.target.facts, [(i.name, i.version) for i in by_store]
+    ):
+        if not job.quiet:
+            print(changed.note(), file=sys.stderr)
     code = _uninstall_replaced(job, by_store)
     if code != 0:
         return Outcome(code, resolution=how)

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from installer.scripts import ScriptSection
 from installer.sources import WheelContentElement, WheelSource
 from installer.utils import Scheme as SchemeName
+from packaging.utils import canonicalize_name, canonicalize_version
 from packaging.version import Version
 
 from . import wheelcheck
@@ -737,8 +738,84 @@ def install(
         raise InstallError(f"installing {request.entry.wheel_name} failed: {exc}") from None
 
 
+# -- a target changed in place -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChangedInPlace:
+    """An installed distribution whose files no longer match the hashes in its RECORD."""
+
+    name: str
+    version: str
+    target: str
+    files: int  # files whose content differs from RECORD, or that are gone
+
+    def note(self) -> str:
+        differ = "file differs" if self.files == 1 else "files differ"
+        return (
+            f"pipfresh: note: {self.name} {self.version} in {self.target} was changed in "
+            f"place ({self.files} {differ} from its RECORD)"
+        )
+
+
+def changed_in_place(facts: Facts, wanted: Iterable[tuple[str, str]]) -> list[ChangedInPlace]:
+    """Which of ``wanted`` (name, version), installed at that very version, were changed.
+
+    These are the distributions a run reinstalls (``--force-reinstall``, a repair):
+    their files are about to be replaced, so reading them once is the whole cost.
+    Only files inside the target are read; a file RECORD lists without a hash
+    (bytecode, RECORD itself) is not compared.
+    """
+    versions = {str(canonicalize_name(n)): canonicalize_version(v) for n, v in wanted}
+    found = []
+    for lib in dict.fromkeys(d for d in (facts.purelib, facts.platlib) if d):
+        try:
+            listing = sorted(os.listdir(lib))
+        except OSError:
+            continue
+        for name in listing:
+            if not name.endswith(".dist-info") or "-" not in name:
+                continue
+            dist, _sep, version = name[: -len(".dist-info")].rpartition("-")
+            if versions.get(str(canonicalize_name(dist))) != canonicalize_version(version):
+                continue
+            differ = _differing_files(lib, name, facts.prefix)
+            if differ:
+                found.append(ChangedInPlace(dist, version, facts.prefix, differ))
+    return found
+
+
+def _differing_files(lib: str, dist_info: str, prefix: str) -> int:
+    try:
+        with open(os.path.join(lib, dist_info, "RECORD"), encoding="utf-8", newline="") as fp:
+            rows = list(csv.reader(fp))
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return 0
+    inside = os.path.abspath(prefix) + os.sep
+    differ = 0
+    for row in rows:
+        if len(row) < 2 or "=" not in row[1]:
+            continue
+        algorithm, _sep, expected = row[1].partition("=")
+        path = os.path.normpath(os.path.join(lib, row[0]))
+        if algorithm not in hashlib.algorithms_available or not path.startswith(inside):
+            continue
+        try:
+            digest = hashlib.new(algorithm)
+            with open(path, "rb") as fp:
+                for block in iter(lambda: fp.read(1 << 20), b""):
+                    digest.update(block)
+        except OSError:
+            differ += 1  # gone, or no longer a file
+            continue
+        if base64.urlsafe_b64encode(digest.digest()).decode().rstrip("=") != expected:
+            differ += 1
+    return differ
+
+
 __all__ = [
     "LINK_MODE_ENV",
+    "ChangedInPlace",
     "HardLinker",
     "InstallError",
     "Linker",
@@ -746,6 +823,7 @@ __all__ = [
     "Request",
     "StoreSource",
     "TargetScheme",
+    "changed_in_place",
     "install",
     "linker_from_env",
     "plan_for",
