@@ -29,7 +29,7 @@ from packaging.utils import (
 )
 from packaging.version import Version
 
-from . import hashpins, install, obtain, pip, resolved, reuse
+from . import hashpins, install, obtain, pip, resolved, reuse, wheelcheck
 from .args import PipArgs
 from .buildkey import BuildOptions
 from .errors import PipfreshError
@@ -263,24 +263,34 @@ def run(job: Job) -> Outcome:
     found = stored(store, keys.values())
     entries = {sha: found[key] for sha, key in keys.items() if key in found}
     missing = [i for i in by_store if i.sha256 not in entries]
-    if missing:
-        code, added = obtain.obtain(
-            store,
-            missing,
-            job.target,
-            job.program,
-            job.pip_args,
-            job.env,
-            job.quiet,
-            job.partition.pip_cache,
-        )
-        if code != 0:
-            return Outcome(code, resolution=how)
-        entries.update(added)
+    try:  # a wheel pip would reject (or only pip installs as pip does): pip runs, and says so
+        if missing:
+            code, added = obtain.obtain(
+                store,
+                missing,
+                job.target,
+                job.program,
+                job.pip_args,
+                job.env,
+                job.quiet,
+                job.partition.pip_cache,
+            )
+            if code != 0:
+                return Outcome(code, resolution=how)
+            entries.update(added)
+        plans = install.plans(entries)
+    except wheelcheck.UnsupportedWheel as exc:
+        code = pip.run(job.program.command(job.pip_args), job.env)
+        return Outcome(code, fallback=str(exc), resolution=how)
+    for changed in install.changed_in_place(
+        job.target.facts, [(i.name, i.version) for i in by_store]
+    ):
+        if not job.quiet:
+            print(changed.note(), file=sys.stderr)
     code = _uninstall_replaced(job, by_store)
     if code != 0:
         return Outcome(code, resolution=how)
-    _install_all(job, by_store, entries)
+    _install_all(job, by_store, entries, plans)
     code = _install_with_pip(job, [i for i in items if i.via_pip])
     if code != 0:
         return Outcome(code, resolution=how)
@@ -415,13 +425,16 @@ def _install_with_pip(job: Job, items: list[Item]) -> int:
         return pip.run(job.program.command(argv), job.env)
 
 
-def _install_all(job: Job, items: list[Item], entries: Mapping[str, Entry]) -> None:
+def _install_all(
+    job: Job, items: list[Item], entries: Mapping[str, Entry], plans: Mapping[str, install.Plan]
+) -> None:
     scheme = install.TargetScheme.for_venv(job.target.facts)
     template = install.script_template(job.program.version)
     linker = install.linker_from_env(job.env)
     interpreter = str(job.target.python)
     requests = [
-        install.Request(entries[i.sha256], i.name, i.requested, i.direct_url) for i in items
+        install.Request(entries[i.sha256], i.name, i.requested, i.direct_url, plans[i.sha256])
+        for i in items
     ]
 
     def one(request: install.Request) -> None:

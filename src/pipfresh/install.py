@@ -6,6 +6,10 @@ and write what pip writes: its script launchers, ``#!python`` rewrites,
 ``INSTALLER``, ``REQUESTED``, ``direct_url.json`` and a ``RECORD`` built by
 pip's own rules (wheel rows kept, generated files hashed, bytecode listed
 without hashes, sorted, CSV with CRLF).
+
+The ``.dist-info`` directory comes last and whole, as pip writes it last: an
+install killed halfway leaves files no installer takes for a distribution, so
+pip's next resolution sees it missing and it is installed again.
 """
 
 from __future__ import annotations
@@ -30,14 +34,17 @@ from typing import TYPE_CHECKING, BinaryIO, TypeVar, cast
 
 import installer
 from installer.destinations import WheelDestination
-from installer.records import RecordEntry, parse_record_file
+from installer.exceptions import InstallerError
+from installer.records import InvalidRecordEntry, RecordEntry, parse_record_file
 
 if TYPE_CHECKING:
     from installer.scripts import ScriptSection
 from installer.sources import WheelContentElement, WheelSource
 from installer.utils import Scheme as SchemeName
+from packaging.utils import canonicalize_name, canonicalize_version
 from packaging.version import Version
 
+from . import wheelcheck
 from .errors import PipfreshError
 from .interpreter import Facts
 from .store import Compiler, Entry
@@ -312,7 +319,7 @@ def _entry_point_names(source: StoreSource) -> set[str]:
     }
 
 
-PLAN_FILE = "plan-v1.json"
+PLAN_FILE = "plan-v2.json"  # v2: made only after ``wheelcheck`` passed the entry
 
 
 @dataclass(frozen=True)
@@ -356,10 +363,16 @@ class Plan:
 
     @classmethod
     def make(cls, entry: Entry) -> Plan:
-        """Ask ``installer`` where every file goes; check every path stays in its scheme."""
+        """Check the entry as pip checks a wheel, ask ``installer`` where every file goes,
+        check every path stays in its scheme. ``UnsupportedWheel``: only pip may install it."""
+        _check_entry(entry)
         source = StoreSource(entry)
         recorder = _Recorder(_entry_point_names(source))
-        installer.install(source, recorder, {})
+        try:
+            installer.install(source, recorder, {})
+        except (InstallerError, InvalidRecordEntry) as exc:
+            reason = exc.args[-1] if exc.args else exc
+            raise wheelcheck.UnsupportedWheel(f"{entry.wheel_name}: {reason}") from None
         files = []
         dirs: dict[str, set[str]] = {}
         for name, *_rest in recorder.scripts:
@@ -400,6 +413,32 @@ class Plan:
             _unlink_if_present(str(tmp))  # a read-only store: plan again next time
 
 
+def _check_entry(entry: Entry) -> None:
+    """``wheelcheck`` on a stored wheel (entries stored before it existed included)."""
+    bytecode = set(entry.pyc.values())
+    names = [rel for rel in entry.files if rel not in bytecode]
+
+    def read(rel: str) -> bytes:
+        if rel not in entry.files:
+            raise KeyError(rel)
+        return Path(entry.file(rel)).read_bytes()
+
+    wheelcheck.check(entry.wheel_name, names, read)
+
+
+def plans(entries: Mapping[str, Entry]) -> dict[str, Plan]:
+    """Each entry's plan (made in parallel where missing), before anything is installed:
+    an entry only pip may install raises ``UnsupportedWheel`` while the target is intact."""
+    keys = list(entries)
+    if not keys:
+        return {}
+    try:
+        with ThreadPoolExecutor(max_workers=min(8, len(keys))) as pool:
+            return dict(zip(keys, pool.map(plan_for, (entries[k] for k in keys))))
+    except (OSError, ValueError) as exc:
+        raise InstallError(f"planning the install failed: {exc}") from None
+
+
 def _escapes(path: str) -> bool:
     """Whether a path inside a scheme could reach outside it (or is not a plain path)."""
     parts = path.split("/")
@@ -420,8 +459,22 @@ def _starts_with(path: str, prefix: bytes) -> bool:
         return fp.read(len(prefix)) == prefix
 
 
+_META = "<dist-info>"  # the .dist-info being built, as a scheme of its own (see _Replay)
+
+# A plan's file: scheme, path in the scheme, archive path, pyc archive path, #!python fix.
+_File = tuple[str, str, str, str, bool]
+
+
 class _Replay:
-    """One install of a plan into a target: links, launchers, metadata, then RECORD."""
+    """One install of a plan into a target: files, launchers, then the ``.dist-info``.
+
+    The ``.dist-info`` is what makes pip (and ``importlib.metadata``) take a
+    distribution as installed, so it comes last and whole: built under a name
+    neither reads (``.<name>-<version>.dist-info.pipfresh-new.tmp``, beside it),
+    ``RECORD`` last, then renamed into place. A kill at any point leaves either
+    the complete distribution or files no installer counts; the next run finds it
+    missing, links it again over the leftovers and clears the half-built directory.
+    """
 
     def __init__(
         self,
@@ -444,50 +497,82 @@ class _Replay:
         for name, base in self.bases.items():
             rel = os.path.relpath(base, self.lib_dir).replace(os.sep, "/")
             self.record_prefix[name] = "" if rel == "." else rel + "/"
+        self.dist_info = self.lib_dir + os.sep + plan.dist_info
+        self.building = self.lib_dir + os.sep + f".{plan.dist_info}.pipfresh-new.tmp"
+        self.replaced = self.lib_dir + os.sep + f".{plan.dist_info}.pipfresh-old.tmp"
+        self.bases[_META] = self.building
+        self.record_prefix[_META] = plan.dist_info + "/"
 
     def run(self, extra: Mapping[str, bytes]) -> None:
-        self._make_dirs()
-        installed, changed, compile_here = self._link()
+        files, meta_files, dirs, meta_dirs = self._split()
+        self._make_dirs(dirs)
+        installed, changed, compile_here = self._link(files)
         generated = [self._write_script(*script) for script in self.plan.scripts]
-        meta = self.lib_dir + os.sep + self.plan.dist_info + os.sep
-        for name, data in extra.items():
-            _unlink_if_present(meta + name)
-            with open(meta + name, "wb") as out:
-                out.write(data)
-            generated.append((meta + name, data))
         if compile_here:
             compiled = Compiler(Path(self.interpreter)).compile(compile_here)
             for pyc in compiled.values():
                 installed[pyc] = os.path.relpath(pyc, self.lib_dir).replace(os.sep, "/")
+        # The .dist-info, whole, under a name no installer reads; then renamed into place.
+        _remove(self.building)  # an earlier run's, killed while building it
+        _remove(self.replaced)
+        self._make_dirs({_META: meta_dirs})
+        more, _changed, _compile = self._link(meta_files)
+        installed.update(more)
+        for name, data in extra.items():
+            _unlink_if_present(self.building + os.sep + name)  # a wheel's own: a store link
+            with open(self.building + os.sep + name, "wb") as out:
+                out.write(data)
+            generated.append((self.dist_info + os.sep + name, data))
         self._write_record(installed, changed, generated)
+        if os.path.lexists(self.dist_info):  # one pip did not uninstall: replaced whole
+            os.rename(self.dist_info, self.replaced)
+        os.rename(self.building, self.dist_info)
+        _remove(self.replaced)
 
-    def _make_dirs(self) -> None:
+    def _split(self) -> tuple[list[_File], list[_File], dict[str, list[str]], list[str]]:
+        """The plan's files and directories: the .dist-info's (moved to ``_META``, paths
+        relative to it) apart from the rest."""
+        root, top = self.plan.root, self.plan.dist_info
+        prefix = top + "/"
+        files: list[_File] = []
+        meta_files: list[_File] = []
+        for file in self.plan.files:
+            if file[0] == root and file[1].startswith(prefix):
+                meta_files.append((_META, file[1][len(prefix) :], *file[2:]))
+            else:
+                files.append(file)
+        dirs = dict(self.plan.dirs)
+        meta_dirs = [""]
+        if root in dirs:
+            dirs[root] = [d for d in dirs[root] if d != top and not d.startswith(prefix)]
+            meta_dirs += [d[len(prefix) :] for d in self.plan.dirs[root] if d.startswith(prefix)]
+        return files, meta_files, dirs, meta_dirs
+
+    def _make_dirs(self, dirs: Mapping[str, list[str]]) -> None:
         """Every directory, parents first; a level with many is spread over threads
         (directories are the slowest thing to make: Django's locales have thousands)."""
         levels: dict[int, list[str]] = {}
-        for scheme, dirs in self.plan.dirs.items():
+        for scheme, rels in dirs.items():
             base = self.bases[scheme]
             os.makedirs(base, exist_ok=True)
-            for rel in dirs:
+            for rel in rels:
                 if rel:
                     levels.setdefault(rel.count("/"), []).append(base + os.sep + rel)
         for _depth, paths in sorted(levels.items()):
             _spread(_mkdirs, paths)
 
-    def _link(self) -> tuple[dict[str, str], set[str], list[str]]:
+    def _link(self, files: list[_File]) -> tuple[dict[str, str], set[str], list[str]]:
         """Every file placed (a big wheel's files spread over threads)."""
         installed: dict[str, str] = {}
         changed: set[str] = set()
         compile_here: list[str] = []
-        for done in _spread(self._link_some, self.plan.files):
+        for done in _spread(self._link_some, files):
             installed.update(done[0])
             changed.update(done[1])
             compile_here += done[2]
         return installed, changed, compile_here
 
-    def _link_some(
-        self, files: list[tuple[str, str, str, str, bool]]
-    ) -> tuple[dict[str, str], set[str], list[str]]:
+    def _link_some(self, files: list[_File]) -> tuple[dict[str, str], set[str], list[str]]:
         """One link per file (an existing file is unlinked first, as pip does, never
         written through); its bytecode linked beside it."""
         tree = self.entry.file("")
@@ -554,7 +639,8 @@ class _Replay:
         generated: list[tuple[str, bytes]],
     ) -> None:
         """pip's RECORD: wheel rows kept (paths moved, rewritten scripts rehashed),
-        generated files hashed, bytecode without hashes; sorted, CSV."""
+        generated files hashed, bytecode without hashes; sorted, CSV. Written into the
+        .dist-info being built, whose final name its paths use."""
         rows: list[tuple[str, str, str]] = []
         for path, digest, size in self.plan.record:
             new = installed.pop(path, path)
@@ -565,7 +651,8 @@ class _Replay:
             rel = os.path.relpath(dest, self.lib_dir).replace(os.sep, "/")
             rows.append((rel, *_rehash(data)))
         rows += [(path, "", "") for path in installed.values()]
-        target = self.lib_dir + os.sep + self.plan.dist_info + os.sep + "RECORD"
+        target = self.building + os.sep + "RECORD"
+        _unlink_if_present(target)
         with open(target, "w", newline="", encoding="utf-8") as out:
             csv.writer(out).writerows(sorted(rows))
 
@@ -601,6 +688,14 @@ def _mkdirs(paths: list[str]) -> None:
             pass
 
 
+def _remove(path: str) -> None:
+    """Remove a file, a symlink or a whole directory, if present."""
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    else:
+        _unlink_if_present(path)
+
+
 def _unlink_if_present(path: str) -> None:
     try:
         os.unlink(path)
@@ -624,6 +719,7 @@ class Request:
     name: str  # the distribution name from its metadata (headers go under it)
     requested: bool
     direct_url: str | None  # pip's direct_url.json text, for direct references
+    plan: Plan | None = None  # from ``plans``; else loaded or made by ``install``
 
 
 def install(
@@ -636,14 +732,90 @@ def install(
     if request.requested:
         extra["REQUESTED"] = b""
     try:
-        plan = plan_for(request.entry)
+        plan = request.plan or plan_for(request.entry)
         _Replay(request, plan, scheme, interpreter, template, linker).run(extra)
     except (OSError, ValueError) as exc:
         raise InstallError(f"installing {request.entry.wheel_name} failed: {exc}") from None
 
 
+# -- a target changed in place -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChangedInPlace:
+    """An installed distribution whose files no longer match the hashes in its RECORD."""
+
+    name: str
+    version: str
+    target: str
+    files: int  # files whose content differs from RECORD, or that are gone
+
+    def note(self) -> str:
+        differ = "file differs" if self.files == 1 else "files differ"
+        return (
+            f"pipfresh: note: {self.name} {self.version} in {self.target} was changed in "
+            f"place ({self.files} {differ} from its RECORD)"
+        )
+
+
+def changed_in_place(facts: Facts, wanted: Iterable[tuple[str, str]]) -> list[ChangedInPlace]:
+    """Which of ``wanted`` (name, version), installed at that very version, were changed.
+
+    These are the distributions a run reinstalls (``--force-reinstall``, a repair):
+    their files are about to be replaced, so reading them once is the whole cost.
+    Only files inside the target are read; a file RECORD lists without a hash
+    (bytecode, RECORD itself) is not compared.
+    """
+    versions = {str(canonicalize_name(n)): canonicalize_version(v) for n, v in wanted}
+    found = []
+    for lib in dict.fromkeys(d for d in (facts.purelib, facts.platlib) if d):
+        try:
+            listing = sorted(os.listdir(lib))
+        except OSError:
+            continue
+        for name in listing:
+            if not name.endswith(".dist-info") or "-" not in name:
+                continue
+            dist, _sep, version = name[: -len(".dist-info")].rpartition("-")
+            if versions.get(str(canonicalize_name(dist))) != canonicalize_version(version):
+                continue
+            differ = _differing_files(lib, name, facts.prefix)
+            if differ:
+                found.append(ChangedInPlace(dist, version, facts.prefix, differ))
+    return found
+
+
+def _differing_files(lib: str, dist_info: str, prefix: str) -> int:
+    try:
+        with open(os.path.join(lib, dist_info, "RECORD"), encoding="utf-8", newline="") as fp:
+            rows = list(csv.reader(fp))
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return 0
+    inside = os.path.abspath(prefix) + os.sep
+    differ = 0
+    for row in rows:
+        if len(row) < 2 or "=" not in row[1]:
+            continue
+        algorithm, _sep, expected = row[1].partition("=")
+        path = os.path.normpath(os.path.join(lib, row[0]))
+        if algorithm not in hashlib.algorithms_available or not path.startswith(inside):
+            continue
+        try:
+            digest = hashlib.new(algorithm)
+            with open(path, "rb") as fp:
+                for block in iter(lambda: fp.read(1 << 20), b""):
+                    digest.update(block)
+        except OSError:
+            differ += 1  # gone, or no longer a file
+            continue
+        if base64.urlsafe_b64encode(digest.digest()).decode().rstrip("=") != expected:
+            differ += 1
+    return differ
+
+
 __all__ = [
     "LINK_MODE_ENV",
+    "ChangedInPlace",
     "HardLinker",
     "InstallError",
     "Linker",
@@ -651,9 +823,11 @@ __all__ = [
     "Request",
     "StoreSource",
     "TargetScheme",
+    "changed_in_place",
     "install",
     "linker_from_env",
     "plan_for",
+    "plans",
     "script_template",
     "shebang",
 ]

@@ -35,6 +35,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
 
+from . import wheelcheck
 from .errors import PipfreshError
 
 STORE_LAYOUT = "store-v1"
@@ -310,6 +311,7 @@ class Store:
         self, sha256: str, wheel: Path, opened: BinaryIO | None, umask: int
     ) -> tuple[Path, dict[str, str]]:
         self.path.mkdir(parents=True, exist_ok=True)
+        wheelcheck.check_archive(wheel if opened is None else opened, wheel.name)  # as pip would
         tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{sha256[:16]}-", dir=self.path))
         tree = tmp / "tree"
         try:
