@@ -117,8 +117,12 @@ NAMES = ["fancy", "nsp-one", "nsp-two", "native-bits"]
 def tree(venv: Any) -> dict[str, tuple[int, bytes]]:
     """Every file of the venv: mode and contents with the venv's path normalised.
 
-    Bytecode holds its source's mtime, so for ``.pyc`` only presence is compared.
+    Bytecode holds its source's mtime, so for ``.pyc`` only presence is compared. A file
+    linked from the store is read-only (store entries are immutable): it is compared
+    with the write bits pip's own file has (``umask``).
     """
+    mask = os.umask(0)
+    os.umask(mask)
     root = str(venv.path)
     out = {}
     for dirpath, _dirs, names in os.walk(root):
@@ -128,7 +132,8 @@ def tree(venv: Any) -> dict[str, tuple[int, bytes]]:
             if os.path.islink(full):
                 out[rel] = (0, os.readlink(full).replace(root, "<VENV>").encode())
                 continue
-            mode = stat.S_IMODE(os.lstat(full).st_mode)
+            st = os.lstat(full)
+            mode = stat.S_IMODE(st.st_mode) | (0o222 & ~mask if st.st_nlink > 1 else 0)
             data = b"" if name.endswith(".pyc") else Path(full).read_bytes()
             out[rel] = (mode, data.replace(root.encode(), b"<VENV>"))
     return out
@@ -297,7 +302,8 @@ def test_edit_in_a_target_never_reaches_the_next_target(
     dist_dir: Path, make_venv, py311: Path, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
     """Files are hardlinked: an in-place edit changes the stored inode, so the entry is
-    verified on lookup (size, mtime, mode), discarded and added again."""
+    verified on lookup (its stat against the fingerprint, then its content), discarded
+    and added again."""
     wheel = build_wheel(dist_dir, "edited", "1.0")
     sha = hashlib.sha256(wheel.read_bytes()).hexdigest()
     store = Store(tmp_path / STORE_LAYOUT)
@@ -317,6 +323,8 @@ def test_edit_in_a_target_never_reaches_the_next_target(
     module = put(first)
     stored_file = Path(entry.file("edited/__init__.py"))
     assert os.path.samefile(module, stored_file)  # really linked
+    assert module.stat().st_mode & 0o222 == 0  # read-only: an editor says so first
+    module.chmod(0o644)  # forced (root needs not)
     with open(module, "a") as fp:  # an editor writing in place
         fp.write("BROKEN = True\n")
     assert store.lookup(sha) is None  # the change is seen, the entry dropped

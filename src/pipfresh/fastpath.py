@@ -196,6 +196,7 @@ class Outcome:
     added: int = 0
     resolution: str = ""  # how pip's report was obtained
     revalidated: int = 0  # index pages pipfresh itself found unchanged
+    reverified: int = 0  # store entries hashed again: their files were not as last recorded
     store_keys: list[str] = field(default_factory=list)  # the store entries installed
 
 
@@ -221,7 +222,11 @@ def install_with_store(job: Job, summary: Summary) -> Outcome:
         summary.installer = "pip"
         summary.installer_reason = outcome.fallback
     elif outcome.code == 0:
-        summary.installer_reason = f"{outcome.from_store} from the store, {outcome.added} added"
+        summary.store_reverified = outcome.reverified
+        again = f" ({outcome.reverified} re-verified by hash)" if outcome.reverified else ""
+        summary.installer_reason = (
+            f"{outcome.from_store} from the store{again}, {outcome.added} added"
+        )
     return outcome
 
 
@@ -262,6 +267,7 @@ def run(job: Job) -> Outcome:
     keys = obtain.store_keys(by_store, job.pip_args, job.env, job.target)
     found = stored(store, keys.values())
     entries = {sha: found[key] for sha, key in keys.items() if key in found}
+    reverified = sum(1 for e in {e.path: e for e in entries.values()}.values() if e.reverified)
     missing = [i for i in by_store if i.sha256 not in entries]
     try:  # a wheel pip would reject (or only pip installs as pip does): pip runs, and says so
         if missing:
@@ -291,6 +297,7 @@ def run(job: Job) -> Outcome:
     if code != 0:
         return Outcome(code, resolution=how)
     _install_all(job, by_store, entries, plans)
+    store.linked({e.path: e for e in entries.values()}.values())  # os.link changed their ctime
     code = _install_with_pip(job, [i for i in items if i.via_pip])
     if code != 0:
         return Outcome(code, resolution=how)
@@ -303,6 +310,7 @@ def run(job: Job) -> Outcome:
         added=len(missing),
         resolution=how,
         revalidated=resolution.revalidated,
+        reverified=reverified,
         store_keys=sorted(set(keys.values())),
     )
 

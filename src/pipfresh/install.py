@@ -24,6 +24,7 @@ import json
 import os
 import posixpath
 import shutil
+import stat
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -47,7 +48,7 @@ from packaging.version import Version
 from . import wheelcheck
 from .errors import PipfreshError
 from .interpreter import Facts
-from .store import Compiler, Entry
+from .store import Compiler, Entry, current_umask
 
 LINK_MODE_ENV = "PIPFRESH_LINK_MODE"
 
@@ -101,6 +102,9 @@ class Linker:
 
     name = "copy"
 
+    def __init__(self) -> None:
+        self._writable = 0o222 & ~current_umask()  # process-wide: read once, outside the threads
+
     def place(self, src: str, dest: str) -> None:
         """Copy with the mtime kept: the stored bytecode checks the source's mtime.
 
@@ -110,6 +114,11 @@ class Linker:
         if os.path.lexists(dest):
             raise FileExistsError(errno.EEXIST, "exists", dest)
         shutil.copy2(src, dest)
+        self.copy_mode(src, dest)
+
+    def copy_mode(self, src: str, dest: str) -> None:
+        """A copy is the target's own file: writable as pip writes it (stored files are not)."""
+        os.chmod(dest, stat.S_IMODE(os.stat(src).st_mode) | self._writable)
 
 
 class HardLinker(Linker):
@@ -620,7 +629,7 @@ class _Replay:
         with open(dest, "wb") as out:
             out.write(b"#!" + self.interpreter.encode() + os.linesep.encode("ascii"))
             out.write(rest)
-        shutil.copymode(src, dest)
+        self.linker.copy_mode(src, dest)
 
     def _write_script(self, name: str, module: str, attr: str, _kind: str) -> tuple[str, bytes]:
         text = self.template % {"module": module, "import_name": attr.split(".")[0], "func": attr}

@@ -409,7 +409,8 @@ def _built_wheels(pip_cache: Path) -> list[Candidate]:
 
 
 def _store_entries(top: Path) -> list[Candidate]:
-    """Store entries; one whose manifest is unreadable or whose files changed is broken.
+    """Store entries; one whose manifest is unreadable, whose files changed (by content)
+    or are not this user's is broken.
 
     ``.tmp-*`` directories are adds that never finished (no install runs during a
     prune); anything else is not an entry the store would read.
@@ -425,10 +426,8 @@ def _store_entries(top: Path) -> list[Candidate]:
             problem = httpcache.Problem.TEMP_FILE
         elif path.is_symlink() or not path.is_dir() or not _is_sha256(name):
             problem = httpcache.Problem.STRAY_FILE
-        else:
-            entry = store.get(name)
-            if entry is None or not entry.intact():
-                problem = httpcache.Problem.BAD_ARCHIVE
+        elif store.verified(name) is None:  # hashed where not as recorded, then recorded
+            problem = httpcache.Problem.BAD_ARCHIVE
         found.append(Candidate(None, None, problem, rel=usage.store_rel(name), store_entry=path))
     return found
 

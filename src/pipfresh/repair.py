@@ -12,11 +12,17 @@ A link where the layout has a directory is refused first (``Partition.check``):
 then pip runs without the cache. A link deeper down, among pip's files, is one pip
 never makes and would follow (reading another file as a cached one, writing its
 cache through it): it is unlinked, the link itself only.
+
+Ownership never crosses users through a shared inode: root never chowns a file
+with other links (it is replaced by a copy of its own), and never chowns the
+store's files, which are linked into their owners' environments: the store
+discards an entry holding a file that is not root's and adds it again.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -40,6 +46,7 @@ class Finding:
     mode: int
     is_dir: bool
     is_link: bool = False
+    links: int = 1
 
 
 def _walk(
@@ -91,7 +98,7 @@ def survey(
         else:
             bad = not os.access(path, os.R_OK)
         if bad:
-            found.append(Finding(path, st.st_uid, st.st_mode, is_dir))
+            found.append(Finding(path, st.st_uid, st.st_mode, is_dir, links=st.st_nlink))
     return found
 
 
@@ -157,7 +164,7 @@ def _repair(partition: Partition, euid: int, links: _Links) -> str | None:
         # pip, run as root, disables any cache directory that root does not own.
         owners = ", ".join(str(u) for u in sorted({f.uid for f in found}))
         for f in found:
-            os.lchown(f.path, 0, 0)
+            _take_over(f)
         return f"took ownership of {len(found)} entries in {partition.path} (owned by uid {owners})"
     root = partition.root.path
     repaired = 0
@@ -183,6 +190,21 @@ def _repair(partition: Partition, euid: int, links: _Links) -> str | None:
     return f"repaired the permissions of {repaired} entries in {partition.path}"
 
 
+def _take_over(f: Finding) -> None:
+    """Make a finding root's. A file with other links is copied instead: chowning it
+    would hand root every other path to that inode (another user's, perhaps)."""
+    if f.is_dir or f.links <= 1 or stat.S_ISLNK(f.mode):
+        os.lchown(f.path, 0, 0)
+        return
+    tmp = f.path.with_name(f"{f.path.name}.{os.getpid()}.own.tmp")
+    try:
+        shutil.copy2(f.path, tmp, follow_symlinks=False)
+        os.replace(tmp, f.path)
+    except OSError:
+        files.remove_file(tmp)
+        raise
+
+
 def _survey_all(partition: Partition, euid: int) -> list[Finding]:
     store = partition.state_dir / STORE_LAYOUT
     return (
@@ -196,10 +218,15 @@ def _survey_all(partition: Partition, euid: int) -> list[Finding]:
 def _survey_store(store: Path, euid: int) -> list[Finding]:
     """The store's entries, each by its top directory; one that is not right, whole.
 
-    The store holds tens of thousands of files and checks its own entries before
-    every link (store.py), so every run looks one level deep only: a restore by
-    another user changes the owner of whole entries, never of single files in them.
+    The store holds tens of thousands of files and checks every file of an entry
+    (owner included) before linking it (store.py), so every run looks one level
+    deep only, for the directories pip's user must be able to write. Root looks at
+    the store's own directory only: it may write anywhere, and the store's files
+    are linked into their owners' environments (never chowned: ``Store.lookup``
+    replaces an entry holding a file that is not root's).
     """
+    if euid == 0:
+        return survey(store, euid, recursive=False)
     try:
         children = [Path(e.path) for e in os.scandir(store) if e.is_dir(follow_symlinks=False)]
     except OSError:
@@ -226,12 +253,17 @@ def remove_leftovers(partition: Partition) -> int:
 
 
 def _remove_store_staging(store: Path) -> int:
-    """The store's ``.tmp-*`` directories: wheels whose adding never finished."""
+    """The store's ``.tmp-*`` directories and files: adds (and fingerprints) never finished."""
     try:
         names = [n for n in os.listdir(store) if n.startswith(".tmp-")]
     except OSError:
         return 0
-    return sum(files.remove_tree(store / name) for name in names if (store / name).is_dir())
+    freed = 0
+    for name in names:
+        path = store / name
+        is_dir = path.is_dir() and not path.is_symlink()
+        freed += files.remove_tree(path) if is_dir else files.remove_file(path)
+    return freed
 
 
 def _remove_dead_writers_files(directory: Path) -> int:

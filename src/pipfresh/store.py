@@ -6,19 +6,28 @@ interpreter, not on every install. Installs then hardlink (or copy) from here.
 
 Layout, inside the partition's ``pipfresh/`` directory::
 
-    store-v1/<sha256>/tree/...        the wheel's files as in the archive, plus __pycache__
-    store-v1/<sha256>/manifest.json   name, version, every file's size, mtime and mode
-    store-v1/.tmp-*/                  entries being added (never read)
+    store-v1/<sha256>/tree/...              the wheel's files as in the archive, plus __pycache__
+    store-v1/<sha256>/manifest.json         name, version, every file's sha256, size, mtime, mode
+    store-v1/<sha256>/fingerprint-v1.json   every file's stat as pipfresh last verified it
+    store-v1/.tmp-*                         entries (and fingerprints) being written (never read)
 
 Adding is atomic: an entry is built under ``.tmp-*`` and renamed into place
-complete, so a half-added wheel is never seen. Installed files share inodes
-with the store, so a file edited in place in a target would edit the store
-too: every entry is verified (size, mtime, mode of each file, one ``stat``)
-before it is linked, and an entry that fails is discarded and added again.
+complete, so a half-added wheel is never seen. Entries are immutable: their
+files are read-only, and every file's content hash is in the manifest (hashed
+while unpacking a wheel whose sha256 was checked, and as compiled for bytecode).
+Installed files share inodes with the store, so an edit through a target (or a
+restore, or a chown) would change the store: before an entry is linked, each
+file's stat is compared with the fingerprint pipfresh recorded (one ``stat``;
+inode and ctime included, which ``os.utime`` cannot restore), and a file that
+differs is hashed again. Matching content is used (its mode and mtime put back);
+anything else, or a file this user does not own, and the entry is discarded and
+added again.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -29,18 +38,20 @@ import threading
 import zipfile
 from collections.abc import Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO
+from typing import IO, BinaryIO, NamedTuple
 
 from . import wheelcheck
 from .errors import PipfreshError
 
 STORE_LAYOUT = "store-v1"
 MANIFEST = "manifest.json"
-_MANIFEST_VERSION = 1
+FINGERPRINT = "fingerprint-v1.json"
+_MANIFEST_VERSION = 2  # 2: every file's sha256 (entries of 1 are discarded and added again)
+_WRITE = stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH
 
 
 class StoreError(PipfreshError):
@@ -49,15 +60,44 @@ class StoreError(PipfreshError):
 
 @dataclass(frozen=True)
 class Stat:
-    """What must not change in a stored file: an edit through a hardlink changes it."""
+    """A stored file as its manifest records it: the content stored, and its stat then."""
 
     size: int
     mtime_ns: int
     mode: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """A stored file's stat as pipfresh last saw it with its content verified.
+
+    An edit, a restore or a chown changes it: the inode and ctime are what
+    ``os.utime`` cannot put back. ``os.link`` changes the ctime too, so installs
+    record it again after linking (``Store.linked``).
+    """
+
+    size: int
+    mtime_ns: int
+    mode: int
+    uid: int
+    ino: int
+    ctime_ns: int
 
     @classmethod
-    def of(cls, st: os.stat_result) -> Stat:
-        return cls(st.st_size, st.st_mtime_ns, stat.S_IMODE(st.st_mode))
+    def of(cls, st: os.stat_result) -> Fingerprint:
+        mode = stat.S_IMODE(st.st_mode)
+        return cls(st.st_size, st.st_mtime_ns, mode, st.st_uid, st.st_ino, st.st_ctime_ns)
+
+
+@dataclass(frozen=True)
+class Check:
+    """One look at an entry: why it cannot be used (None: it can), every file's
+    fingerprint now, and the files hashed again because it was not the recorded one."""
+
+    problem: str | None
+    now: Mapping[str, Fingerprint]
+    rehashed: list[str]
 
 
 @dataclass(frozen=True)
@@ -69,6 +109,8 @@ class Entry:
     wheel_name: str
     files: Mapping[str, Stat]  # archive path -> stat, bytecode included
     pyc: Mapping[str, str]  # archive path of a .py -> archive path of its .pyc
+    seen: Mapping[str, Fingerprint] = field(default_factory=dict, repr=False)  # as recorded
+    reverified: int = 0  # files the lookup that returned it hashed again (after a restore...)
 
     @property
     def tree(self) -> Path:
@@ -82,21 +124,107 @@ class Entry:
         """The stored file's path (called per installed file: string work only)."""
         return self._tree_prefix + archive_path
 
-    def intact(self) -> bool:
-        """Every file still has the size, mtime and mode it had when stored."""
+    def check(self, euid: int | None) -> Check:
+        """Compare every file with its fingerprint; hash again those that differ.
+
+        Changes nothing. A file (or directory) ``euid`` does not own is a problem
+        whatever its content: its owner could change what a target links.
+        """
+        problem = self._not_owned(euid)
+        if problem is not None:
+            return Check(problem, {}, [])
         prefix = self._tree_prefix
-        try:
-            for rel, expected in self.files.items():
+        now: dict[str, Fingerprint] = {}
+        differ = []
+        for rel, stored in self.files.items():
+            try:
                 st = os.lstat(prefix + rel)
-                if (st.st_size, st.st_mtime_ns, stat.S_IMODE(st.st_mode)) != (
-                    expected.size,
-                    expected.mtime_ns,
-                    expected.mode,
-                ):
-                    return False
+            except OSError:
+                return Check(f"{rel} is missing", {}, [])
+            if not stat.S_ISREG(st.st_mode) or st.st_size != stored.size:
+                return Check(f"{rel} changed", {}, [])
+            if euid is not None and st.st_uid != euid:
+                return Check(f"{rel} belongs to uid {st.st_uid}", {}, [])
+            now[rel] = Fingerprint.of(st)
+            if self.seen.get(rel) != now[rel]:
+                differ.append(rel)
+        for rel in differ:
+            if _sha256_of(prefix + rel) != self.files[rel].sha256:
+                return Check(f"{rel} changed", {}, [])
+        return Check(None, now, differ)
+
+    def intact(self) -> bool:
+        """Every file is this user's and holds what was stored (hashed if need be)."""
+        return self.check(_euid()).problem is None
+
+    def _not_owned(self, euid: int | None) -> str | None:
+        """A directory or metadata file of the entry that is a link or not ``euid``'s."""
+        dirs = set()
+        for rel in self.files:
+            parent = rel.rpartition("/")[0]
+            while parent and parent not in dirs:
+                dirs.add(parent)
+                parent = parent.rpartition("/")[0]
+        try:
+            tops = [(e.name, e.stat(follow_symlinks=False)) for e in os.scandir(self.path)]
+            inner = [(d, os.lstat(self._tree_prefix + d)) for d in dirs]
         except OSError:
-            return False
-        return True
+            return "unreadable"
+        for name, st in tops:
+            if stat.S_ISLNK(st.st_mode):
+                return f"{name} is a link"
+            if euid is not None and st.st_uid != euid:
+                return f"{name} belongs to uid {st.st_uid}"
+        for name, st in inner:
+            if not stat.S_ISDIR(st.st_mode):
+                return f"{name} is not a directory"
+            if euid is not None and st.st_uid != euid:
+                return f"{name} belongs to uid {st.st_uid}"
+        return None
+
+
+def _euid() -> int | None:
+    return os.geteuid() if hasattr(os, "geteuid") else None
+
+
+def _sha256_of(path: str) -> str:
+    """The hex sha256 of a file's content ("" when it cannot be read), never through a link."""
+    digest = hashlib.sha256()
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return ""
+    with os.fdopen(fd, "rb") as fp:
+        while chunk := fp.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _settle(path: str, stored: Stat) -> Fingerprint:
+    """Put a verified file's mode and mtime back as stored (the stored bytecode checks its
+    source's mtime); its fingerprint after."""
+    st = os.lstat(path)
+    if stat.S_IMODE(st.st_mode) != stored.mode:
+        os.chmod(path, stored.mode)
+    if st.st_mtime_ns != stored.mtime_ns:
+        os.utime(path, ns=(st.st_atime_ns, stored.mtime_ns))
+    return Fingerprint.of(os.lstat(path))
+
+
+def _read_fingerprints(path: Path, sha256: str) -> dict[str, Fingerprint]:
+    """The entry's recorded fingerprints; none when missing or unreadable (all hashed)."""
+    try:
+        data = json.loads((path / FINGERPRINT).read_text(encoding="utf-8"))
+        if data.get("sha256") != sha256:
+            return {}
+        return {rel: Fingerprint(*map(int, v)) for rel, v in data["files"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
+
+
+def _fingerprint_text(sha256: str, seen: Mapping[str, Fingerprint]) -> str:
+    files = {rel: [f.size, f.mtime_ns, f.mode, f.uid, f.ino, f.ctime_ns] for rel, f in seen.items()}
+    return json.dumps({"sha256": sha256, "files": files})
 
 
 class Compiler:
@@ -261,28 +389,96 @@ class Store:
         return self.path / sha256
 
     def get(self, sha256: str) -> Entry | None:
-        """The complete entry for ``sha256``, or None when absent or unreadable."""
+        """The complete entry for ``sha256`` as recorded (not verified), or None when
+        absent or unreadable."""
         path = self.entry_dir(sha256)
         try:
             data = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
             if data.get("layout") != _MANIFEST_VERSION:
                 return None
-            files = {rel: Stat(*values) for rel, values in data["files"].items()}
-            return Entry(path, sha256, str(data["wheel"]), files, dict(data["pyc"]))
+            files = {}
+            for rel, (size, mtime_ns, mode, digest) in data["files"].items():
+                files[rel] = Stat(int(size), int(mtime_ns), int(mode), str(digest))
+            pyc = dict(data["pyc"])
+            wheel = str(data["wheel"])
         except (OSError, ValueError, KeyError, TypeError):
             return None
+        return Entry(path, sha256, wheel, files, pyc, seen=_read_fingerprints(path, sha256))
+
+    def verified(self, sha256: str) -> Entry | None:
+        """The entry for ``sha256`` if every file is this user's and holds what was stored.
+
+        A file whose stat is not the fingerprint recorded (a restore, a chown, an
+        edit) is hashed again; when it matches, its mode and mtime are put back and
+        the entry's fingerprint is recorded anew, so it is hashed once.
+        """
+        entry = self.get(sha256)
+        if entry is None:
+            return None
+        check = entry.check(_euid())
+        if check.problem is not None:
+            return None
+        if not check.rehashed:
+            return entry
+        now = dict(check.now)
+        try:
+            for rel in check.rehashed:
+                now[rel] = _settle(entry.file(rel), entry.files[rel])
+        except OSError:
+            return None
+        self._record(entry, now)
+        return replace(entry, seen=now, reverified=len(check.rehashed))
 
     def lookup(self, sha256: str) -> Entry | None:
-        """``get``, but an entry whose files changed since it was stored is discarded."""
-        entry = self.get(sha256)
-        if entry is None and self.entry_dir(sha256).exists():
-            # Published entries are complete (atomic rename): no readable manifest means
-            # damage, and the damaged directory would block adding the wheel again.
+        """``verified``, but an entry that is not is discarded (to be added again)."""
+        entry = self.verified(sha256)
+        if entry is None and os.path.lexists(self.entry_dir(sha256)):
+            # Published entries are complete (atomic rename): a damaged or foreign one
+            # would block adding the wheel again.
             self.discard(sha256)
-        if entry is not None and not entry.intact():
-            self.discard(sha256)
-            return None
         return entry
+
+    def linked(self, entries: Iterable[Entry]) -> None:
+        """Record again the fingerprints of entries just installed into a target.
+
+        ``os.link`` changes the ctime of every file it links, which must not make
+        the next install hash them again. Only a file whose stat is otherwise what
+        its check saw is recorded (what an install's own links cannot tell from an
+        edit during that install is its ctime: that window is the install's).
+        """
+        todo = [e for e in entries if e.seen]
+        if not todo:
+            return
+        with ThreadPoolExecutor(max_workers=min(8, len(todo))) as pool:
+            for _ in pool.map(self._relinked, todo):
+                pass
+
+    def _relinked(self, entry: Entry) -> None:
+        now = {}
+        prefix = entry.file("")
+        for rel, before in entry.seen.items():
+            try:
+                fp = Fingerprint.of(os.lstat(prefix + rel))
+            except OSError:
+                continue
+            if replace(fp, ctime_ns=before.ctime_ns) == before:  # linked, nothing else
+                now[rel] = fp
+        if now != entry.seen:
+            self._record(entry, now)
+
+    def _record(self, entry: Entry, seen: Mapping[str, Fingerprint]) -> None:
+        """Write an entry's fingerprint whole, then rename it in (a failure costs a hash)."""
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".tmp-fp-{entry.sha256[:16]}-", dir=self.path)
+        except OSError:
+            return
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                out.write(_fingerprint_text(entry.sha256, seen))
+            os.replace(tmp, entry.path / FINGERPRINT)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
 
     def discard(self, sha256: str) -> None:
         """Remove an entry: renamed aside first, so no reader sees it half-deleted."""
@@ -307,23 +503,22 @@ class Store:
         """Add wheels one by one as they arrive (``submit``), published together (``finish``)."""
         return Adding(self, compiler)
 
-    def _unpack(
-        self, sha256: str, wheel: Path, opened: BinaryIO | None, umask: int
-    ) -> tuple[Path, dict[str, str]]:
+    def _unpack(self, sha256: str, wheel: Path, opened: BinaryIO | None, umask: int) -> _Unpacked:
         self.path.mkdir(parents=True, exist_ok=True)
         wheelcheck.check_archive(wheel if opened is None else opened, wheel.name)  # as pip would
         tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{sha256[:16]}-", dir=self.path))
         tree = tmp / "tree"
+        digests: dict[str, str] = {}
         try:
             if opened is not None:
-                sources = _unzip(opened, tree, umask)
+                sources = _unzip(opened, tree, umask, digests)
             else:
                 with open(wheel, "rb") as fp:
-                    sources = _unzip(fp, tree, umask)
+                    sources = _unzip(fp, tree, umask, digests)
         except (OSError, zipfile.BadZipFile, ValueError) as exc:
             shutil.rmtree(tmp, ignore_errors=True)
             raise StoreError(f"cannot unpack {wheel.name} into the store: {exc}") from None
-        return tmp, sources
+        return _Unpacked(tmp, sources, digests)
 
     def _publish(
         self,
@@ -331,8 +526,11 @@ class Store:
         tmp: Path,
         wheel_name: str,
         sources: Mapping[str, str],
+        digests: Mapping[str, str],
         compiled: Mapping[str, str],
     ) -> Entry:
+        """Every file made read-only and recorded (the wheel's hashed as unpacked, the
+        bytecode now), then the whole entry renamed into place."""
         tree = tmp / "tree"
         prefix = str(tree) + os.sep
         pyc = {
@@ -340,30 +538,47 @@ class Store:
             for rel, src in sources.items()
             if src in compiled and compiled[src].startswith(prefix)
         }
-        files = {}
+        bytecode = set(pyc.values())  # compiled over whatever the wheel shipped there
+        files, seen = {}, {}
         for dirpath, _dirs, names in os.walk(tree):
             for name in names:
                 full = os.path.join(dirpath, name)
                 rel = os.path.relpath(full, tree).replace(os.sep, "/")
-                files[rel] = Stat.of(os.lstat(full))
+                st = os.lstat(full)
+                if st.st_mode & _WRITE:
+                    os.chmod(full, stat.S_IMODE(st.st_mode) & ~_WRITE)
+                    st = os.lstat(full)
+                digest = digests.get(rel) if rel not in bytecode else None
+                mode = stat.S_IMODE(st.st_mode)
+                files[rel] = Stat(st.st_size, st.st_mtime_ns, mode, digest or _sha256_of(full))
+                seen[rel] = Fingerprint.of(st)
         manifest = {
             "layout": _MANIFEST_VERSION,
             "wheel": wheel_name,
             "sha256": sha256,
-            "files": {rel: [s.size, s.mtime_ns, s.mode] for rel, s in files.items()},
+            "files": {r: [s.size, s.mtime_ns, s.mode, s.sha256] for r, s in files.items()},
             "pyc": pyc,
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
+        (tmp / FINGERPRINT).write_text(_fingerprint_text(sha256, seen), encoding="utf-8")
         final = self.entry_dir(sha256)
         try:
             os.rename(tmp, final)
         except OSError:
             # Another run added the same wheel first (rename onto a non-empty directory fails).
-            existing = self.get(sha256)
+            existing = self.verified(sha256)
             if existing is None:
                 raise StoreError(f"cannot add {wheel_name} to the store at {final}") from None
             return existing
-        return Entry(final, sha256, wheel_name, files, pyc)
+        return Entry(final, sha256, wheel_name, files, pyc, seen=seen)
+
+
+class _Unpacked(NamedTuple):
+    """A wheel unpacked under a staging directory, waiting for its bytecode."""
+
+    tmp: Path
+    sources: dict[str, str]  # archive path -> file, the files to compile
+    digests: dict[str, str]  # archive path -> sha256 of the content written
 
 
 class Adding:
@@ -377,10 +592,10 @@ class Adding:
     def __init__(self, store: Store, compiler: Compiler) -> None:
         self.store = store
         self.compiler = compiler
-        self._umask = _umask()  # process-wide: read once, outside the threads
+        self._umask = current_umask()  # process-wide: read once, outside the threads
         self._pool = ThreadPoolExecutor(max_workers=self._UNPACKERS)
         self._compilation: Compilation | None = None
-        self._futures: dict[str, tuple[str, Future[tuple[Path, dict[str, str]]]]] = {}
+        self._futures: dict[str, tuple[str, Future[_Unpacked]]] = {}
         self._staged: list[Path] = []
 
     def __enter__(self) -> Adding:
@@ -398,7 +613,7 @@ class Adding:
             self._compilation = None
         for _name, future in self._futures.values():
             if not future.cancelled() and future.exception() is None:
-                self._staged.append(future.result()[0])
+                self._staged.append(future.result().tmp)
         for tmp in self._staged:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -416,14 +631,14 @@ class Adding:
             self._compilation = self.compiler.start()
         compilation = self._compilation
 
-        def unpack() -> tuple[Path, dict[str, str]]:
+        def unpack() -> _Unpacked:
             try:
-                tmp, sources = self.store._unpack(sha256, wheel, opened, self._umask)
+                unpacked = self.store._unpack(sha256, wheel, opened, self._umask)
             finally:
                 if opened is not None:
                     opened.close()
-            compilation.submit(list(sources.values()))
-            return tmp, sources
+            compilation.submit(list(unpacked.sources.values()))
+            return unpacked
 
         self._futures[sha256] = (wheel.name, self._pool.submit(unpack))
 
@@ -431,17 +646,20 @@ class Adding:
         """Wait for every unpack and the compiling, then publish each entry atomically."""
         staged = {}
         for sha256, (name, future) in self._futures.items():
-            staged[sha256] = (name, *future.result())
+            staged[sha256] = (name, future.result())
         compiled = self._compilation.finish() if self._compilation is not None else {}
         self._compilation = None
         entries = {}
-        for sha256, (name, tmp, sources) in staged.items():
-            entries[sha256] = self.store._publish(sha256, tmp, name, sources, compiled)
+        for sha256, (name, (tmp, sources, digests)) in staged.items():
+            entries[sha256] = self.store._publish(sha256, tmp, name, sources, digests, compiled)
         return entries
 
 
-def _unzip(wheel: BinaryIO, tree: Path, umask: int) -> dict[str, str]:
-    """Extract like pip (modes included); return archive path -> file for files to compile."""
+def _unzip(wheel: BinaryIO, tree: Path, umask: int, digests: dict[str, str]) -> dict[str, str]:
+    """Extract like pip (modes included); return archive path -> file for files to compile.
+
+    ``digests`` gets each file's sha256 as written (the wheel's own was checked).
+    """
     executable = (0o777 & ~umask) | 0o111
     sources: dict[str, str] = {}
     root = os.path.abspath(tree)
@@ -455,7 +673,7 @@ def _unzip(wheel: BinaryIO, tree: Path, umask: int) -> dict[str, str]:
                 raise ValueError(f"{name} would be written outside the wheel's directory")
             os.makedirs(os.path.dirname(dest), exist_ok=True)
             with zf.open(info) as src, open(dest, "wb") as out:
-                shutil.copyfileobj(src, out, 1 << 20)
+                digests[dest[len(root) + 1 :].replace(os.sep, "/")] = _copy_hashed(src, out)
             mode = info.external_attr >> 16
             if mode and stat.S_ISREG(mode) and mode & 0o111:
                 os.chmod(dest, executable)
@@ -464,7 +682,15 @@ def _unzip(wheel: BinaryIO, tree: Path, umask: int) -> dict[str, str]:
     return sources
 
 
-def _umask() -> int:
+def _copy_hashed(src: IO[bytes], out: IO[bytes]) -> str:
+    digest = hashlib.sha256()
+    while chunk := src.read(1 << 20):
+        digest.update(chunk)
+        out.write(chunk)
+    return digest.hexdigest()
+
+
+def current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask

@@ -60,6 +60,7 @@ class Summary:
     installer: str = "pip"  # "store" when the fast path installed (fastpath.py)
     installer_reason: str = ""
     resolution: str = ""  # the store installer: pip's dry run, or its last one reused
+    store_reverified: int = 0  # store entries hashed again (restored, chowned or changed)
     notes: list[str] = field(default_factory=list)
 
     def line(self) -> str:
