@@ -443,7 +443,7 @@ def test_ctrl_c_exits_promptly_with_pips_status_and_leaves_nothing(
     scratch = tmp_path / "tmpdir"
     scratch.mkdir()
     env = {**os.environ, "TMPDIR": str(scratch)}
-    venv = make_venv(pip=None)
+    venv = make_venv()  # its own pip: with ours via --python, pip itself exits 130 (a traceback)
     proc = popen_pipfresh(
         "install",
         "--python",
@@ -459,14 +459,15 @@ def test_ctrl_c_exits_promptly_with_pips_status_and_leaves_nothing(
         assert time.monotonic() < deadline and proc.poll() is None, "pip never asked the index"
         time.sleep(0.01)
     os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
-    sent = time.monotonic()
-    _out, err = proc.communicate(timeout=30)
-    assert time.monotonic() - sent < 5, "Ctrl-C was not prompt"
+    _out, err = proc.communicate(timeout=10)  # prompt: within the 10 s bound
     assert _group_gone(proc.pid, 5)
     assert proc.returncode == 1, err  # pip's status after Ctrl-C (ERROR), passed through
     assert "Operation cancelled by user" in err
+    assert [line for line in err.splitlines() if line.startswith("pipfresh:")] == [
+        "pipfresh: interrupted (pip's dry run)"
+    ], err
     summary = json.loads((tmp_path / "s.json").read_text())
-    assert summary["exit_code"] == 1
+    assert summary["exit_code"] == 1 and summary["interrupted"] == "pip's dry run"
     assert list(scratch.iterdir()) == []  # pip and pipfresh removed their temporary dirs
 
     pipfresh("cache", "prune", "--all").ok()

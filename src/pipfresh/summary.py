@@ -60,6 +60,7 @@ class Summary:
     installer: str = "pip"  # "store" when the fast path installed (fastpath.py)
     installer_reason: str = ""
     resolution: str = ""  # the store installer: pip's dry run, or its last one reused
+    interrupted: str | None = None  # Ctrl-C stopped the run in this phase (process.py)
     notes: list[str] = field(default_factory=list)
 
     def line(self) -> str:
