@@ -107,6 +107,8 @@ def _run_pip_command(command: str, argv: list[str], environ: Mapping[str, str]) 
     summary.installer, summary.installer_reason = decision.installer, decision.reason
     helped = bool({"-h", "--help"} & set(parsed.args))
     summary.dry_run = "--dry-run" in parsed.args
+    # Only an install that installs counts as a run for `cache prune --mode recent`.
+    installs = command == "install" and not helped and not summary.dry_run
     try:
         with tempfile.TemporaryDirectory(prefix="pipfresh-") as scratch:
             pip_args = [command, *parsed.args]
@@ -121,8 +123,9 @@ def _run_pip_command(command: str, argv: list[str], environ: Mapping[str, str]) 
                 code = pip.run(program.command(pip_args), env, f"pip {command}")
             else:
                 code = _run_in_partition(
-                    partition, target, program, pip_args, env, summary, report_path, note
-                )
+                    partition, target, program, pip_args, env, summary, report_path, note,
+                    installs,
+                )  # fmt: skip
     except Interrupted as stop:
         summary.exit_code, summary.interrupted = stop.status, stop.phase
         summary.elapsed = time.monotonic() - started
@@ -163,6 +166,7 @@ def _run_in_partition(
     summary: Summary,
     report_path: Path | None,
     note: _Note,
+    installs: bool,
 ) -> int:
     def waiting() -> None:
         print(
@@ -192,7 +196,9 @@ def _run_in_partition(
         else:
             code = pip.run(program.command(pip_args), env, f"pip {pip_args[0]}")
         with process.phase("recording the run"):
-            _account(partition, target, program, summary, report_path, before, stored, code)
+            _account(
+                partition, target, program, summary, report_path, before, stored, code, installs
+            )
     return code
 
 
@@ -205,8 +211,9 @@ def _account(
     before: snapshot.Snapshot,
     stored: list[str],
     code: int,
+    installs: bool,
 ) -> None:
-    """The summary's figures, shared duplicates, and what the run used."""
+    """The summary's figures, shared duplicates, and (an install that installed) its usage."""
     after = snapshot.take(partition.pip_cache)
     items: list[report.Installed] = []
     if code == 0 and report_path is not None and report_path.exists():
@@ -225,9 +232,17 @@ def _account(
         partition.record_use(target.facts, str(program.version))
     except OSError:
         pass
-    try:  # what this run used, for `cache prune --mode recent|size`
+    # What this run used, for `cache prune --mode recent|size`: only an install that
+    # installed something counts. `--help`, a failed install, a dry run or a no-op
+    # (all satisfied) used nothing a later run needs, and counting them as runs would
+    # push the last real install's entries out of `--keep-runs`.
+    if not (installs and code == 0 and items):
+        return
+    try:
         used = usage.used_by_run(partition.pip_cache, program.http_dir, items, before, after)
-        usage.record(partition, used | {usage.store_rel(key) for key in stored})
+        used |= {usage.store_rel(key) for key in stored}
+        if used:
+            usage.record(partition, used)
     except (OSError, LockTimeout):
         pass
 
