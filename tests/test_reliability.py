@@ -401,6 +401,49 @@ def test_sigkill_at_many_points_then_next_run_succeeds(
     assert list(outcomes.values()).count("killed") >= len(points) - 2, outcomes
 
 
+KILLED_PLAN_WRITE = """
+import os, sys
+from pathlib import Path
+from pipfresh import install
+from pipfresh.store import Store
+entry = Store(Path(sys.argv[1])).get(sys.argv[2])
+os.replace = lambda *args: os._exit(9)  # killed after writing the plan, before renaming it
+install.Plan.make(entry).save(entry)
+"""
+
+
+def _tree_names(top: Path) -> set[str]:
+    return {str(p.relative_to(top)) for p in top.rglob("*")}
+
+
+def test_a_plan_write_killed_halfway_leaves_what_the_next_run_removes(
+    index, dist_dir: Path, make_venv
+) -> None:  # type: ignore[no-untyped-def]
+    """What a run killed while linking leaves of an install plan goes with the next run."""
+    index.publish(build_wheel(dist_dir, "lib", "1.0"))
+    env = {**os.environ, "PIPFRESH_INSTALLER": "store"}
+    first = make_venv(pip=None)
+    pipfresh("install", "--python", first.python, *index_args(index), "lib", env=env).ok()
+    (store,) = cache_root().glob("partitions-v1/*/pipfresh/store-v1")
+    (entry,) = [p for p in store.iterdir() if not p.name.startswith(".")]
+    (entry / "plan-v1.json").unlink()  # the next install plans again
+    before = _tree_names(store)
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_PLAN_WRITE, str(store), entry.name], capture_output=True
+    )
+    assert killed.returncode == 9, killed.stderr
+    left = _tree_names(store) - before
+    assert left, "the killed write left nothing to look for"
+
+    again = make_venv(pip=None)
+    pipfresh("install", "--python", again.python, *index_args(index), "lib", env=env).ok()
+    assert installed_version(again.python, "lib") == "1.0"
+    assert left.isdisjoint(_tree_names(store)), left
+    assert (entry / "plan-v1.json").is_file()
+    assert [p for p in cache_root().rglob("*") if p.name.endswith(".tmp")] == []
+    assert [p.name for p in store.iterdir() if p.name.startswith(".")] == []
+
+
 @pytest.mark.slow
 def test_killing_pipfresh_alone_keeps_prune_away_from_its_pip(
     index, dist_dir: Path, make_venv

@@ -178,12 +178,14 @@ def remove_leftovers(partition: Partition) -> int:
 
 
 def _remove_store_staging(store: Path) -> int:
-    """The store's ``.tmp-*`` directories: wheels whose adding never finished."""
+    """The store's ``.tmp-*`` staging: adds that never finished (directories) and plans
+    whose write never finished (files, ``install.Plan.save``)."""
     try:
         names = [n for n in os.listdir(store) if n.startswith(".tmp-")]
     except OSError:
         return 0
-    return sum(files.remove_tree(store / name) for name in names if (store / name).is_dir())
+    paths = [store / name for name in names]
+    return sum(files.remove_tree(p) if p.is_dir() else files.remove_file(p) for p in paths)
 
 
 def _remove_dead_writers_files(directory: Path) -> int:
