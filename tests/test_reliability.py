@@ -127,6 +127,7 @@ def test_parallel_installs_with_prune_and_info_in_the_middle(
     reqs = [["app"] if i % 2 == 0 else ["app", "lib==1.0"] for i in range(len(venvs))]
     # Three of them take the fast path: concurrent adds to the store as well.
     installers = ["store" if i in (1, 2, 5) else "pip" for i in range(len(venvs))]
+    index.hold()  # every install stops at its first request, holding the partition
     installs = [
         popen_pipfresh(
             "install",
@@ -138,20 +139,19 @@ def test_parallel_installs_with_prune_and_info_in_the_middle(
         )
         for v, r, how in zip(venvs, reqs, installers)
     ]
-    lock_dir = cache_root() / "locks-v1"
-    deadline = time.monotonic() + 60
-    while not (lock_dir.is_dir() and any(lock_dir.iterdir())):
-        assert time.monotonic() < deadline, "no install took its lock"
-        time.sleep(0.05)
-    time.sleep(0.5)
+    assert index.wait_held(len(installs)), "not every install reached the index"
 
     impatient = pipfresh(
         "cache", "prune", "--all", env={**os.environ, "PIPFRESH_LOCK_TIMEOUT": "0.5"}
     )
     info = pipfresh("cache", "info", "--all", "--json").ok()
     patient = popen_pipfresh("cache", "prune", "--all", "--json")
+    assert patient.stderr is not None
+    first_said = patient.stderr.readline()  # it says so once it has to wait
+    assert first_said.startswith("pipfresh: waiting for running installs"), first_said
+    assert patient.poll() is None  # and waits as long as the installs hold the partition
+    index.release()
     outs = [p.communicate(timeout=300) for p in installs]
-    installs_done = time.monotonic()
     prune_out, prune_err = patient.communicate(timeout=300)
 
     for proc, (out, err), how in zip(installs, outs, installers):
@@ -168,8 +168,6 @@ def test_parallel_installs_with_prune_and_info_in_the_middle(
     assert isinstance(json.loads(info.stdout), list)
 
     assert patient.returncode == 0, prune_err
-    assert "waiting" in prune_err  # it said why it did not prune at once
-    assert time.monotonic() >= installs_done
     removed = json.loads(prune_out)
     (pid,) = removed
     assert "broken" not in removed[pid]["removed"], removed  # no run left a corrupt entry
@@ -454,22 +452,23 @@ def test_killing_pipfresh_alone_keeps_prune_away_from_its_pip(
     venv = make_venv(pip=None)
     # Plain pip: the install itself is the orphaned process (the store path would lose it).
     plain = {**os.environ, "PIPFRESH_INSTALLER": "pip"}
+    index.hold()  # pip stops at its first request: it runs until the test lets it go
     proc = popen_pipfresh("install", "--python", venv.python, *index_args(index), "app", env=plain)
-    deadline = time.monotonic() + 60
-    pip_pids: list[int] = []
-    while not pip_pids:
-        assert time.monotonic() < deadline and proc.poll() is None, "pip never started"
-        pip_pids = _pip_children(proc.pid)
-        time.sleep(0.02)
-    time.sleep(0.5)
+    assert index.wait_held(), "pip never asked the index"
+    pip_pids = _pip_children(proc.pid)
+    assert pip_pids, "the request did not come from pipfresh's pip"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)  # not communicate(): the orphaned pip still holds the pipes
-    assert _alive(pip_pids[0]), "pip finished before the test could kill pipfresh"
+    assert _alive(pip_pids[0])
 
     prune = popen_pipfresh("cache", "prune", "--all", "--json")
+    assert prune.stderr is not None
+    first_said = prune.stderr.readline()
+    assert first_said.startswith("pipfresh: waiting for running installs"), first_said
+    assert prune.poll() is None and _alive(pip_pids[0])  # the orphaned pip holds the partition
+    index.release()
     _out, err = prune.communicate(timeout=120)
     assert prune.returncode == 0, err
-    assert "waiting for running installs" in err
     assert not _alive(pip_pids[0])  # the prune ran only after the orphaned pip was done
     proc.communicate(timeout=30)
     assert_installed(venv.python)  # and that pip finished its install
