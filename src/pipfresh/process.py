@@ -83,7 +83,11 @@ def _on_signal(signum: int, _frame: FrameType | None) -> None:
 
 @contextmanager
 def handling_interrupts(phase: str) -> Iterator[None]:
-    """For one run: Ctrl-C (SIGINT) and SIGTERM end it once, as ``Interrupted``."""
+    """For one run: Ctrl-C (SIGINT) and SIGTERM end it once, as ``Interrupted``.
+
+    After an interrupt the handlers stay: a second Ctrl-C while pipfresh exits is
+    noted, not a traceback.
+    """
     global _run
     if not _main_thread():  # signals reach the main thread only: nothing to handle here
         yield
@@ -94,9 +98,10 @@ def handling_interrupts(phase: str) -> Iterator[None]:
     try:
         yield
     finally:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
-        _run = previous
+        if _run.signum is None:
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
+            _run = previous
 
 
 @contextmanager
