@@ -8,6 +8,8 @@ from pathlib import Path
 
 from helpers import index_args, installed_version, pipfresh
 from pipfresh import __version__
+from pipfresh.interpreter import probe
+from pipfresh.partition import partition_id
 from pipfresh.testing.dists import build_wheel
 
 
@@ -20,8 +22,9 @@ def test_help_and_version() -> None:
 def test_python_option_before_the_cache_command(tmp_path: Path) -> None:
     after = pipfresh("cache", "dir", "--python", sys.executable).ok().stdout
     before = pipfresh("--python", sys.executable, "cache", "dir").ok().stdout
-    assert before == after and after.strip().endswith(after.strip().rsplit("/", 1)[-1])
-    assert str(tmp_path / "pipfresh-cache") in after
+    assert before == after
+    pid = partition_id(probe(Path(sys.executable), None))  # the interpreter's own partition
+    assert after.strip() == str(tmp_path / "pipfresh-cache" / "partitions-v1" / pid)
 
 
 def test_cache_key_outputs(tmp_path: Path) -> None:

@@ -214,3 +214,35 @@ def test_size_cap_evicts_the_store_before_downloads(
     assert index.counters().file_requests == 0, index.counters().downloads
     assert installed_version(fresh.python, "old") == "1.0"
     assert len(stored_wheels(partition)) == 2
+
+
+def test_runs_that_install_nothing_leave_the_last_install_its_entries(
+    index: Any, dist_dir: Path, make_venv: Any, py311: Path, tmp_path: Path
+) -> None:
+    """``--help``, a failed install, a dry run and a no-op are not runs: a prune that keeps
+    the last run (the action's default) keeps what the last real install used."""
+    index.publish(
+        build_wheel(dist_dir, "alpha", "1.0"),
+        build_wheel(dist_dir, "beta", "1.0", requires=["alpha"]),
+        build_sdist(dist_dir, "built", "0.1"),
+    )
+    venv = make_venv(py311)
+    install(venv, index, tmp_path, "beta", "built")
+    usage_file = partition_of(venv) / "pipfresh" / "usage-v1.json"
+    assert json.loads(usage_file.read_text())["runs"] == 1
+
+    args = ["install", "--python", venv.python, *index_args(index)]
+    assert "--requirement" in pipfresh(*args, "--help", env=store_env()).ok().stdout
+    assert pipfresh(*args, "nonexistent-pkg", env=store_env()).code == 1
+    pipfresh(*args, "--dry-run", "alpha", env=store_env()).ok()
+    noop = pipfresh(*args, "beta", "built", env=store_env(), summary=tmp_path / "s.json").ok()
+    assert noop.summary is not None and noop.summary["installed"] == 0, noop.summary
+    assert json.loads(usage_file.read_text())["runs"] == 1  # none of them counted
+
+    prune_json(venv, "--mode", "recent", "--keep-runs", "1")
+    fresh = make_venv(py311)
+    index.reset_counters()
+    summary = install(fresh, index, tmp_path, "beta", "built")
+    assert index.counters().file_requests == 0, index.counters()
+    assert summary["installer_reason"] == "3 from the store, 0 added", summary
+    assert installed_version(fresh.python, "built") == "0.1"

@@ -128,6 +128,7 @@ def test_parallel_installs_with_prune_and_info_in_the_middle(
     reqs = [["app"] if i % 2 == 0 else ["app", "lib==1.0"] for i in range(len(venvs))]
     # Three of them take the fast path: concurrent adds to the store as well.
     installers = ["store" if i in (1, 2, 5) else "pip" for i in range(len(venvs))]
+    index.hold()  # every install stops at its first request, holding the partition
     installs = [
         popen_pipfresh(
             "install",
@@ -139,20 +140,19 @@ def test_parallel_installs_with_prune_and_info_in_the_middle(
         )
         for v, r, how in zip(venvs, reqs, installers)
     ]
-    lock_dir = cache_root() / "locks-v1"
-    deadline = time.monotonic() + 60
-    while not (lock_dir.is_dir() and any(lock_dir.iterdir())):
-        assert time.monotonic() < deadline, "no install took its lock"
-        time.sleep(0.05)
-    time.sleep(0.5)
+    assert index.wait_held(len(installs)), "not every install reached the index"
 
     impatient = pipfresh(
         "cache", "prune", "--all", env={**os.environ, "PIPFRESH_LOCK_TIMEOUT": "0.5"}
     )
     info = pipfresh("cache", "info", "--all", "--json").ok()
     patient = popen_pipfresh("cache", "prune", "--all", "--json")
+    assert patient.stderr is not None
+    first_said = patient.stderr.readline()  # it says so once it has to wait
+    assert first_said.startswith("pipfresh: waiting for running installs"), first_said
+    assert patient.poll() is None  # and waits as long as the installs hold the partition
+    index.release()
     outs = [p.communicate(timeout=300) for p in installs]
-    installs_done = time.monotonic()
     prune_out, prune_err = patient.communicate(timeout=300)
 
     for proc, (out, err), how in zip(installs, outs, installers):
@@ -169,8 +169,6 @@ def test_parallel_installs_with_prune_and_info_in_the_middle(
     assert isinstance(json.loads(info.stdout), list)
 
     assert patient.returncode == 0, prune_err
-    assert "waiting" in prune_err  # it said why it did not prune at once
-    assert time.monotonic() >= installs_done
     removed = json.loads(prune_out)
     (pid,) = removed
     assert "broken" not in removed[pid]["removed"], removed  # no run left a corrupt entry
@@ -402,6 +400,49 @@ def test_sigkill_at_many_points_then_next_run_succeeds(
     assert list(outcomes.values()).count("killed") >= len(points) - 2, outcomes
 
 
+KILLED_PLAN_WRITE = """
+import os, sys
+from pathlib import Path
+from pipfresh import install
+from pipfresh.store import Store
+entry = Store(Path(sys.argv[1])).get(sys.argv[2])
+os.replace = lambda *args: os._exit(9)  # killed after writing the plan, before renaming it
+install.Plan.make(entry).save(entry)
+"""
+
+
+def _tree_names(top: Path) -> set[str]:
+    return {str(p.relative_to(top)) for p in top.rglob("*")}
+
+
+def test_a_plan_write_killed_halfway_leaves_what_the_next_run_removes(
+    index, dist_dir: Path, make_venv
+) -> None:  # type: ignore[no-untyped-def]
+    """What a run killed while linking leaves of an install plan goes with the next run."""
+    index.publish(build_wheel(dist_dir, "lib", "1.0"))
+    env = {**os.environ, "PIPFRESH_INSTALLER": "store"}
+    first = make_venv(pip=None)
+    pipfresh("install", "--python", first.python, *index_args(index), "lib", env=env).ok()
+    (store,) = cache_root().glob("partitions-v1/*/pipfresh/store-v1")
+    (entry,) = [p for p in store.iterdir() if not p.name.startswith(".")]
+    (entry / "plan-v1.json").unlink()  # the next install plans again
+    before = _tree_names(store)
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_PLAN_WRITE, str(store), entry.name], capture_output=True
+    )
+    assert killed.returncode == 9, killed.stderr
+    left = _tree_names(store) - before
+    assert left, "the killed write left nothing to look for"
+
+    again = make_venv(pip=None)
+    pipfresh("install", "--python", again.python, *index_args(index), "lib", env=env).ok()
+    assert installed_version(again.python, "lib") == "1.0"
+    assert left.isdisjoint(_tree_names(store)), left
+    assert (entry / "plan-v1.json").is_file()
+    assert [p for p in cache_root().rglob("*") if p.name.endswith(".tmp")] == []
+    assert [p.name for p in store.iterdir() if p.name.startswith(".")] == []
+
+
 @pytest.mark.slow
 def test_killing_pipfresh_alone_keeps_prune_away_from_its_pip(
     index, dist_dir: Path, make_venv
@@ -412,22 +453,23 @@ def test_killing_pipfresh_alone_keeps_prune_away_from_its_pip(
     venv = make_venv(pip=None)
     # Plain pip: the install itself is the orphaned process (the store path would lose it).
     plain = {**os.environ, "PIPFRESH_INSTALLER": "pip"}
+    index.hold()  # pip stops at its first request: it runs until the test lets it go
     proc = popen_pipfresh("install", "--python", venv.python, *index_args(index), "app", env=plain)
-    deadline = time.monotonic() + 60
-    pip_pids: list[int] = []
-    while not pip_pids:
-        assert time.monotonic() < deadline and proc.poll() is None, "pip never started"
-        pip_pids = _pip_children(proc.pid)
-        time.sleep(0.02)
-    time.sleep(0.5)
+    assert index.wait_held(), "pip never asked the index"
+    pip_pids = _pip_children(proc.pid)
+    assert pip_pids, "the request did not come from pipfresh's pip"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)  # not communicate(): the orphaned pip still holds the pipes
-    assert _alive(pip_pids[0]), "pip finished before the test could kill pipfresh"
+    assert _alive(pip_pids[0])
 
     prune = popen_pipfresh("cache", "prune", "--all", "--json")
+    assert prune.stderr is not None
+    first_said = prune.stderr.readline()
+    assert first_said.startswith("pipfresh: waiting for running installs"), first_said
+    assert prune.poll() is None and _alive(pip_pids[0])  # the orphaned pip holds the partition
+    index.release()
     _out, err = prune.communicate(timeout=120)
     assert prune.returncode == 0, err
-    assert "waiting for running installs" in err
     assert not _alive(pip_pids[0])  # the prune ran only after the orphaned pip was done
     proc.communicate(timeout=30)
     assert_installed(venv.python)  # and that pip finished its install
@@ -444,7 +486,7 @@ def test_ctrl_c_exits_promptly_with_pips_status_and_leaves_nothing(
     scratch = tmp_path / "tmpdir"
     scratch.mkdir()
     env = {**os.environ, "TMPDIR": str(scratch)}
-    venv = make_venv(pip=None)
+    venv = make_venv()  # its own pip: with ours via --python, pip itself exits 130 (a traceback)
     proc = popen_pipfresh(
         "install",
         "--python",
@@ -460,14 +502,15 @@ def test_ctrl_c_exits_promptly_with_pips_status_and_leaves_nothing(
         assert time.monotonic() < deadline and proc.poll() is None, "pip never asked the index"
         time.sleep(0.01)
     os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
-    sent = time.monotonic()
-    _out, err = proc.communicate(timeout=30)
-    assert time.monotonic() - sent < 5, "Ctrl-C was not prompt"
+    _out, err = proc.communicate(timeout=10)  # prompt: within the issue's 10 s bound
     assert _group_gone(proc.pid, 5)
     assert proc.returncode == 1, err  # pip's status after Ctrl-C (ERROR), passed through
     assert "Operation cancelled by user" in err
+    assert [line for line in err.splitlines() if line.startswith("pipfresh:")] == [
+        "pipfresh: interrupted (pip's dry run)"
+    ], err
     summary = json.loads((tmp_path / "s.json").read_text())
-    assert summary["exit_code"] == 1
+    assert summary["exit_code"] == 1 and summary["interrupted"] == "pip's dry run"
     assert list(scratch.iterdir()) == []  # pip and pipfresh removed their temporary dirs
 
     pipfresh("cache", "prune", "--all").ok()

@@ -262,6 +262,23 @@ def test_latency_and_bandwidth(index: PackageIndex, dist_dir: Path) -> None:
     assert time.monotonic() - start >= 0.45
 
 
+def test_hold_keeps_clients_mid_request_until_release(index: PackageIndex, dist_dir: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    wheel = build_wheel(dist_dir, "held", "1.0")
+    index.publish(wheel)
+    index.hold()
+    with ThreadPoolExecutor(2) as pool:
+        answers = [pool.submit(fetch, index.file_url(wheel.name)) for _ in range(2)]
+        assert index.wait_held(2)
+        assert not any(a.done() for a in answers)  # held: no response while the gate is shut
+        assert index.counters().total_requests == 0  # and not counted yet
+        index.release()
+        assert [a.result()[0] for a in answers] == [200, 200]
+    assert index.counters().file_requests == 2
+    assert index.wait_held(1, timeout=0) is False  # released: nothing waits any more
+
+
 def test_cli_serves_a_directory(tmp_path: Path, dist_dir: Path) -> None:
     build_wheel(dist_dir, "clipkg", "0.1")
     proc = subprocess.Popen(

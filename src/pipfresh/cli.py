@@ -47,7 +47,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PipfreshError as exc:
         print(f"pipfresh: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # a run says where it stopped itself (runner.py)
+        print("pipfresh: interrupted", file=sys.stderr)
         return 130
 
 

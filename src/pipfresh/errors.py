@@ -36,3 +36,16 @@ class LinkInCache(CacheNotWritable):
 
 class LockTimeout(PipfreshError):
     """Another pipfresh holds the partition for longer than we are willing to wait."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) stopped the run: where, and the status to exit with.
+
+    A ``KeyboardInterrupt``, so no ``except Exception`` swallows it on the way up;
+    ``status`` is pip's when pip was running and reported one, else 128 + the signal.
+    """
+
+    def __init__(self, phase: str, status: int) -> None:
+        super().__init__(phase, status)
+        self.phase = phase
+        self.status = status

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -29,7 +27,7 @@ from packaging.utils import (
 )
 from packaging.version import Version
 
-from . import hashpins, install, obtain, pip, resolved, reuse, wheelcheck
+from . import hashpins, install, obtain, pip, process, resolved, reuse, wheelcheck
 from .args import PipArgs
 from .buildkey import BuildOptions
 from .errors import PipfreshError
@@ -238,7 +236,7 @@ def run(job: Job) -> Outcome:
     if job.program.version < _PER_REQUIREMENT_SETTINGS:
         prefix = job.target.facts.prefix
         if BuildOptions.of(job.pip_args, job.env, prefix).config_settings:
-            code = pip.run(job.program.command(job.pip_args), job.env)
+            code = pip.run(job.program.command(job.pip_args), job.env, "pip install")
             old = f"-C needs pip >= {_PER_REQUIREMENT_SETTINGS} to build for the store"
             return Outcome(code, fallback=old)
     resolution = _resolve(job)
@@ -250,7 +248,7 @@ def run(job: Job) -> Outcome:
     except (OSError, ValueError) as exc:
         items, why = [], f"cannot read pip's report: {exc}"
     if why is not None:
-        code = pip.run(job.program.command(job.pip_args), job.env)
+        code = pip.run(job.program.command(job.pip_args), job.env, "pip install")
         return Outcome(code, fallback=why, resolution=how)
     if not items:
         return Outcome(0, resolution=how, revalidated=resolution.revalidated)
@@ -373,22 +371,15 @@ def _record(job: Job, digest: str, pages: list[reuse.Page]) -> str:
 def _dry_run(argv: list[str], env: Mapping[str, str]) -> int:
     """pip's dry run, its output streamed as pip's own but for the "Would install" line.
 
-    Like ``pip.run``: Ctrl-C reaches pip (same process group) and we wait for its status.
+    Run as every pip is (``process.run``): Ctrl-C reaches pip, we wait for its status.
     """
-    proc = subprocess.Popen(
-        argv, env=dict(env), stdout=subprocess.PIPE, pass_fds=pip.inherited_fds()
-    )
-    assert proc.stdout is not None
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        for line in proc.stdout:
-            if not line.startswith(b"Would install "):
-                sys.stdout.buffer.write(line)
-                sys.stdout.flush()
-        code = proc.wait()
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    return 128 - code if code < 0 else code
+
+    def show(line: bytes) -> None:
+        if not line.startswith(b"Would install "):
+            sys.stdout.buffer.write(line)
+            sys.stdout.flush()
+
+    return process.run(argv, env, "pip's dry run", each_line=show)
 
 
 def _installed_names(target: Target) -> set[str]:
@@ -413,7 +404,7 @@ def _uninstall_replaced(job: Job, items: list[Item]) -> int:
     if not replaced:
         return 0
     argv = ["uninstall", "--yes", *(["-q"] if job.quiet else []), *replaced]
-    return pip.run(job.program.command(argv), job.env)
+    return pip.run(job.program.command(argv), job.env, "pip uninstall")
 
 
 def _install_with_pip(job: Job, items: list[Item]) -> int:
@@ -430,7 +421,7 @@ def _install_with_pip(job: Job, items: list[Item]) -> int:
         reqs = Path(tmp, "requirements.txt")
         reqs.write_text("\n".join([*obtain.fetch_options_from_files(job.pip_args), *pins]) + "\n")
         argv = ["install", "--no-deps", *(["-q"] if job.quiet else []), *options, "-r", str(reqs)]
-        return pip.run(job.program.command(argv), job.env)
+        return pip.run(job.program.command(argv), job.env, "pip install (pip, setuptools)")
 
 
 def _install_all(

@@ -411,10 +411,16 @@ class Plan:
         )
 
     def save(self, entry: Entry) -> None:
-        """Kept beside the entry (written whole, then renamed): the next install reads it."""
+        """Kept beside the entry (written whole, then renamed): the next install reads it.
+
+        Written first as the store's ``.tmp-*`` staging, not inside the entry: what a
+        killed run leaves there is removed with the store's other staging (the next
+        run alone, or a prune); inside an entry, nothing would ever remove it.
+        """
         data = {"sha256": entry.sha256, **dataclasses.asdict(self)}
         final = Path(entry.path, PLAN_FILE)
-        tmp = final.with_name(f".{PLAN_FILE}.{os.getpid()}.{threading.get_ident()}.tmp")
+        tid = threading.get_ident()
+        tmp = final.parent.with_name(f".tmp-plan-{entry.sha256[:16]}-{os.getpid()}-{tid}")
         try:
             tmp.write_text(json.dumps(data), encoding="utf-8")
             os.replace(tmp, final)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shlex
-import subprocess
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -24,7 +23,7 @@ from packaging.utils import (
     parse_wheel_filename,
 )
 
-from . import httpcache, pip, reqfiles
+from . import httpcache, pip, process, reqfiles
 from .args import option_values
 from .buildkey import BuildOptions
 from .errors import PipfreshError
@@ -120,9 +119,6 @@ def store_keys(
     return {i.sha256: i.sha256 if i.is_wheel else build.key(i.sha256) for i in items}
 
 
-_POLL = 0.05  # seconds between looks into pip's HTTP cache while pip downloads
-
-
 def _pip_wheel(
     items: list[Item],
     tmp: Path,
@@ -144,24 +140,16 @@ def _pip_wheel(
     argv = ["wheel", "--no-deps", "--wheel-dir", str(tmp / "wheels"), *fetch_options(pip_args)]
     argv += ["-q"] * int(quiet) + ["-r", str(reqs)]
     with open(tmp / "pip-wheel.log", "w+b") as log:
-        proc = subprocess.Popen(
-            program.command(argv),
-            env=dict(env),
-            stdout=log,
-            pass_fds=pip.inherited_fds(),
-        )
         waiting = [i for i in items if i.is_wheel]
         rejected: dict[str, tuple[int, int, int]] = {}
-        while True:
-            try:
-                code = proc.wait(timeout=_POLL)
-                break
-            except subprocess.TimeoutExpired:
-                waiting = [i for i in waiting if not _take_cached([i], http_dir, adding, rejected)]
-            except BaseException:
-                proc.kill()
-                proc.wait()
-                raise
+
+        def take_downloaded() -> None:
+            nonlocal waiting
+            waiting = [i for i in waiting if not _take_cached([i], http_dir, adding, rejected)]
+
+        code = process.run(
+            program.command(argv), env, "pip wheel", stdout=log, poll=take_downloaded
+        )
         if code != 0:
             log.seek(0)
             sys.stdout.write(log.read().decode("utf-8", "replace"))

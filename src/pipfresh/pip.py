@@ -7,12 +7,9 @@ variables, so only the environment reaches every pip that a run starts.
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
 import sys
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -20,6 +17,7 @@ from pathlib import Path
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
+from . import process
 from .errors import InterpreterError
 from .interpreter import Target
 
@@ -102,55 +100,14 @@ def environment(
     return env
 
 
-_inherited: tuple[int, ...] = ()
-
-
-@contextmanager
-def children_inherit(fd: int | None) -> Iterator[None]:
-    """Every pip (and compiler) started meanwhile inherits ``fd``: the partition lock.
-
-    The lock is then held until the last child is done with the partition, even
-    if pipfresh alone is killed, so a prune never runs under a writing pip.
-    """
-    global _inherited
-    previous = _inherited
-    _inherited = (fd,) if fd is not None and os.name == "posix" else ()
-    try:
-        yield
-    finally:
-        _inherited = previous
-
-
-def inherited_fds() -> tuple[int, ...]:
-    """For ``pass_fds=`` of every subprocess that works in the partition."""
-    return _inherited
-
-
-def run(argv: Sequence[str], env: Mapping[str, str]) -> int:
+def run(argv: Sequence[str], env: Mapping[str, str], label: str = "pip") -> int:
     """Run pip and return its exit status, as a shell would report it.
 
-    Ctrl-C reaches pip directly (same process group); we wait for pip to finish
-    so its status, not a traceback of ours, is what the caller sees. SIGTERM is
-    passed on to pip. pip inherits the partition lock (``children_inherit``).
+    ``process.run``: Ctrl-C reaches pip directly (same process group) and pip's
+    status, not a traceback of ours, is what the caller sees; pip inherits the
+    partition lock (``process.children_inherit``). ``label`` names the phase.
     """
-    proc = subprocess.Popen(list(argv), env=dict(env), pass_fds=inherited_fds())
-
-    def forward(signum: int, _frame: object) -> None:
-        try:
-            proc.send_signal(signum)
-        except OSError:
-            pass
-
-    previous_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    previous_term = signal.signal(signal.SIGTERM, forward)
-    try:
-        code = proc.wait()
-    finally:
-        signal.signal(signal.SIGINT, previous_int)
-        signal.signal(signal.SIGTERM, previous_term)
-    if code < 0:
-        return 128 - code
-    return code
+    return process.run(argv, env, label)
 
 
 def user_env_notes(base: Mapping[str, str]) -> list[str]:

@@ -253,7 +253,8 @@ def remove_leftovers(partition: Partition) -> int:
 
 
 def _remove_store_staging(store: Path) -> int:
-    """The store's ``.tmp-*`` directories and files: adds (and fingerprints) never finished."""
+    """The store's ``.tmp-*`` staging: adds (and fingerprints) that never finished
+    (directories, files) and plans whose write never finished (``install.Plan.save``)."""
     try:
         names = [n for n in os.listdir(store) if n.startswith(".tmp-")]
     except OSError:

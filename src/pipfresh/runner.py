@@ -21,6 +21,7 @@ from . import (
     interpreter,
     lock,
     pip,
+    process,
     repair,
     report,
     share,
@@ -28,7 +29,7 @@ from . import (
     usage,
 )
 from .args import split
-from .errors import CacheNotWritable, CacheRootError, LockTimeout
+from .errors import CacheNotWritable, CacheRootError, Interrupted, LockTimeout
 from .interpreter import Target
 from .partition import CacheRoot, Partition, default_root, partition_id
 from .summary import Summary, account
@@ -48,7 +49,20 @@ def open_root(environ: Mapping[str, str]) -> CacheRoot:
 
 
 def run_pip_command(command: str, argv: list[str], environ: Mapping[str, str]) -> int:
-    """``pipfresh COMMAND ARGS``: pip's COMMAND with the managed cache; pip's status back."""
+    """``pipfresh COMMAND ARGS``: pip's COMMAND with the managed cache; pip's status back.
+
+    Ctrl-C stops the run once, wherever it is (``process``): one line says where,
+    the lock is released, the summary JSON still written, and pip's status returned.
+    """
+    with process.handling_interrupts("starting"):
+        try:
+            return _run_pip_command(command, argv, environ)
+        except Interrupted as stop:
+            print(f"pipfresh: interrupted ({stop.phase})", file=sys.stderr)
+            return stop.status
+
+
+def _run_pip_command(command: str, argv: list[str], environ: Mapping[str, str]) -> int:
     started = time.monotonic()
     parsed = split(argv)
     note = _Note(quiet=parsed.quiet > 0)
@@ -91,25 +105,36 @@ def run_pip_command(command: str, argv: list[str], environ: Mapping[str, str]) -
     )
     decision = fastpath.decide(command, parsed, target, partition, environ)
     summary.installer, summary.installer_reason = decision.installer, decision.reason
-    with tempfile.TemporaryDirectory(prefix="pipfresh-") as scratch:
-        pip_args = [command, *parsed.args]
-        report_path: Path | None = None
-        if command == "install":
-            if parsed.report is None:
-                report_path = Path(scratch, "report.json")
-                pip_args += ["--report", str(report_path)]
-            elif parsed.report != "-":
-                report_path = Path(parsed.report)
-        if partition is None:
-            code = pip.run(program.command(pip_args), env)
-        else:
-            code = _run_in_partition(
-                partition, target, program, pip_args, env, summary, report_path, note
-            )
+    helped = bool({"-h", "--help"} & set(parsed.args))
+    summary.dry_run = "--dry-run" in parsed.args
+    # Only an install that installs counts as a run for `cache prune --mode recent`.
+    installs = command == "install" and not helped and not summary.dry_run
+    try:
+        with tempfile.TemporaryDirectory(prefix="pipfresh-") as scratch:
+            pip_args = [command, *parsed.args]
+            report_path: Path | None = None
+            if command == "install":
+                if parsed.report is None:
+                    report_path = Path(scratch, "report.json")
+                    pip_args += ["--report", str(report_path)]
+                elif parsed.report != "-":
+                    report_path = Path(parsed.report)
+            if partition is None:
+                code = pip.run(program.command(pip_args), env, f"pip {command}")
+            else:
+                code = _run_in_partition(
+                    partition, target, program, pip_args, env, summary, report_path, note,
+                    installs,
+                )  # fmt: skip
+    except Interrupted as stop:
+        summary.exit_code, summary.interrupted = stop.status, stop.phase
+        summary.elapsed = time.monotonic() - started
+        if command == "install" and not helped and parsed.summary_json:
+            summary.write_json(parsed.summary_json)
+        raise
     summary.exit_code = code
     summary.elapsed = time.monotonic() - started
-    if command == "install" and not {"-h", "--help"} & set(parsed.args):
-        summary.dry_run = "--dry-run" in parsed.args
+    if command == "install" and not helped:
         if parsed.quiet == 0:
             print(summary.line(), file=sys.stderr)
         if parsed.summary_json:
@@ -141,6 +166,7 @@ def _run_in_partition(
     summary: Summary,
     report_path: Path | None,
     note: _Note,
+    installs: bool,
 ) -> int:
     def waiting() -> None:
         print(
@@ -148,48 +174,77 @@ def _run_in_partition(
             file=sys.stderr,
         )
 
-    try:  # alone, an interrupted or disk-full run's temporary files are dead weight
-        with lock.hold(partition.lock_file, shared=False, timeout=0):
-            repair.remove_leftovers(partition)
-    except LockTimeout:
-        pass  # other runs are writing: their temporary files are not leftovers
+    with process.phase("checking the cache"):
+        try:  # alone, an interrupted or disk-full run's temporary files are dead weight
+            with lock.hold(partition.lock_file, shared=False, timeout=0):
+                repair.remove_leftovers(partition)
+        except LockTimeout:
+            pass  # other runs are writing: their temporary files are not leftovers
     held = lock.hold(partition.lock_file, shared=True, on_wait=waiting)
-    with held as lock_fd, pip.children_inherit(lock_fd):
-        dropped = health.drop_broken(partition, program.http_dir)
-        summary.dropped = len(dropped)
-        share.seed_from_siblings(partition, program.http_dir)
-        before = snapshot.take(partition.pip_cache)
+    with held as lock_fd, process.children_inherit(lock_fd):
+        with process.phase("checking the cache"):
+            dropped = health.drop_broken(partition, program.http_dir)
+            summary.dropped = len(dropped)
+            share.seed_from_siblings(partition, program.http_dir)
+            before = snapshot.take(partition.pip_cache)
         stored: list[str] = []  # store entries the run used, by key
         if summary.installer == "store" and report_path is not None:
             job = fastpath.Job(partition, target, program, pip_args, env, report_path, note.quiet)
-            outcome = fastpath.install_with_store(job, summary)
+            with process.phase("installing from the store"):
+                outcome = fastpath.install_with_store(job, summary)
             code, stored = outcome.code, outcome.store_keys
         else:
-            code = pip.run(program.command(pip_args), env)
-        after = snapshot.take(partition.pip_cache)
-        items: list[report.Installed] = []
-        if code == 0 and report_path is not None and report_path.exists():
-            try:
-                items = report.load(report_path)
-            except report.ReportError as exc:
-                summary.notes.append(str(exc))
-        account(summary, items, partition.pip_cache, program.http_dir, before, after, _read)
-        touched = [
-            rel
-            for rel in snapshot.changed(before, after)
-            if rel.startswith("http-v2/") and rel.endswith(".body")
-        ]
-        share.link_duplicates(partition, touched)
-        try:
-            partition.record_use(target.facts, str(program.version))
-        except OSError:
-            pass
-        try:  # what this run used, for `cache prune --mode recent|size`
-            used = usage.used_by_run(partition.pip_cache, program.http_dir, items, before, after)
-            usage.record(partition, used | {usage.store_rel(key) for key in stored})
-        except (OSError, LockTimeout):
-            pass
+            code = pip.run(program.command(pip_args), env, f"pip {pip_args[0]}")
+        with process.phase("recording the run"):
+            _account(
+                partition, target, program, summary, report_path, before, stored, code, installs
+            )
     return code
+
+
+def _account(
+    partition: Partition,
+    target: Target,
+    program: pip.PipProgram,
+    summary: Summary,
+    report_path: Path | None,
+    before: snapshot.Snapshot,
+    stored: list[str],
+    code: int,
+    installs: bool,
+) -> None:
+    """The summary's figures, shared duplicates, and (an install that installed) its usage."""
+    after = snapshot.take(partition.pip_cache)
+    items: list[report.Installed] = []
+    if code == 0 and report_path is not None and report_path.exists():
+        try:
+            items = report.load(report_path)
+        except report.ReportError as exc:
+            summary.notes.append(str(exc))
+    account(summary, items, partition.pip_cache, program.http_dir, before, after, _read)
+    touched = [
+        rel
+        for rel in snapshot.changed(before, after)
+        if rel.startswith("http-v2/") and rel.endswith(".body")
+    ]
+    share.link_duplicates(partition, touched)
+    try:
+        partition.record_use(target.facts, str(program.version))
+    except OSError:
+        pass
+    # What this run used, for `cache prune --mode recent|size`: only an install that
+    # installed something counts. `--help`, a failed install, a dry run or a no-op
+    # (all satisfied) used nothing a later run needs, and counting them as runs would
+    # push the last real install's entries out of `--keep-runs`.
+    if not (installs and code == 0 and items):
+        return
+    try:
+        used = usage.used_by_run(partition.pip_cache, program.http_dir, items, before, after)
+        used |= {usage.store_rel(key) for key in stored}
+        if used:
+            usage.record(partition, used)
+    except (OSError, LockTimeout):
+        pass
 
 
 def _read(meta: Path) -> httpcache.CachedResponse | None:

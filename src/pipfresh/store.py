@@ -32,7 +32,6 @@ import json
 import os
 import shutil
 import stat
-import subprocess
 import tempfile
 import threading
 import zipfile
@@ -44,7 +43,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, BinaryIO, NamedTuple
 
-from . import wheelcheck
+from . import process, wheelcheck
 from .errors import PipfreshError
 
 STORE_LAYOUT = "store-v1"
@@ -255,18 +254,18 @@ class Compilation:
     """One compiling process of the target: batches go in as they come, results at the end.
 
     It uses every core (a process pool once enough files came), so compiling one
-    wheel overlaps with unpacking (and downloading) the next.
+    wheel overlaps with unpacking (and downloading) the next. It runs as a
+    ``process.Helper``: in a process group of its own, killed whole (pool and
+    all) by ``abort``, so no worker outlives the staging it writes into.
     """
+
+    LABEL = "byte-compiling for the store"
 
     def __init__(self, compiler: Compiler) -> None:
         self.python = compiler.python
         self._errors = tempfile.TemporaryFile()  # noqa: SIM115 (closed by finish or abort)
-        self._proc = subprocess.Popen(
-            [str(compiler.python), "-c", _COMPILE_SCRIPT],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._errors,
-            env=compiler.env,
+        self._helper = process.Helper(
+            [str(compiler.python), "-c", _COMPILE_SCRIPT], compiler.env, self.LABEL, self._errors
         )
         self._lock = threading.Lock()
         self._broken = False
@@ -277,12 +276,10 @@ class Compilation:
             return
         line = json.dumps(files).encode("utf-8") + b"\n"
         with self._lock:
-            stdin = self._proc.stdin
-            if self._broken or stdin is None:
+            if self._broken:
                 return
             try:
-                stdin.write(line)
-                stdin.flush()
+                self._helper.send(line)
             except OSError:  # the process died: finish() says why
                 self._broken = True
 
@@ -290,35 +287,31 @@ class Compilation:
         """Wait for every queued file; return source -> pyc for those that compiled."""
         with self._lock:
             self._broken = True
-            try:
-                stdout, _ = self._proc.communicate()
-            except OSError:
-                stdout = b""
-                self._proc.wait()
+            code, stdout = self._helper.finish()
         self._errors.seek(0)
         stderr = self._errors.read().decode("utf-8", "replace")
         self._errors.close()
-        if self._proc.returncode != 0:
+        if code != 0:
             tail = stderr.strip().splitlines()[-1:] or ["?"]
             raise StoreError(f"byte-compiling with {self.python} failed: {tail[0]}")
         result: dict[str, str] = json.loads(stdout)
         return result
 
     def abort(self) -> None:
-        """Stop compiling: the results will not be used."""
+        """Stop compiling: the results will not be used; nothing of it runs afterwards."""
         with self._lock:
             self._broken = True
-            if self._proc.poll() is None:
-                self._proc.kill()
-            self._proc.communicate()
+            self._helper.kill()
         self._errors.close()
 
 
 # Runs under the target (3.8+): compile like pip's compileall.compile_file(force=True, quiet=True).
-# Reads one JSON list of paths per line as they come; a pool of every core once 64 files came
-# (fewer are compiled here, without starting processes); prints source -> pyc at the end.
+# Reads one JSON list of paths per line as they come, until a ``null`` line; a pool of every
+# core once 64 files came (fewer are compiled here, without starting processes); prints
+# source -> pyc at the end. Input that ends without ``null`` means pipfresh is gone or gave
+# up: it kills its own process group (itself and the pool; ``process.Helper`` made it one).
 _COMPILE_SCRIPT = r"""
-import compileall, importlib.util, json, os, sys, warnings
+import compileall, importlib.util, json, os, signal, sys, warnings
 from concurrent.futures import ProcessPoolExecutor
 def some(paths):
     done = []
@@ -345,16 +338,25 @@ def chunks(paths):
             chunk, weight = [], 0
     if chunk:
         yield chunk
+def stop():
+    if hasattr(os, "killpg") and os.getpgid(0) == os.getpid():
+        os.killpg(0, signal.SIGKILL)
+    os._exit(1)
 def main():
     workers = os.cpu_count() or 1
     pool, futures, pending, done = None, [], [], []
     for line in sys.stdin.buffer:
-        pending += json.loads(line)
+        paths = json.loads(line)
+        if paths is None:
+            break
+        pending += paths
         if pool is None and workers > 1 and len(pending) >= 64:
             pool = ProcessPoolExecutor(workers)
         if pool is not None:
             futures += [pool.submit(some, chunk) for chunk in chunks(pending)]
             pending = []
+    else:
+        stop()
     if pending:
         done += some(pending)
     for future in futures:
@@ -607,7 +609,7 @@ class Adding:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._pool.shutdown(wait=True)
+        self._pool.shutdown(wait=True, cancel_futures=kind is not None)  # stopped: no more
         if self._compilation is not None:
             self._compilation.abort()
             self._compilation = None

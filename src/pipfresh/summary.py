@@ -61,6 +61,7 @@ class Summary:
     installer_reason: str = ""
     resolution: str = ""  # the store installer: pip's dry run, or its last one reused
     store_reverified: int = 0  # store entries hashed again (restored, chowned or changed)
+    interrupted: str | None = None  # Ctrl-C stopped the run in this phase (process.py)
     notes: list[str] = field(default_factory=list)
 
     def line(self) -> str:

@@ -14,6 +14,10 @@ The record keeps, per entry, the number and time of the last run that used it:
 "used by one of the last N runs" is ``run > runs - N``, and a size cap evicts
 the entry used longest ago first. It lives in the partition, so it travels with
 a CI cache.
+
+Only an install that installed something is recorded (``runner``): ``--help``,
+a failed install, a dry run or a no-op used nothing a later run needs, and
+counting it would push the last real install's entries out of ``--keep-runs``.
 """
 
 from __future__ import annotations

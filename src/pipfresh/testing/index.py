@@ -328,7 +328,9 @@ class PackageIndex:
 
     ``latency`` seconds are slept before every response and ``bandwidth``
     (bytes/s, per response) throttles bodies; both may be changed while
-    running.  Pass ``allow_remote=True`` to bind a non-loopback host.
+    running.  ``hold()`` keeps responses waiting until ``release()``, so a test
+    knows a client is mid-request (``wait_held``) without sleeping.  Pass
+    ``allow_remote=True`` to bind a non-loopback host.
     """
 
     def __init__(
@@ -359,6 +361,8 @@ class PackageIndex:
         self._thread: threading.Thread | None = None
         self._lock = threading.Condition()
         self._in_flight = 0  # responses being written: counters() waits for them
+        self._holding = False  # hold(): responses wait at the gate until release()
+        self._at_gate = 0
         self._records: list[Record] = []
         self._downloads: dict[str, int] = {}
         self._info: dict[str, tuple[tuple[int, int, int], DistFile]] = {}
@@ -381,6 +385,7 @@ class PackageIndex:
         self._thread.start()
 
     def stop(self) -> None:
+        self.release()
         server, self._server = self._server, None
         if server is None:
             return
@@ -504,6 +509,37 @@ class PackageIndex:
         with self._lock:
             self._info[filename] = (key, info)
         return info
+
+    # -- holding clients mid-request -----------------------------------------
+
+    def hold(self) -> None:
+        """Keep every response from now on waiting until ``release()``.
+
+        A test then knows a client is in the middle of a request (``wait_held``)
+        for as long as it needs, instead of hoping it still is after a sleep.
+        """
+        with self._lock:
+            self._holding = True
+
+    def release(self) -> None:
+        """Let the held responses (and every later one) go."""
+        with self._lock:
+            self._holding = False
+            self._lock.notify_all()
+
+    def wait_held(self, count: int = 1, timeout: float = 60.0) -> bool:
+        """Wait until ``count`` requests are held; False after ``timeout`` seconds."""
+        with self._lock:
+            return self._lock.wait_for(lambda: self._at_gate >= count, timeout=timeout)
+
+    def _gate(self) -> None:
+        with self._lock:
+            if not self._holding:
+                return
+            self._at_gate += 1
+            self._lock.notify_all()
+            self._lock.wait_for(lambda: not self._holding)
+            self._at_gate -= 1
 
     # -- counters ------------------------------------------------------------
 
@@ -849,6 +885,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, resp: _Response, head: bool) -> None:
         index = self.server.index
+        index._gate()
         index._begin()
         sent = 0
         with_body = not head and resp.status != HTTPStatus.NOT_MODIFIED
