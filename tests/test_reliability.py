@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import python_for
 from helpers import index_args, installed_version, pipfresh
 from pipfresh import httpcache
 from pipfresh.testing.dists import build_sdist, build_wheel
@@ -121,8 +122,9 @@ def test_parallel_installs_with_prune_and_info_in_the_middle(
     """8 installs on one partition at once (two pip formats), a prune and an info meanwhile."""
     publish_workload(index, dist_dir)
     index.latency = 0.15  # every response a little late: the runs overlap for seconds
-    venvs = [make_venv(pip=None) for _ in range(6)]
-    venvs += [make_venv(pip="26.3"), make_venv(pip="23.0.1")]
+    python = python_for("23.0.1")  # one interpreter, so one partition, for both formats
+    venvs = [make_venv(python, pip=None) for _ in range(6)]
+    venvs += [make_venv(python, pip="26.3"), make_venv(python, pip="23.0.1")]
     # Overlapping requirements: all share lib/built/big; half pin the older lib.
     reqs = [["app"] if i % 2 == 0 else ["app", "lib==1.0"] for i in range(len(venvs))]
     # Three of them take the fast path: concurrent adds to the store as well.
