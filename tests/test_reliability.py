@@ -183,7 +183,7 @@ def test_parallel_installs_with_prune_and_info_in_the_middle(
     # The pruned cache still serves a new venv without downloading or building anything.
     index.latency = 0.0
     index.reset_counters()
-    last = make_venv(pip=None)
+    last = make_venv(python, pip=None)
     run = pipfresh(
         "install", "--python", last.python, *index_args(index), "app", summary=tmp_path / "s.json"
     ).ok()
@@ -445,7 +445,7 @@ def test_ctrl_c_exits_promptly_with_pips_status_and_leaves_nothing(
     scratch = tmp_path / "tmpdir"
     scratch.mkdir()
     env = {**os.environ, "TMPDIR": str(scratch)}
-    venv = make_venv(pip=None)
+    venv = make_venv(pip="26.3")  # that pip's answer to Ctrl-C, whichever pip runs the tests
     proc = popen_pipfresh(
         "install",
         "--python",
