@@ -6,11 +6,11 @@ Import the helpers with ``from conftest import PIP_VERSIONS, pip_wheel, require_
 from __future__ import annotations
 
 import email.parser
-import fcntl
 import functools
 import hashlib
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -22,7 +22,9 @@ from typing import Any, Callable
 
 import pytest
 from packaging.specifiers import SpecifierSet
+from packaging.version import Version
 
+from pipfresh import lock
 from pipfresh.testing.index import PackageIndex
 
 REPO = Path(__file__).resolve().parents[1]
@@ -117,8 +119,7 @@ def _download(missing: list[str], dest: Path) -> None:
 def ensure_wheelhouse() -> Path:
     """Download the pinned wheels once into ``.cache/test-wheels`` (safe under xdist)."""
     WHEELHOUSE.mkdir(parents=True, exist_ok=True)
-    with open(WHEELHOUSE / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with lock.hold(WHEELHOUSE / ".lock", shared=False):
         missing = [
             f
             for f, digest in _WHEELS.items()
@@ -158,9 +159,31 @@ def _wheel_requires_python(wheel: Path) -> SpecifierSet:
     return SpecifierSet(meta.get("Requires-Python", ""))
 
 
+# Pythons a pip cannot run on although its Requires-Python admits them: pip 23.0.1's
+# vendored pkg_resources needs pkgutil.ImpImporter, which Python 3.12 removed.
+_RUNS_BELOW = {"23.0.1": "3.12"}
+
+
 def pip_supports(pip_version: str, python_version: str) -> bool:
-    """Whether pip ``pip_version`` runs on Python ``X.Y`` (from the wheel's Requires-Python)."""
+    """Whether pip ``pip_version`` runs on Python ``X.Y`` (the wheel's Requires-Python, less
+    what ``_RUNS_BELOW`` knows)."""
+    below = _RUNS_BELOW.get(pip_version)
+    if below is not None and Version(python_version) >= Version(below):
+        return False
     return _wheel_requires_python(pip_wheel(pip_version)).contains(f"{python_version}.0")
+
+
+def python_for(pip_version: str) -> Path:
+    """An interpreter that runs pip ``pip_version``: the one running the tests when it can,
+    else the newest installed one that can; skips the test when none can."""
+    ours = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    if pip_supports(pip_version, ours):
+        return Path(sys.executable)
+    found = find_interpreters()
+    for version in sorted(found, key=Version, reverse=True):
+        if pip_supports(pip_version, version):
+            return found[version]
+    pytest.skip(f"pip {pip_version} runs on none of the installed Pythons ({ours}, {list(found)})")
 
 
 # -- interpreters ------------------------------------------------------------------
@@ -168,7 +191,8 @@ def pip_supports(pip_version: str, python_version: str) -> bool:
 
 @functools.cache
 def find_interpreters() -> dict[str, Path]:
-    """``"3.8".."3.13"`` -> newest pyenv-installed CPython of that minor version."""
+    """``"3.8".."3.13"`` -> newest pyenv-installed CPython of that minor version, else a
+    ``python3.X`` on PATH (CI's setup-python puts every version it installs there)."""
     roots = []
     if os.environ.get("PYENV_ROOT"):
         roots.append(Path(os.environ["PYENV_ROOT"]) / "versions")
@@ -185,7 +209,12 @@ def find_interpreters() -> dict[str, Path]:
             patch = int(m.group(2))
             if os.access(exe, os.X_OK) and patch > best.get(m.group(1), (-1, exe))[0]:
                 best[m.group(1)] = (patch, exe)
-    return {v: best[v][1] for v in PYTHON_VERSIONS if v in best}
+    found = {v: best[v][1] for v in PYTHON_VERSIONS if v in best}
+    for version in PYTHON_VERSIONS:
+        on_path = shutil.which(f"python{version}")
+        if version not in found and on_path and "shims" not in Path(on_path).parts:
+            found[version] = Path(on_path)
+    return found
 
 
 @pytest.fixture(scope="session")
@@ -259,8 +288,10 @@ def make_venv(tmp_path: Path, wheelhouse: Path) -> MakeVenv:
     """Factory: ``make_venv(python=None, pip="26.3", name=None) -> Venv``.
 
     pip is installed offline from the wheelhouse by running pip out of its own
-    wheel; ``pip=None`` leaves the venv without pip.  Skips when that pip does
-    not support that Python (pip 25.x needs 3.9+, 26.x needs 3.10+).
+    wheel; ``pip=None`` leaves the venv without pip.  ``python=None`` is the
+    interpreter running the tests, or another one when that pip cannot run on it
+    (``python_for``).  Skips when that pip does not support that Python (pip 23.0.1
+    runs below 3.12, 25.x needs 3.9+, 26.x needs 3.10+).
     """
     counter = 0
 
@@ -269,7 +300,9 @@ def make_venv(tmp_path: Path, wheelhouse: Path) -> MakeVenv:
     ) -> Venv:
         nonlocal counter
         counter += 1
-        python = Path(python) if python is not None else Path(sys.executable)
+        if python is None:
+            python = python_for(pip) if pip is not None else Path(sys.executable)
+        python = Path(python)
         if pip is not None:
             pyver = python_version_of(python)
             if not pip_supports(pip, pyver):

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from conftest import PYTHON_VERSIONS
 from helpers import index_args, installed_version, pipfresh
 from pipfresh import ci, interpreter, keys, usage
 from pipfresh.partition import CacheRoot
@@ -305,6 +306,45 @@ def test_actionlint_reads_the_action_inputs(tmp_path: Path) -> None:
     """The check has teeth: an input the action does not declare is an error."""
     proc = lint_project(tmp_path, {"requirement": "requirements.txt"})
     assert proc.returncode == 1 and '"requirement" is not defined' in proc.stdout
+
+
+WORKFLOW = REPO / ".github" / "workflows" / "ci.yml"
+
+
+@needs_actionlint
+def test_actionlint_passes_on_the_projects_workflow() -> None:
+    """``.github/workflows/ci.yml``, its run: scripts (shellcheck) and its ``uses: ./``
+    (checked against action.yml's inputs)."""
+    env = dict(
+        os.environ, PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])
+    )
+    assert actionlint is not None
+    proc = subprocess.run(
+        [actionlint, "-oneline", str(WORKFLOW)], cwd=REPO, env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_the_workflow_tests_every_supported_python_on_every_os_and_uses_the_action() -> None:
+    import yaml
+    from packaging.specifiers import SpecifierSet
+
+    jobs = yaml.safe_load(WORKFLOW.read_text())["jobs"]
+    matrix = jobs["tests"]["strategy"]["matrix"]
+    supported = SpecifierSet(_requires_python())
+    assert matrix["python"] == [v for v in PYTHON_VERSIONS if supported.contains(f"{v}.0")]
+    assert set(matrix["os"]) == {"ubuntu-latest", "macos-latest", "windows-latest"}
+    readme_command = jobs["tests"]["steps"][-1]["run"].splitlines()[-2:]
+    assert readme_command == ["python -m pip install -e '.[test]'", "python -m pytest -n 2"]
+    assert any(step.get("uses") == "./" for step in jobs["action"]["steps"])
+    lint = "\n".join(step.get("run", "") for step in jobs["lint"]["steps"])
+    assert all(tool in lint for tool in ("ruff check", "mypy", "actionlint"))
+
+
+def _requires_python() -> str:
+    match = re.search(r'^requires-python = "([^"]+)"', (REPO / "pyproject.toml").read_text(), re.M)
+    assert match is not None
+    return match.group(1)
 
 
 class ActionRunner:

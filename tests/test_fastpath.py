@@ -38,7 +38,7 @@ def test_store_path_ends_where_pip_ends(
 ) -> None:  # type: ignore[no-untyped-def]
     """Cold and warm through the store, each compared with pipfresh running plain pip."""
     index.publish(
-        *fancy_wheels(dist_dir),
+        *fancy_wheels(dist_dir, py311),
         build_wheel(dist_dir, "app", "1.0", requires=["fancy", "built"]),
         build_sdist(dist_dir, "built", "0.3"),
     )

@@ -60,8 +60,9 @@ def _with_exec_bits(wheel: Path, executable: set[str]) -> Path:
     return wheel
 
 
-def fancy_wheels(out: Path) -> list[Path]:
-    """The parity workload: every wheel feature pip handles, in four wheels."""
+def fancy_wheels(out: Path, python: Path) -> list[Path]:
+    """The parity workload: every wheel feature pip handles, in four wheels (one of them
+    tagged for ``python`` alone)."""
     data = "fancy-1.0.data"
     fancy = build_wheel(
         out,
@@ -99,7 +100,7 @@ def fancy_wheels(out: Path) -> list[Path]:
         "native-bits",
         "0.5",
         pure=False,
-        tag=native_tag(),
+        tag=native_tag(python),
         modules={"native_bits/__init__.py": "PLAT = 'platlib'\n"},
         extra_files={"native_bits-0.5.data/purelib/native_pure/__init__.py": b"PURE = 1\n"},
     )
@@ -265,7 +266,7 @@ def reinstalled_venv(make_venv: Any, python: Path, venv: Any, **kwargs: Any) -> 
 def test_store_install_matches_pip(
     index, dist_dir: Path, make_venv, py311: Path, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
-    wheels = fancy_wheels(dist_dir)
+    wheels = fancy_wheels(dist_dir, py311)
     index.publish(*wheels)
     venv = make_venv(py311, name="env")
     venv.pip("install", *index_args(index), "fancy")

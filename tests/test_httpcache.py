@@ -9,7 +9,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tarfile
 import tempfile
 import zipfile
@@ -28,7 +27,7 @@ from pip._vendor.cachecontrol.serialize import Serializer
 from pip._vendor.requests import PreparedRequest
 from pip._vendor.urllib3 import HTTPResponse
 
-from conftest import pip_wheel
+from conftest import pip_wheel, python_for
 from pipfresh import httpcache as hc
 from pipfresh.httpcache import CorruptEntry, EntryFiles, Kind, Problem
 from pipfresh.testing.dists import build_sdist, build_wheel
@@ -894,7 +893,7 @@ def _pip_download(
     """Run pip ``version`` straight out of its wheel, caching into ``cache``."""
     return subprocess.run(
         [
-            sys.executable,
+            str(python_for(version)),
             str(pip_wheel(version) / "pip"),
             "download",
             "--no-deps",

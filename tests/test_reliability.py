@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import python_for
 from helpers import index_args, installed_version, pipfresh
 from pipfresh import httpcache
 from pipfresh.testing.dists import build_sdist, build_wheel
@@ -122,8 +123,9 @@ def test_parallel_installs_with_prune_and_info_in_the_middle(
     """8 installs on one partition at once (two pip formats), a prune and an info meanwhile."""
     publish_workload(index, dist_dir)
     index.latency = 0.15  # every response a little late: the runs overlap for seconds
-    venvs = [make_venv(pip=None) for _ in range(6)]
-    venvs += [make_venv(pip="26.3"), make_venv(pip="23.0.1")]
+    python = python_for("23.0.1")  # one interpreter, so one partition, for both formats
+    venvs = [make_venv(python, pip=None) for _ in range(6)]
+    venvs += [make_venv(python, pip="26.3"), make_venv(python, pip="23.0.1")]
     # Overlapping requirements: all share lib/built/big; half pin the older lib.
     reqs = [["app"] if i % 2 == 0 else ["app", "lib==1.0"] for i in range(len(venvs))]
     # Three of them take the fast path: concurrent adds to the store as well.
@@ -180,7 +182,7 @@ def test_parallel_installs_with_prune_and_info_in_the_middle(
     # The pruned cache still serves a new venv without downloading or building anything.
     index.latency = 0.0
     index.reset_counters()
-    last = make_venv(pip=None)
+    last = make_venv(python, pip=None)
     run = pipfresh(
         "install", "--python", last.python, *index_args(index), "app", summary=tmp_path / "s.json"
     ).ok()
@@ -486,7 +488,7 @@ def test_ctrl_c_exits_promptly_with_pips_status_and_leaves_nothing(
     scratch = tmp_path / "tmpdir"
     scratch.mkdir()
     env = {**os.environ, "TMPDIR": str(scratch)}
-    venv = make_venv()  # its own pip: with ours via --python, pip itself exits 130 (a traceback)
+    venv = make_venv(pip="26.3")  # that pip's answer to Ctrl-C, whichever pip runs the tests
     proc = popen_pipfresh(
         "install",
         "--python",

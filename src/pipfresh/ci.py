@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import secrets
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -108,6 +109,13 @@ def key_command(
     """``pipfresh cache key``: print the key; on GitHub Actions also write the step outputs."""
     base = Path.cwd()
     files = list(opts.files) or keys.discover(base)
+    if not files:
+        print(
+            f"pipfresh: warning: no dependency files in {base} "
+            f"({', '.join(keys.DEPENDENCY_PATTERNS)}): the key hashes nothing, so it never "
+            "changes when your dependencies do; name the files: pipfresh cache key FILES...",
+            file=sys.stderr,
+        )
     key = keys.for_target(facts, files, base)
     partition = root.partition(partition_id(facts)).check()
     values = outputs(key, partition)

@@ -16,7 +16,27 @@ from pathlib import Path
 from . import __version__
 from .errors import PipfreshError
 
-USAGE = """\
+OWN_OPTIONS = """\
+pipfresh's own options (before or after the command; everything else goes to pip):
+  --python PYTHON        target interpreter or venv (default: $VIRTUAL_ENV,
+                         else the interpreter running pipfresh)
+  --summary-json FILE    install: also write the run's summary as JSON ("-":
+                         stdout, and pip's own output then goes to stderr)
+  -q                     no summary line (passed on to pip as well)
+
+environment:
+  PIPFRESH_CACHE_DIR     cache root (default: the platform's user cache
+                         directory, ~/.cache/pipfresh on Linux)
+  PIPFRESH_INSTALLER     store (default: install from pipfresh's store of
+                         unpacked wheels) or pip (plain pip install)
+  PIPFRESH_LINK_MODE     hardlink (default) or copy: how the store installer
+                         places files in the target
+  PIPFRESH_LOCK_TIMEOUT  seconds to wait for a partition another pipfresh
+                         holds (default 600)
+"""
+
+USAGE = (
+    """\
 usage: pipfresh [--python PYTHON] COMMAND [pip options]
        pipfresh cache {dir,info,prune,purge,key} [options]
 
@@ -27,14 +47,19 @@ found), while downloaded and built wheels are reused.
   pipfresh install -r requirements.txt      any `pip install` arguments
   pipfresh download|wheel|lock|index|...     any other pip command, same cache
 
-pipfresh's own options (everything else goes to pip):
-  --python PYTHON        target interpreter or venv (default: $VIRTUAL_ENV,
-                         else the interpreter running pipfresh)
-  --summary-json FILE    also write the run's summary as JSON ("-": stdout)
-  -q                     no summary line (passed on to pip as well)
-
-environment: PIPFRESH_CACHE_DIR (cache root), PIPFRESH_LOCK_TIMEOUT (seconds)
 """
+    + OWN_OPTIONS
+)
+
+
+def command_help(command: str) -> str:
+    """What ``pipfresh COMMAND --help`` prints before pip's own help for COMMAND."""
+    return (
+        f"pipfresh {command}: pip {command} (its help follows) with pipfresh's managed cache.\n\n"
+        + OWN_OPTIONS
+        + f"\n{'-' * 30} pip {command} --help {'-' * 30}\n"
+    )
+
 
 OWN_CACHE_COMMANDS = ("dir", "info", "prune", "purge", "key")
 _LEADING = ("--python", "--summary-json")
@@ -68,9 +93,15 @@ def _dispatch(argv: list[str]) -> int:
     if command == "cache" and (not argv[1:] or _first_positional(argv[1:]) in OWN_CACHE_COMMANDS):
         # `pipfresh --python X cache dir`: the option belongs to the subcommand.
         return cache_main(argv[1:2] + leading + argv[2:])
+    from .args import split
     from .runner import run_pip_command
+    from .summary import stdout_for_json
 
-    return run_pip_command(command, rest, os.environ)
+    parsed = split(rest)
+    if {"-h", "--help"} & set(parsed.args):
+        print(command_help(command), end="", flush=True)
+    with stdout_for_json(parsed.summary_json):
+        return run_pip_command(command, rest, os.environ)
 
 
 def _first_positional(args: list[str]) -> str | None:
@@ -150,13 +181,14 @@ def _parser() -> argparse.ArgumentParser:
 
 def cache_main(argv: list[str]) -> int:
     from . import inventory, prune
+    from .interpreter import Target
     from .partition import partition_id
     from .runner import open_root, resolve_target
 
     opts = _parser().parse_args(argv)
     root = open_root(os.environ)
 
-    def target_partition() -> tuple[str, object]:
+    def target_partition() -> tuple[str, Target]:
         target = resolve_target(opts.python, os.environ, root)
         return partition_id(target.facts), target
 
@@ -171,11 +203,16 @@ def cache_main(argv: list[str]) -> int:
         return ci.key_command(root, target.facts, opts, os.environ)
 
     # Every partition is checked before any is touched: a link refuses the whole command.
-    partitions = (
-        root.partitions()
-        if getattr(opts, "all", False)
-        else [root.partition(target_partition()[0]).check()]
-    )
+    chosen = ""  # which interpreter chose the partition, for prune's and purge's lines
+    if getattr(opts, "all", False):
+        partitions = root.partitions()
+    else:
+        pid, target = target_partition()
+        partitions = [root.partition(pid).check()]
+        chosen = f" · python {target.python} ({target.source})"
+    if opts.action in ("prune", "purge") and not partitions and not getattr(opts, "json", False):
+        print(f"pipfresh: no partitions under {root.path}: nothing to {opts.action}")
+        return 0
     if opts.action == "info":
         found = [inventory.take(p) for p in partitions if p.path.is_dir()]
         if opts.json:
@@ -206,12 +243,15 @@ def cache_main(argv: list[str]) -> int:
                 removed = (
                     ", ".join(f"{n} {k}" for k, n in sorted(result.removed.items())) or "nothing"
                 )
-                print(f"pipfresh: pruned {pid}: {removed}; freed {result.freed / 1048576:.1f} MB")
+                print(
+                    f"pipfresh: pruned {pid}: {removed}; freed {result.freed / 1048576:.1f} MB"
+                    + chosen
+                )
         return 0
     if opts.action == "purge":
         for p in partitions:
             freed = prune.purge(p, on_wait=_waiting(p.id))
-            print(f"pipfresh: purged {p.id}; freed {freed / 1048576:.1f} MB")
+            print(f"pipfresh: purged {p.id}; freed {freed / 1048576:.1f} MB{chosen}")
         return 0
     raise PipfreshError(f"unknown cache action {opts.action}")
 

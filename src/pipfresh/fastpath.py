@@ -95,8 +95,9 @@ def decide(
         raise PipfreshError(f"{INSTALLER_ENV}={choice}: choose one of {', '.join(INSTALLERS)}")
     if choice == "pip":
         return Decision("pip", f"{INSTALLER_ENV}=pip" if given else "default")
-    if partition is None:
-        return Decision("pip", f"{parsed.user_cache_choice} given")
+    if partition is None:  # the user chose the cache, or the managed one is unusable
+        cache = parsed.user_cache_choice
+        return Decision("pip", f"{cache} given" if cache else "the managed cache is unusable")
     if os.name != "posix":
         return Decision("pip", "the store installer supports POSIX targets only")
     if not target.facts.is_venv:
@@ -335,7 +336,7 @@ def _resolve(job: Job) -> _Resolution:
         if first_changed is None:
             job.report_path.write_text(json.dumps(recorded.report), encoding="utf-8")
             return _Resolution(0, f"reused: {unchanged} index pages unchanged", unchanged)
-        changed = f"{first_changed} changed; "
+        changed = f"{first_changed}; "
     with tempfile.TemporaryDirectory(prefix="pipfresh-log-") as tmp:
         log = Path(tmp, "pip.log")
         argv = job.program.command([*job.pip_args, "--dry-run", "--log", str(log)])

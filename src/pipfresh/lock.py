@@ -121,8 +121,8 @@ def _acquire(
         delay = min(delay * 2, 0.25)
         if _try(fd, shared):
             return
-    kind = "shared" if shared else "exclusive"
+    kind = "a shared" if shared else "an exclusive"
     raise LockTimeout(
-        f"gave up after {timeout:.0f} s waiting for a {kind} lock on {path} "
+        f"gave up after {timeout:.0f} s waiting for {kind} lock on {path} "
         "(another pipfresh is using this partition; PIPFRESH_LOCK_TIMEOUT sets the wait)"
     )

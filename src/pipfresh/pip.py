@@ -18,7 +18,7 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 from . import process
-from .errors import InterpreterError
+from .errors import InterpreterError, PipfreshError
 from .interpreter import Target
 
 MIN_PIP = Version("23.0")  # first pip with a stable --report
@@ -79,6 +79,21 @@ def select(target: Target) -> PipProgram:
         ours,
         f"pipfresh's pip {ours} via --python ({why})",
     )
+
+
+# pip commands younger than the oldest pip pipfresh runs (MIN_PIP): the first pip with each.
+COMMAND_SINCE = {"lock": Version("25.1")}
+
+
+def require_command(program: PipProgram, command: str) -> None:
+    """Refuse, in one line that says which pip is needed, a command this pip does not have
+    (pip's own answer is only "unknown command")."""
+    since = COMMAND_SINCE.get(command)
+    if since is not None and program.version < since:
+        raise PipfreshError(
+            f"pip {command} needs pip >= {since}, and this run has the {program.description}: "
+            "upgrade the target's pip (python -m pip install --upgrade pip)"
+        )
 
 
 def environment(

@@ -22,6 +22,7 @@ validators, an unreachable index.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import os
 import re
@@ -396,8 +397,9 @@ class Revalidator:
             for trusted in (False, True)
         }
 
-    def unchanged(self, page: Page) -> bool:
-        """Whether the page is as it was: 304 for a page pip had, 404 for one it did not."""
+    def change(self, page: Page) -> str | None:
+        """None when the page is as it was (304 for a page pip had, 404 for one it did not),
+        else what happened to it, for the summary: changed, or could not be revalidated."""
         headers = {
             "Accept": _ACCEPT,
             "Cache-Control": "max-age=0",
@@ -415,15 +417,21 @@ class Revalidator:
                 status = int(response.status)  # a changed page's body is pip's to read
         except urllib.error.HTTPError as exc:
             status = exc.code
-        except (OSError, ValueError):
-            return False
-        return status == (404 if page.missing else 304)
+        except (OSError, ValueError, http.client.HTTPException) as exc:
+            reason = getattr(exc, "reason", None) or exc
+            return f"could not be revalidated ({getattr(reason, 'strerror', None) or reason})"
+        if status == (404 if page.missing else 304):
+            return None
+        if status in (200, 404):
+            return "changed"
+        return f"could not be revalidated (HTTP {status})"
 
     def all_unchanged(self, pages: Sequence[Page]) -> tuple[int, str | None]:
-        """How many pages are unchanged, and the first that is not (None if all are)."""
+        """How many pages are unchanged, and the first that is not, with what happened to it
+        (``<url> changed``, ``<url> could not be revalidated (HTTP 500)``), None if all are."""
         with ThreadPoolExecutor(max_workers=min(_WORKERS, len(pages))) as pool:
-            results = list(pool.map(self.unchanged, pages))
-        changed = [p.url for p, same in zip(pages, results) if not same]
+            results = list(pool.map(self.change, pages))
+        changed = [f"{p.url} {what}" for p, what in zip(pages, results) if what is not None]
         return len(pages) - len(changed), (changed[0] if changed else None)
 
 

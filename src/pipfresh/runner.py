@@ -44,6 +44,13 @@ def resolve_target(
     return Target(path, source, facts)
 
 
+# pip commands that read no cache: they run even when the cache root is unusable.
+NO_CACHE_COMMANDS = frozenset(
+    ("list", "show", "freeze", "check", "inspect", "uninstall", "help", "config", "debug",
+     "completion", "hash")
+)  # fmt: skip
+
+
 def open_root(environ: Mapping[str, str]) -> CacheRoot:
     return CacheRoot(default_root(environ)).ensure()
 
@@ -69,7 +76,12 @@ def _run_pip_command(command: str, argv: list[str], environ: Mapping[str, str]) 
     user_choice = parsed.user_cache_choice
     root: CacheRoot | None = None
     unusable: str | None = None  # why the managed cache cannot be used, if it cannot
-    if user_choice is None:
+    if command in NO_CACHE_COMMANDS:
+        try:
+            root = open_root(environ)
+        except CacheRootError:
+            root = None  # only the probe cache is lost
+    elif user_choice is None:
         try:
             root = open_root(environ)
         except CacheNotWritable as exc:
@@ -82,6 +94,7 @@ def _run_pip_command(command: str, argv: list[str], environ: Mapping[str, str]) 
             root = None  # only the probe cache is lost
     target = resolve_target(parsed.python, environ, root)
     program = pip.select(target)
+    pip.require_command(program, command)
     partition = None
     if user_choice is None:
         if root is not None:

@@ -7,7 +7,10 @@ pip's human output. The same figures are available as JSON (``--summary-json``).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+import os
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -108,13 +111,48 @@ class Summary:
         return data
 
     def write_json(self, target: str) -> None:
+        """Write the JSON to ``target``; ``-`` is the stdout that ``stdout_for_json`` kept."""
         text = json.dumps(self.to_json(), indent=2, sort_keys=True) + "\n"
-        if target == "-":
-            import sys
-
-            sys.stdout.write(text)
-        else:
+        if target != "-":
             Path(target).write_text(text, encoding="utf-8")
+        elif _json_stdout is None:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        else:
+            with open(_json_stdout, "w", encoding="utf-8", closefd=False) as out:
+                out.write(text)
+
+
+_json_stdout: int | None = None  # the real stdout while ``stdout_for_json`` holds it
+
+
+@contextmanager
+def stdout_for_json(target: str | None) -> Iterator[None]:
+    """With ``--summary-json -``, stdout carries the JSON alone.
+
+    Everything else written to stdout meanwhile (pip's output, pipfresh's, any
+    child's: they inherit the descriptor) goes to stderr, so
+    ``pipfresh install ... --summary-json - | jq`` reads valid JSON.
+    """
+    global _json_stdout
+    if target != "-" or _json_stdout is not None:
+        yield
+        return
+    sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+    except OSError:  # no stdout at all: nothing to keep apart
+        yield
+        return
+    os.dup2(2, 1)
+    _json_stdout = saved
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+        _json_stdout = None
 
 
 KindOf = Callable[[Path], "httpcache.CachedResponse | None"]

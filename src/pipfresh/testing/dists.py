@@ -8,10 +8,12 @@ again" from "new file with the same name".
 from __future__ import annotations
 
 import base64
+import functools
 import gzip
 import hashlib
 import io
 import re
+import subprocess
 import sys
 import sysconfig
 import tarfile
@@ -36,11 +38,22 @@ def import_name(name: str) -> str:
     return dist_name(name)
 
 
-def native_tag() -> str:
-    """The running interpreter's most specific tag, e.g. ``cp311-cp311-linux_x86_64``."""
-    py = f"cp{sys.version_info[0]}{sys.version_info[1]}"
-    platform = re.sub(r"[-.]", "_", sysconfig.get_platform())
-    return f"{py}-{py}-{platform}"
+_TAG_PARTS = "import sys, sysconfig; print(sys.version_info[0], sys.version_info[1], sysconfig.get_platform())"
+
+
+@functools.cache
+def native_tag(python: str | Path | None = None) -> str:
+    """The most specific tag of ``python`` (default: the running interpreter), e.g.
+    ``cp311-cp311-linux_x86_64``: a wheel only that interpreter installs."""
+    if python is None:
+        major, minor, platform = sys.version_info[0], sys.version_info[1], sysconfig.get_platform()
+    else:
+        out = subprocess.run(
+            [str(python), "-c", _TAG_PARTS], check=True, capture_output=True, text=True
+        ).stdout.split()
+        major, minor, platform = int(out[0]), int(out[1]), out[2]
+    py = f"cp{major}{minor}"
+    return f"{py}-{py}-{re.sub(r'[-.]', '_', platform)}"
 
 
 def _default_modules(name: str, version: str) -> dict[str, str]:
