@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -226,7 +227,10 @@ def test_ctrl_c_at_every_phase_of_a_cold_store_install(
 
     said = [line for line in err.splitlines() if line.startswith("pipfresh:")]
     assert said == [f"pipfresh: interrupted ({label})"], err
-    assert "Traceback" not in err, err
+    if twice:  # pip's own cleanup, stopped by the second Ctrl-C, may print a traceback
+        assert not re.search(r'File "[^"]*[/\\]pipfresh[/\\]', err), err
+    else:
+        assert "Traceback" not in err, err
     if status is None:
         assert proc.returncode in (1, 130), err
     else:
@@ -240,8 +244,13 @@ def test_ctrl_c_at_every_phase_of_a_cold_store_install(
     with lock.hold(lock_file, shared=False, timeout=5):
         pass
     assert [p for p in root.glob("partitions-v1/*/pipfresh/store-v1/.*")] == []
-    if not twice:  # a second Ctrl-C may stop pip's own cleanup, as it would without pipfresh
-        assert list(scratch.iterdir()) == []
+    # pipfresh's own temporary directories are gone. pip's may not be: Ctrl-C reaches a
+    # build hook's process too, which can still write into the directory pyproject_hooks
+    # is removing (tmpXXXXXXXX), as it does without pipfresh; a second Ctrl-C may stop
+    # pip's cleanup itself.
+    assert [p.name for p in scratch.iterdir() if p.name.startswith("pipfresh-")] == []
+    if not twice:
+        assert [p.name for p in scratch.iterdir() if p.name.startswith("pip-")] == []
 
     # The next run removes whatever the interrupted one left, and leaves nothing itself.
     index.latency = 0.0

@@ -23,7 +23,7 @@ import pytest
 
 from conftest import python_for
 from helpers import index_args, installed_version, pipfresh
-from pipfresh import httpcache
+from pipfresh import httpcache, install
 from pipfresh.testing.dists import build_sdist, build_wheel
 
 # -- shared workload --------------------------------------------------------------------
@@ -427,7 +427,7 @@ def test_a_plan_write_killed_halfway_leaves_what_the_next_run_removes(
     pipfresh("install", "--python", first.python, *index_args(index), "lib", env=env).ok()
     (store,) = cache_root().glob("partitions-v1/*/pipfresh/store-v1")
     (entry,) = [p for p in store.iterdir() if not p.name.startswith(".")]
-    (entry / "plan-v1.json").unlink()  # the next install plans again
+    (entry / install.PLAN_FILE).unlink()  # the next install plans again
     before = _tree_names(store)
     killed = subprocess.run(
         [sys.executable, "-c", KILLED_PLAN_WRITE, str(store), entry.name], capture_output=True
@@ -440,7 +440,7 @@ def test_a_plan_write_killed_halfway_leaves_what_the_next_run_removes(
     pipfresh("install", "--python", again.python, *index_args(index), "lib", env=env).ok()
     assert installed_version(again.python, "lib") == "1.0"
     assert left.isdisjoint(_tree_names(store)), left
-    assert (entry / "plan-v1.json").is_file()
+    assert (entry / install.PLAN_FILE).is_file()
     assert [p for p in cache_root().rglob("*") if p.name.endswith(".tmp")] == []
     assert [p.name for p in store.iterdir() if p.name.startswith(".")] == []
 
