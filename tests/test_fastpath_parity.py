@@ -4,7 +4,8 @@ Purpose-built wheels cover data files, headers, scripts (``#!python`` and not),
 console and GUI entry points, ``.pth`` files, a namespace package split over two
 wheels and a purelib/platlib split. Each test installs the same wheels once with
 real pip and once from the store, into venvs of the same path length, and
-compares the two trees byte for byte (paths to the venv normalised).
+compares the two trees byte for byte (paths to the venv normalised) and each
+``.pyc``'s code objects but their ``co_filename`` (which must name the source).
 """
 
 from __future__ import annotations
@@ -197,6 +198,78 @@ def metadata(venv: Any) -> dict[str, Any]:
     return result
 
 
+# Runs under the venv: every .pyc's header (but the source mtime), its code objects with
+# every attribute but co_filename (recursively), the source it caches and the names its
+# code objects give as their file.
+_BYTECODE_DUMP = r"""
+import importlib.util, json, marshal, os, sys, warnings
+warnings.simplefilter("ignore")  # co_lnotab is deprecated, still compared
+CODE = type(compile("", "", "exec"))
+
+def shape(value):
+    if isinstance(value, CODE):
+        names = [n for n in dir(value) if n.startswith("co_") and n != "co_filename"]
+        return {n: shape(getattr(value, n)) for n in sorted(names)
+                if not callable(getattr(value, n))}
+    if isinstance(value, (tuple, list)):
+        return [shape(v) for v in value]
+    if isinstance(value, frozenset):  # marshalled in its compiler's set order
+        return sorted(repr(v) for v in value)
+    return repr(value)
+
+def filenames(code):
+    yield code.co_filename
+    for const in code.co_consts:
+        if isinstance(const, CODE):
+            yield from filenames(const)
+
+out = {}
+for dirpath, _dirs, names in os.walk(sys.argv[1]):
+    for name in names:
+        if name.endswith(".pyc"):
+            path = os.path.join(dirpath, name)
+            with open(path, "rb") as fp:
+                data = fp.read()
+            code = marshal.loads(data[16:])
+            out[os.path.relpath(path, sys.argv[1])] = {
+                "header": data[:8].hex() + data[12:16].hex(),
+                "code": shape(code),
+                "source": importlib.util.source_from_cache(path),
+                "filenames": sorted(set(filenames(code))),
+            }
+print(json.dumps(out))
+"""
+
+
+def bytecode(venv: Any) -> dict[str, Any]:
+    """Every ``.pyc`` of the venv: its header, its code objects, their file names."""
+    result: dict[str, Any] = json.loads(venv.run("-c", _BYTECODE_DUMP, venv.path).stdout)
+    return result
+
+
+def assert_names_its_source(dump: dict[str, Any]) -> None:
+    """Each code object names the source its ``.pyc`` caches: absolute (pip's), or relative
+    to the directory the source was installed into (the store's, one ``.pyc`` for every
+    target): never a path that does not exist."""
+    assert dump, "no bytecode at all"
+    for pyc, found in dump.items():
+        source = found["source"]
+        assert os.path.isfile(source), f"{pyc} caches a missing {source}"
+        for name in found["filenames"]:
+            relative = not os.path.isabs(name) and source.endswith(os.sep + name)
+            same = os.path.isabs(name) and os.path.realpath(name) == os.path.realpath(source)
+            assert same or relative, f"{pyc} names {name}, not {source}"
+
+
+def assert_same_bytecode(expected: dict[str, Any], got: dict[str, Any]) -> None:
+    assert sorted(got) == sorted(expected)
+    differ = [p for p in expected if (expected[p]["header"], expected[p]["code"])
+              != (got[p]["header"], got[p]["code"])]  # fmt: skip
+    assert not differ, f"bytecode differs from pip's: {differ[:5]}"
+    assert_names_its_source(expected)
+    assert_names_its_source(got)
+
+
 def pyc_state(venv: Any) -> dict[str, int]:
     return {
         str(p): p.stat().st_mtime_ns
@@ -242,12 +315,14 @@ class EndState:
     """A target after an install: its files, its metadata as Python sees it, ``pip list``."""
 
     files: dict[str, tuple[int, bytes]]
-    metadata: dict[str, Any]
+    metadata: dict[str, Any]  # REQUESTED included
     pip_list: str
+    bytecode: dict[str, Any]
 
     @classmethod
     def of(cls, venv: Any) -> EndState:
-        return cls(tree(venv), metadata(venv), venv.pip("list", "--format=json").stdout)
+        pip_list = venv.pip("list", "--format=json").stdout
+        return cls(tree(venv), metadata(venv), pip_list, bytecode(venv))
 
 
 def assert_same_end_state(expected: EndState, venv: Any) -> None:
@@ -255,6 +330,7 @@ def assert_same_end_state(expected: EndState, venv: Any) -> None:
     assert_same_tree(expected.files, got.files)
     assert got.metadata == expected.metadata
     assert got.pip_list == expected.pip_list
+    assert_same_bytecode(expected.bytecode, got.bytecode)
 
 
 def reinstalled_venv(make_venv: Any, python: Path, venv: Any, **kwargs: Any) -> Any:

@@ -117,3 +117,44 @@ def test_plans_never_reach_outside_the_target(tmp_path: Path) -> None:
     assert sorted(
         p.relative_to(tmp_path / "t3").as_posix() for p in (tmp_path / "t3").rglob("*")
     ) == sorted(p.relative_to(tmp_path / "t2").as_posix() for p in (tmp_path / "t2").rglob("*"))
+
+
+def _code_filenames(pyc: Path) -> set[str]:
+    """The file every code object in a ``.pyc`` (of this interpreter) names."""
+    import marshal
+
+    found, todo = set(), [marshal.loads(pyc.read_bytes()[16:])]
+    while todo:
+        code = todo.pop()
+        found.add(code.co_filename)
+        todo += [c for c in code.co_consts if hasattr(c, "co_filename")]
+    return found
+
+
+def test_bytecode_names_its_source_as_installed_and_older_entries_are_added_again(
+    tmp_path: Path,
+) -> None:
+    """The store's ``.pyc`` name their source relative to its scheme's directory, not the
+    staging directory the entry was built in (gone once it is published); an entry of the
+    layout before, whose bytecode does, is discarded and added again."""
+    modules = {"demo/sub/mod.py": "def f():\n    return lambda: 1\n", "demo/__init__.py": ""}
+    data = {"demo-1.0.data/purelib/extra_mod.py": b"X = 1\n"}
+    wheel = build_wheel(tmp_path / "dists", "demo", "1.0", modules=modules, extra_files=data)
+    sha = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    store = Store(tmp_path / STORE_LAYOUT)
+    entry = store.add({sha: wheel}, Compiler(Path(sys.executable)))[sha]
+    named = {
+        rel: _code_filenames(Path(entry.file(entry.pyc[rel])))
+        for rel in ("demo/sub/mod.py", "demo-1.0.data/purelib/extra_mod.py")
+    }
+    assert named == {
+        "demo/sub/mod.py": {"demo/sub/mod.py"},
+        "demo-1.0.data/purelib/extra_mod.py": {"extra_mod.py"},
+    }
+
+    manifest = entry.path / "manifest.json"
+    old = json.loads(manifest.read_text())
+    old["layout"] = 2
+    manifest.chmod(0o644)
+    manifest.write_text(json.dumps(old))
+    assert store.lookup(sha) is None and not entry.path.exists()

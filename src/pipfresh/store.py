@@ -12,7 +12,11 @@ Layout, inside the partition's ``pipfresh/`` directory::
     store-v1/.tmp-*                         entries (and fingerprints) being written (never read)
 
 Adding is atomic: an entry is built under ``.tmp-*`` and renamed into place
-complete, so a half-added wheel is never seen. Entries are immutable: their
+complete, so a half-added wheel is never seen. Bytecode names its source
+relative to the directory the source is installed into (``fancy/cli.py``, not
+the staging path): the import system puts the installed path in its place when
+it loads the ``.pyc`` (``_imp._fix_co_filename``, as for any cached module), so
+one stored ``.pyc`` is valid in every target. Entries are immutable: their
 files are read-only, and every file's content hash is in the manifest (hashed
 while unpacking a wheel whose sha256 was checked, and as compiled for bytecode).
 Installed files share inodes with the store, so an edit through a target (or a
@@ -49,7 +53,9 @@ from .errors import PipfreshError
 STORE_LAYOUT = "store-v1"
 MANIFEST = "manifest.json"
 FINGERPRINT = "fingerprint-v1.json"
-_MANIFEST_VERSION = 2  # 2: every file's sha256 (entries of 1 are discarded and added again)
+# Entries of an older layout are discarded and added again. 2: every file's sha256;
+# 3: bytecode names its source relative to its scheme's directory (``installed_name``).
+_MANIFEST_VERSION = 3
 _WRITE = stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH
 
 
@@ -238,7 +244,8 @@ class Compiler:
         self.env = dict(env) if env is not None else None
 
     def compile(self, files: list[str]) -> dict[str, str]:
-        """Compile ``files`` (absolute paths); return source -> pyc for those that compiled."""
+        """Compile ``files`` (absolute paths, which the bytecode names); return source -> pyc
+        for those that compiled."""
         if not files:
             return {}
         compilation = self.start()
@@ -270,11 +277,13 @@ class Compilation:
         self._lock = threading.Lock()
         self._broken = False
 
-    def submit(self, files: list[str]) -> None:
-        """Queue ``files`` (absolute paths) for compiling; safe from several threads."""
+    def submit(self, files: list[str], names: Mapping[str, str] | None = None) -> None:
+        """Queue ``files`` (absolute paths) for compiling, each named in its bytecode by
+        ``names`` (its absolute path when absent); safe from several threads."""
         if not files:
             return
-        line = json.dumps(files).encode("utf-8") + b"\n"
+        named = [[path, (names or {}).get(path, path)] for path in files]
+        line = json.dumps(named).encode("utf-8") + b"\n"
         with self._lock:
             if self._broken:
                 return
@@ -305,8 +314,9 @@ class Compilation:
         self._errors.close()
 
 
-# Runs under the target (3.8+): compile like pip's compileall.compile_file(force=True, quiet=True).
-# Reads one JSON list of paths per line as they come, until a ``null`` line; a pool of every
+# Runs under the target (3.8+): compile like pip's compileall.compile_file(force=True, quiet=True),
+# the bytecode naming each file as given (``ddir``: what ``compile()`` gets as the file name).
+# Reads one JSON list of [path, name] per line as they come, until a ``null`` line; a pool of every
 # core once 64 files came (fewer are compiled here, without starting processes); prints
 # source -> pyc at the end. Input that ends without ``null`` means pipfresh is gone or gave
 # up: it kills its own process group (itself and the pool; ``process.Helper`` made it one).
@@ -317,21 +327,22 @@ def some(paths):
     done = []
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore")
-        for path in paths:
-            ok = compileall.compile_file(path, force=True, quiet=2)
+        for path, name in paths:
+            ddir = os.path.dirname(name)
+            ok = compileall.compile_file(path, ddir=ddir, force=True, quiet=2)
             done.append((path, importlib.util.cache_from_source(path) if ok else None))
     return done
 def chunks(paths):
     sized = []
-    for path in paths:
+    for path, name in paths:
         try:
-            sized.append((os.path.getsize(path), path))
+            sized.append((os.path.getsize(path), path, name))
         except OSError:
-            sized.append((0, path))
+            sized.append((0, path, name))
     sized.sort(reverse=True)
     chunk, weight = [], 0
-    for size, path in sized:
-        chunk.append(path)
+    for size, path, name in sized:
+        chunk.append((path, name))
         weight += size + 4096
         if weight > 262144:
             yield chunk
@@ -367,6 +378,15 @@ def main():
 if __name__ == "__main__":
     main()
 """
+
+
+def installed_name(archive_path: str) -> str:
+    """A wheel file's path inside the directory its scheme installs it into, the same in
+    every target: ``fancy/cli.py``, and ``x/y.py`` for ``<name>.data/purelib/x/y.py``."""
+    parts = archive_path.split("/", 2)
+    if len(parts) == 3 and parts[0].endswith(".data"):
+        return parts[2]
+    return archive_path
 
 
 def compiles(archive_path: str) -> bool:
@@ -639,7 +659,9 @@ class Adding:
             finally:
                 if opened is not None:
                     opened.close()
-            compilation.submit(list(unpacked.sources.values()))
+            sources = unpacked.sources
+            names = {path: installed_name(rel) for rel, path in sources.items()}
+            compilation.submit(list(sources.values()), names)
             return unpacked
 
         self._futures[sha256] = (wheel.name, self._pool.submit(unpack))
