@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 from packaging.version import Version
 
-from helpers import index_args
+from helpers import index_args, pipfresh, store_env
 from pipfresh import install
 from pipfresh.interpreter import probe
 from pipfresh.store import STORE_LAYOUT, Compiler, Store
@@ -432,3 +432,36 @@ def test_copy_mode_keeps_bytecode_valid(
     mtime = pyc.stat().st_mtime_ns
     venv.run("-c", "import copied")
     assert pyc.stat().st_mtime_ns == mtime
+
+
+@pytest.mark.parametrize("setuptools", ["dependency", "requested"])
+def test_setuptools_is_requested_only_when_asked_for(
+    setuptools: str, index, dist_dir: Path, make_venv, py311: Path, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """pipfresh installs setuptools with a short ``pip install`` of its own, which asks
+    for it by name: its ``.dist-info`` must still be pip's, REQUESTED (and its RECORD row)
+    only when the user asked for it."""
+    setuptools_files = {"setuptools/__init__.py": "OURS = 1\n"}
+    index.publish(
+        build_wheel(dist_dir, "app", "1.0", requires=["setuptools"]),
+        build_wheel(dist_dir, "setuptools", "99.0", modules=setuptools_files),
+    )
+    wanted = ["app", *(["setuptools"] if setuptools == "requested" else [])]
+
+    def dist_info(venv: Any) -> dict[str, tuple[int, bytes]]:
+        found = tree(venv)
+        return {k: v for k, v in found.items() if "setuptools-99.0.dist-info" in k}
+
+    venv = make_venv(py311, name="env")
+    venv.pip("install", *index_args(index), "--cache-dir", tmp_path / "pip-cache", *wanted)
+    by_pip = dist_info(venv)
+    requested = any(k.endswith("/REQUESTED") for k in by_pip)
+    assert requested == (setuptools == "requested")
+
+    venv = reinstalled_venv(make_venv, py311, venv)
+    run = pipfresh(
+        "install", "--python", venv.python, *index_args(index), *wanted,
+        env=store_env(), summary=tmp_path / "s.json",
+    ).ok()  # fmt: skip
+    assert run.summary is not None and run.summary["installer"] == "store", run.summary
+    assert_same_tree(by_pip, dist_info(venv))

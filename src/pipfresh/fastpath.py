@@ -297,9 +297,13 @@ def run(job: Job) -> Outcome:
         return Outcome(code, resolution=how)
     _install_all(job, by_store, entries, plans)
     store.linked({e.path: e for e in entries.values()}.values())  # os.link changed their ctime
-    code = _install_with_pip(job, [i for i in items if i.via_pip])
+    by_pip = [i for i in items if i.via_pip]
+    code = _install_with_pip(job, by_pip)
     if code != 0:
         return Outcome(code, resolution=how)
+    for item in by_pip:
+        if not item.requested:  # pip was asked for it by name: a dependency all the same
+            install.unrequest(job.target.facts, item.name, item.version)
     if not job.quiet:
         names = " ".join(f"{i.name}-{i.version}" for i in sorted(items, key=lambda i: i.name))
         print(f"Successfully installed {names}")

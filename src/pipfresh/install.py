@@ -753,6 +753,58 @@ def install(
         raise InstallError(f"installing {request.entry.wheel_name} failed: {exc}") from None
 
 
+# -- a distribution pip was asked for that the user was not ----------------------------
+
+
+def unrequest(facts: Facts, name: str, version: str) -> bool:
+    """Undo what pip writes for a requirement it was given by name, as for a dependency.
+
+    pip and setuptools are installed by a short ``pip install`` of their own, which
+    marks them requested even when the user's install only needed them; pip's install
+    of the whole set writes no ``REQUESTED`` for a dependency, and no RECORD row for it
+    (every other row is kept byte for byte). Returns whether there was one to remove.
+    """
+    dist_info = _dist_info(facts, name, version)
+    if dist_info is None or not os.path.lexists(os.path.join(dist_info, "REQUESTED")):
+        return False
+    record = os.path.join(dist_info, "RECORD")
+    row = os.path.basename(dist_info) + "/REQUESTED"
+    try:
+        with open(record, "rb") as fp:
+            lines = fp.read().splitlines(keepends=True)
+        kept = [line for line in lines if _first_field(line) != row]
+        mode = stat.S_IMODE(os.stat(record).st_mode)
+        tmp = record + ".pipfresh-new.tmp"
+        with open(tmp, "wb") as out:
+            out.writelines(kept)
+        os.chmod(tmp, mode)
+        os.replace(tmp, record)  # RECORD whole, then the file it no longer lists
+        os.unlink(os.path.join(dist_info, "REQUESTED"))
+    except OSError as exc:
+        raise InstallError(f"{name} {version}: cannot drop its REQUESTED: {exc}") from None
+    return True
+
+
+def _first_field(line: bytes) -> str:
+    return next(csv.reader([line.decode("utf-8", "replace")]), [""])[0]
+
+
+def _dist_info(facts: Facts, name: str, version: str) -> str | None:
+    """The ``.dist-info`` directory of ``name`` at ``version`` in the target, if any."""
+    want = (canonicalize_name(name), canonicalize_version(version))
+    for lib in dict.fromkeys(d for d in (facts.purelib, facts.platlib) if d):
+        try:
+            listing = os.listdir(lib)
+        except OSError:
+            continue
+        for entry in listing:
+            if entry.endswith(".dist-info") and "-" in entry:
+                dist, _sep, found = entry[: -len(".dist-info")].rpartition("-")
+                if (canonicalize_name(dist), canonicalize_version(found)) == want:
+                    return os.path.join(lib, entry)
+    return None
+
+
 # -- a target changed in place -------------------------------------------------------
 
 
@@ -845,4 +897,5 @@ __all__ = [
     "plans",
     "script_template",
     "shebang",
+    "unrequest",
 ]
