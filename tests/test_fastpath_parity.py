@@ -465,3 +465,108 @@ def test_setuptools_is_requested_only_when_asked_for(
     ).ok()  # fmt: skip
     assert run.summary is not None and run.summary["installer"] == "store", run.summary
     assert_same_tree(by_pip, dist_info(venv))
+
+
+# -- stage 2: pipfresh as a user runs it, against pip itself ------------------------------
+
+
+def graph_wheels(out: Path) -> list[Path]:
+    """A dependency graph whose installation order and names only pip's rules give: names
+    spelled otherwise than their metadata, an extra, Requires-Python, markers, a cycle, a
+    dependency already installed (``zeta``) and setuptools as a dependency."""
+    top = ["Fancy", "Mid_One", "mid-two[extra]", "leaf-a", "cyc-a", "x-user", "solo"]
+    two = ["leaf-c", 'leaf-d; extra == "extra"', 'leaf-e; python_version < "3"']
+    setuptools = {"setuptools/__init__.py": "OURS = 1\n"}
+    return [
+        build_wheel(out, "Top-App", "1.0", requires=top),
+        build_wheel(
+            out, "mid-one", "1.0", requires=["Leaf_B", "setuptools"], requires_python=">=3"
+        ),
+        build_wheel(out, "mid-two", "2.0", extras=["extra"], requires=two),
+        build_wheel(out, "x-user", "1.0", requires=["mid-two[extra]"]),
+        build_wheel(out, "solo", "1.0", requires=["zeta"]),
+        *(build_wheel(out, f"leaf-{c}", "1.0") for c in "abcde"),
+        build_wheel(out, "cyc-a", "1.0", requires=["cyc-b"]),
+        build_wheel(out, "cyc-b", "1.0", requires=["cyc-a", "leaf-a"]),
+        build_wheel(out, "setuptools", "99.0", modules=setuptools),
+    ]
+
+
+_NOT_COMPARED = ("Downloading ", "Using cached ", "Obtaining ")
+
+
+def console(stdout: str) -> list[str]:
+    """pip's stdout but its download lines (pip's real install downloads the files whose
+    metadata alone its dry run, pipfresh's, read)."""
+    return [line for line in stdout.splitlines() if not line.lstrip().startswith(_NOT_COMPARED)]
+
+
+def test_pipfresh_install_ends_and_speaks_as_pip(
+    index, dist_dir: Path, make_venv, py311: Path, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """The same install by pip and by pipfresh (the store, and setuptools, a dependency,
+    through its short ``pip install``), then the same ``--force-reinstall`` and ``-q`` one:
+    same files (headers under the name pip spells), RECORD, REQUESTED, bytecode, and
+    console lines: pip's order, names and ``Attempting uninstall`` blocks, once."""
+    index.publish(*fancy_wheels(dist_dir, py311), *graph_wheels(dist_dir))
+    zeta = build_wheel(dist_dir, "zeta", "1.0")
+    index.publish(zeta)
+    wanted = ["top_app"]
+    reinstall = ["--force-reinstall", *wanted]
+
+    def installs(venv: Any, install: Any) -> list[list[str]]:
+        venv.pip("install", "--no-index", "--no-deps", zeta)
+        said = [console(install(*wanted)), console(install(*reinstall))]
+        return [*said, console(install("-q", *reinstall))]
+
+    venv = make_venv(py311, name="env")
+    cache = tmp_path / "pip-cache"
+    by_pip = installs(
+        venv, lambda *a: venv.pip("install", *index_args(index), "--cache-dir", cache, *a).stdout
+    )
+    pip_state = EndState.of(venv)
+    assert pip_state.metadata["setuptools"]["requested"] is None
+
+    venv = reinstalled_venv(make_venv, py311, venv)
+
+    def by_pipfresh(*args: str) -> str:
+        summary = tmp_path / "summary.json"
+        run = pipfresh("install", "--python", venv.python, *index_args(index), *args,
+                       env=store_env(), summary=summary).ok()  # fmt: skip
+        assert run.summary is not None and run.summary["installer"] == "store", run.summary
+        return run.stdout
+
+    said = installs(venv, by_pipfresh)
+    assert_same_end_state(pip_state, venv)
+    assert said[0] == by_pip[0]  # Collecting..., Installing collected packages, Successfully
+    assert said[1] == by_pip[1]  # and each "Attempting uninstall", setuptools' too
+    assert said[2] == by_pip[2] == []
+
+
+def test_a_reused_resolution_says_what_pip_says(
+    index, dist_dir: Path, make_venv, py311: Path, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """No dry run, no ``Collecting`` lines to read the names from: they were recorded with
+    the resolution. pip's lines, in pip's order, all the same."""
+    index.publish(
+        build_wheel(dist_dir, "Demo-App", "1.0", requires=["Dep_Lib"]),
+        build_wheel(dist_dir, "dep-lib", "1.0"),
+    )
+    venv = make_venv(py311, name="env")
+    by_pip = console(
+        venv.pip("install", *index_args(index), "--cache-dir", tmp_path / "c", "demo_app").stdout
+    )
+    assert by_pip[-3:] == [
+        "Installing collected packages: Dep_Lib, demo_app",
+        "",
+        "Successfully installed Dep_Lib-1.0 demo_app-1.0",
+    ]
+    for round_ in ("resolved", "reused"):
+        venv = reinstalled_venv(make_venv, py311, venv)
+        run = pipfresh(
+            "install", "--python", venv.python, *index_args(index), "demo_app",
+            env=store_env(), summary=tmp_path / "s.json",
+        ).ok()  # fmt: skip
+        assert run.summary is not None
+        assert run.summary["resolution"].startswith("reused" if round_ == "reused" else "pip")
+        assert console(run.stdout)[-3:] == by_pip[-3:]

@@ -17,7 +17,7 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,8 +27,8 @@ from packaging.utils import (
 )
 from packaging.version import Version
 
-from . import hashpins, install, obtain, pip, process, resolved, reuse, wheelcheck
-from .args import PipArgs
+from . import hashpins, install, obtain, pip, pipoutput, process, resolved, reuse, wheelcheck
+from .args import PipArgs, option_values
 from .buildkey import BuildOptions
 from .errors import PipfreshError
 from .interpreter import Target
@@ -292,21 +292,28 @@ def run(job: Job) -> Outcome:
     ):
         if not job.quiet:
             print(changed.note(), file=sys.stderr)
-    code = _uninstall_replaced(job, by_store)
+    names = {
+        i.name: pipoutput.display_name(i.name, i.url, resolution.names) for i in items
+    }  # as pip's resolver spelled them
+    lines = None if job.quiet else _lines(job, names)
+    if lines is not None:
+        print(lines.installing(), flush=True)
+    uninstalls = pipoutput.Uninstalls()
+    code = _uninstall_replaced(job, by_store, lines, uninstalls)
     if code != 0:
         return Outcome(code, resolution=how)
-    _install_all(job, by_store, entries, plans)
+    _install_all(job, by_store, entries, plans, names)
     store.linked({e.path: e for e in entries.values()}.values())  # os.link changed their ctime
     by_pip = [i for i in items if i.via_pip]
-    code = _install_with_pip(job, by_pip)
+    code = _install_with_pip(job, by_pip, uninstalls)
     if code != 0:
         return Outcome(code, resolution=how)
     for item in by_pip:
         if not item.requested:  # pip was asked for it by name: a dependency all the same
             install.unrequest(job.target.facts, item.name, item.version)
-    if not job.quiet:
-        names = " ".join(f"{i.name}-{i.version}" for i in sorted(items, key=lambda i: i.name))
-        print(f"Successfully installed {names}")
+    if lines is not None:
+        for line in [*uninstalls.lines(lines), *lines.after_uninstalls(), lines.installed()]:
+            print(line)
     return Outcome(
         0,
         from_store=len(by_store) - len(missing),
@@ -323,6 +330,7 @@ class _Resolution:
     code: int
     how: str  # for the summary: "pip (...)" or "reused: ..."
     revalidated: int = 0
+    names: Mapping[str, str] = field(default_factory=dict)  # as pip spelled them (canonical ->)
 
 
 def _resolve(job: Job) -> _Resolution:
@@ -330,8 +338,7 @@ def _resolve(job: Job) -> _Resolution:
     unchanged, else from pip's dry run (with what to record for next time)."""
     inputs = reuse.inputs(job.pip_args, job.env, job.target, job.program)
     if inputs.digest is None:
-        code = _dry_run(job.program.command([*job.pip_args, "--dry-run"]), job.env)
-        return _Resolution(code, f"pip ({inputs.reason}: not reusable)")
+        return _dry_run_alone(job, f"pip ({inputs.reason}: not reusable)")
     recorded = reuse.load(job.partition, inputs.digest)
     changed = ""
     if recorded is not None:
@@ -339,7 +346,8 @@ def _resolve(job: Job) -> _Resolution:
         unchanged, first_changed = revalidator.all_unchanged(recorded.pages)
         if first_changed is None:
             job.report_path.write_text(json.dumps(recorded.report), encoding="utf-8")
-            return _Resolution(0, f"reused: {unchanged} index pages unchanged", unchanged)
+            how = f"reused: {unchanged} index pages unchanged"
+            return _Resolution(0, how, unchanged, recorded.names)
         changed = f"{first_changed}; "
     with tempfile.TemporaryDirectory(prefix="pipfresh-log-") as tmp:
         log = Path(tmp, "pip.log")
@@ -347,12 +355,71 @@ def _resolve(job: Job) -> _Resolution:
         code = _dry_run(argv, job.env)
         if code != 0:
             return _Resolution(code, f"pip ({changed.rstrip('; ') or 'failed'})")
+        names = pipoutput.spellings(_read_log(log, 0))
         http_dir = job.partition.pip_cache / job.program.http_dir
         pages, why = reuse.pages_from_log(log, http_dir)
-    return _Resolution(0, f"pip ({changed}{why or _record(job, inputs.digest, pages)})")
+    how = f"pip ({changed}{why or _record(job, inputs.digest, pages, names)})"
+    return _Resolution(0, how, names=names)
 
 
-def _record(job: Job, digest: str, pages: list[reuse.Page]) -> str:
+def _dry_run_alone(job: Job, how: str) -> _Resolution:
+    """pip's dry run, nothing recorded; logged to read the names pip spells (into the
+    user's own log when there is one: pip writes one log, appending)."""
+    own = _own_log(job)
+    with tempfile.TemporaryDirectory(prefix="pipfresh-log-") as tmp:
+        log = own or Path(tmp, "pip.log")
+        start = _size(log)
+        argv = [*job.pip_args, "--dry-run", *([] if own else ["--log", str(log)])]
+        code = _dry_run(job.program.command(argv), job.env)
+        names = pipoutput.spellings(_read_log(log, start)) if code == 0 else {}
+    return _Resolution(code, how, names=names)
+
+
+_LOG_OPTIONS = {"--log", "--log-file", "--local-log"}  # one option of pip's, three names
+
+
+def _own_log(job: Job) -> Path | None:
+    """The log file the user gave pip (option, ``PIP_LOG``, configuration), if any."""
+    given = list(option_values(job.pip_args, _LOG_OPTIONS))
+    if given:
+        return Path(given[-1])
+    try:
+        values = effective(job.env, job.target.facts.prefix, "install")
+    except ConfigError:
+        return None
+    found = next((values[k] for k in ("log", "log-file", "local-log") if values.get(k)), None)
+    return Path(os.path.expanduser(found)) if found else None
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _read_log(path: Path, start: int) -> str:
+    """What pip logged from ``start`` on ("" when it cannot be read: names as in metadata)."""
+    try:
+        with open(path, "rb") as fp:
+            fp.seek(start)
+            return fp.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def _lines(job: Job, names: Mapping[str, str]) -> pipoutput.Lines | None:
+    """What pip prints about this install (None when pip's report cannot be read again)."""
+    try:
+        report = json.loads(job.report_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    spelled = {str(canonicalize_name(k)): v for k, v in names.items()}
+    facts, version = job.target.facts, job.program.version
+    return pipoutput.Lines.of(report, spelled, facts, job.pip_args, job.env, version)
+
+
+def _record(job: Job, digest: str, pages: list[reuse.Page], names: Mapping[str, str]) -> str:
     """Keep this resolution for next time, unless it holds something a page does not pin."""
     try:
         items, why = resolved.from_report(job.report_path)
@@ -367,7 +434,7 @@ def _record(job: Job, digest: str, pages: list[reuse.Page]) -> str:
     if unlisted is not None:
         return f"not recorded: {unlisted.name}'s sha256 is not on its index page"
     try:
-        reuse.save(job.partition, digest, pages, job.report_path)
+        reuse.save(job.partition, digest, pages, job.report_path, names)
     except (OSError, ValueError) as exc:
         return f"not recorded: {exc}"
     return f"recorded {len(pages)} index pages"
@@ -402,22 +469,32 @@ def _installed_names(target: Target) -> set[str]:
     return names
 
 
-def _uninstall_replaced(job: Job, items: list[Item]) -> int:
-    """pip uninstalls the versions being replaced, as ``pip install`` would first."""
+def _uninstall_replaced(
+    job: Job, items: list[Item], lines: pipoutput.Lines | None, uninstalls: pipoutput.Uninstalls
+) -> int:
+    """pip uninstalls the versions being replaced, as ``pip install`` would first (in its
+    installation order; what pip says of each is printed with the install's last lines)."""
     present = _installed_names(job.target)
     replaced = [i.name for i in items if canonicalize_name(i.name) in present]
     if not replaced:
         return 0
+    if lines is not None:
+        rank = {name: n for n, name in enumerate(lines.order)}
+        replaced.sort(key=lambda name: rank.get(str(canonicalize_name(name)), len(rank)))
     argv = ["uninstall", "--yes", *(["-q"] if job.quiet else []), *replaced]
-    return pip.run(job.program.command(argv), job.env, "pip uninstall")
+    return _run_gathering(job, argv, "pip uninstall", uninstalls.from_uninstall, uninstalls)
 
 
-def _install_with_pip(job: Job, items: list[Item]) -> int:
+def _install_with_pip(job: Job, items: list[Item], uninstalls: pipoutput.Uninstalls) -> int:
     """pip and setuptools, which pip installs with launchers of its own, at the resolved
     versions: one short ``pip install --no-deps`` instead of a whole fallback.
 
     Each line carries the report's sha256, so pip picks and verifies exactly the file
-    the report resolved (not, say, a build-tagged twin) and hash-checking mode holds."""
+    the report resolved (not, say, a build-tagged twin) and hash-checking mode holds;
+    the report lists only what pip would install, so the same version installed is
+    installed again (with ``--force-reinstall`` pip does so). Of what it prints, only
+    what pip's install of the whole set prints too (an ``Attempting uninstall`` block)
+    is kept, to be printed with the other lines."""
     if not items:
         return 0
     pins = [f"{i.name}=={i.version} --hash=sha256:{i.sha256}" for i in items]
@@ -425,19 +502,47 @@ def _install_with_pip(job: Job, items: list[Item]) -> int:
     with tempfile.TemporaryDirectory(prefix="pipfresh-pins-") as tmp:
         reqs = Path(tmp, "requirements.txt")
         reqs.write_text("\n".join([*obtain.fetch_options_from_files(job.pip_args), *pins]) + "\n")
-        argv = ["install", "--no-deps", *(["-q"] if job.quiet else []), *options, "-r", str(reqs)]
-        return pip.run(job.program.command(argv), job.env, "pip install (pip, setuptools)")
+        argv = ["install", "--no-deps", "--force-reinstall", *(["-q"] if job.quiet else [])]
+        argv += [*options, "-r", str(reqs)]
+        label = "pip install (pip, setuptools)"
+        return _run_gathering(job, argv, label, uninstalls.from_install, uninstalls)
+
+
+def _run_gathering(
+    job: Job,
+    argv: list[str],
+    label: str,
+    take: Callable[[str], None],
+    uninstalls: pipoutput.Uninstalls,
+) -> int:
+    """pip with its stdout read line by line by ``take``; shown whole if it fails."""
+
+    def each(line: bytes) -> None:
+        take(line.decode("utf-8", "replace").rstrip("\r\n"))
+
+    seen = len(uninstalls.raw)
+    code = process.run(job.program.command(argv), job.env, label, each_line=each)
+    if code != 0:
+        for line in uninstalls.raw[seen:]:
+            print(line)
+    return code
 
 
 def _install_all(
-    job: Job, items: list[Item], entries: Mapping[str, Entry], plans: Mapping[str, install.Plan]
+    job: Job,
+    items: list[Item],
+    entries: Mapping[str, Entry],
+    plans: Mapping[str, install.Plan],
+    names: Mapping[str, str],
 ) -> None:
     scheme = install.TargetScheme.for_venv(job.target.facts)
     template = install.script_template(job.program.version)
     linker = install.linker_from_env(job.env)
     interpreter = str(job.target.python)
     requests = [
-        install.Request(entries[i.sha256], i.name, i.requested, i.direct_url, plans[i.sha256])
+        install.Request(
+            entries[i.sha256], names[i.name], i.requested, i.direct_url, plans[i.sha256]
+        )
         for i in items
     ]
 

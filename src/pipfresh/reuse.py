@@ -313,15 +313,24 @@ def unattested(items: Sequence[Item], pages: Sequence[Page], http_dir: Path) -> 
 
 
 # 2: only resolutions whose hashes their pages list (``unattested``) are recorded.
-_FORMAT = 2
+_FORMAT = 3  # 3: the names pip's resolver spelled (older records are resolved again)
 
 
-def save(partition: Partition, digest: str, pages: Sequence[Page], report: Path) -> None:
-    """Record a resolution atomically (a reader never sees half a file)."""
+def save(
+    partition: Partition,
+    digest: str,
+    pages: Sequence[Page],
+    report: Path,
+    names: Mapping[str, str],
+) -> None:
+    """Record a resolution atomically (a reader never sees half a file), with each
+    distribution's name as pip's resolver spelled it (what pip prints, and names
+    headers after)."""
     data = {
         "format": _FORMAT,
         "pages": [asdict(p) for p in pages],
         "report": json.loads(report.read_text(encoding="utf-8")),
+        "names": dict(names),
     }
     _write(partition.state_dir / RESOLUTIONS / f"{digest}.json", json.dumps(data))
 
@@ -342,10 +351,11 @@ def _write(path: Path, text: str) -> None:
 
 @dataclass(frozen=True)
 class Recorded:
-    """A recorded resolution: the pages to revalidate and pip's report."""
+    """A recorded resolution: the pages to revalidate, pip's report, the names."""
 
     pages: list[Page]
     report: dict[str, Any]
+    names: dict[str, str]
 
 
 def load(partition: Partition, digest: str) -> Recorded | None:
@@ -357,7 +367,8 @@ def load(partition: Partition, digest: str) -> Recorded | None:
         if data.get("format") != _FORMAT or not isinstance(data.get("report"), dict):
             return None
         pages = [Page(**p) for p in data["pages"]]
-    except (OSError, ValueError, TypeError, KeyError):
+        names = {str(k): str(v) for k, v in data["names"].items()}
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return None
     if not pages:
         return None
@@ -365,7 +376,7 @@ def load(partition: Partition, digest: str) -> Recorded | None:
         _write(path, text)
     except OSError:
         pass
-    return Recorded(pages, data["report"])
+    return Recorded(pages, data["report"], names)
 
 
 # -- revalidating --------------------------------------------------------------------

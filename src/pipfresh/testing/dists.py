@@ -70,6 +70,7 @@ def _metadata(
     version: str,
     requires: Iterable[str],
     requires_python: str | None,
+    extras: Iterable[str] = (),
 ) -> str:
     lines = [
         "Metadata-Version: 2.1",
@@ -79,6 +80,7 @@ def _metadata(
     ]
     if requires_python is not None:
         lines.append(f"Requires-Python: {requires_python}")
+    lines += [f"Provides-Extra: {extra}" for extra in extras]
     lines += [f"Requires-Dist: {req}" for req in requires]
     return "\n".join(lines) + "\n\n"
 
@@ -114,6 +116,7 @@ def build_wheel(
     *,
     requires: Iterable[str] = (),
     requires_python: str | None = None,
+    extras: Iterable[str] = (),
     pure: bool = True,
     tag: str | None = None,
     modules: Mapping[str, str] | None = None,
@@ -124,7 +127,7 @@ def build_wheel(
 
     ``modules`` maps paths inside the wheel (``"pkg/__init__.py"``) to source
     text and replaces the default ``<name>/__init__.py``; ``extra_files`` adds
-    raw files at any path.  ``tag`` defaults to ``py3-none-any`` when ``pure``
+    raw files at any path; ``extras`` are the ``Provides-Extra`` names.  ``tag`` defaults to ``py3-none-any`` when ``pure``
     and to the running interpreter's :func:`native_tag` otherwise (a
     "platform" wheel whose payload is still pure Python, which pip cannot tell).
     """
@@ -137,7 +140,8 @@ def build_wheel(
         files[path] = text.encode()
     for path, data in (extra_files or {}).items():
         files[path] = data
-    files[f"{info_dir}/METADATA"] = _metadata(name, version, requires, requires_python).encode()
+    metadata = _metadata(name, version, requires, requires_python, extras)
+    files[f"{info_dir}/METADATA"] = metadata.encode()
     wheel_lines = [
         "Wheel-Version: 1.0",
         "Generator: pipfresh.testing.dists",
