@@ -163,12 +163,14 @@ def run(
     label: str,
     *,
     stdout: IO[bytes] | None = None,
+    stderr: IO[bytes] | None = None,
     each_line: Callable[[bytes], None] | None = None,
     poll: Callable[[], None] | None = None,
 ) -> int:
     """Run pip (or any child that shares the terminal) and return its exit status.
 
-    ``stdout`` receives its output, or ``each_line`` each line of it; ``poll`` is
+    ``stdout`` receives its output, or ``each_line`` each line of it (``stderr``, its
+    errors, else they go to the terminal); ``poll`` is
     called while it runs (every 50 ms). After Ctrl-C, pip's own status (130 if it
     reports none) comes as ``Interrupted``, once pip is gone.
     """
@@ -179,6 +181,7 @@ def run(
                 list(argv),
                 env=dict(env),
                 stdout=subprocess.PIPE if each_line is not None else stdout,
+                stderr=stderr,
                 pass_fds=_inherited,
             )
             run_.pips.append(proc)
