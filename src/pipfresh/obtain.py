@@ -12,6 +12,8 @@ import os
 import shlex
 import sys
 import tempfile
+import urllib.parse
+import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import BinaryIO
@@ -88,6 +90,7 @@ def obtain(
     http_dir = pip_cache / program.http_dir
     staging = store.adding(Compiler(target.python, env))
     with tempfile.TemporaryDirectory(prefix="pipfresh-wheels-") as tmp, staging as adding:
+        _take_local(missing, adding)
         _take_cached(missing, http_dir, adding)
         rest = [i for i in missing if keys[i.sha256] not in adding]
         if rest:
@@ -154,6 +157,28 @@ def _pip_wheel(
             log.seek(0)
             sys.stdout.write(log.read().decode("utf-8", "replace"))
     return code
+
+
+def _take_local(items: list[Item], adding: Adding) -> None:
+    """Submit the local wheel files pip resolved (a path, a ``file:`` URL, a local project
+    built this run) from where they are, if they still have the report's sha256:
+    ``pip wheel`` would only copy them."""
+    for item in items:
+        if item.sha256 in adding or not item.is_wheel or not item.url.startswith("file:"):
+            continue
+        path = urllib.request.url2pathname(urllib.parse.urlsplit(item.url).path)
+        try:
+            opened = open(path, "rb")  # noqa: SIM115 (adding closes it)
+        except OSError:
+            continue
+        try:
+            matches = _sha256_of(opened) == item.sha256
+        except OSError:
+            matches = False
+        if not matches:
+            opened.close()  # changed since pip read it: pip wheel checks it and says so
+            continue
+        adding.submit(item.sha256, Path(item.filename), opened)
 
 
 def _take_cached(
