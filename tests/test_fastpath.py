@@ -150,13 +150,15 @@ def _project(root: Path, name: str) -> Path:
     [
         (["-e", "{project}"], "editable installs"),
         (["--target", "{tmp}/t", "{project}"], "--target"),
-        (["{project}"], "localproj comes from a local directory"),
+        # a directory on the command line is built for the store (test_local_builds.py)
+        (["-r", "{tmp}/reqs.txt"], "localproj comes from a local directory"),
     ],
 )
 def test_outside_the_supported_set_plain_pip_runs(
     extra: list[str], reason: str, index, make_venv, py311: Path, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
     project = _project(tmp_path / "proj", "localproj")
+    (tmp_path / "reqs.txt").write_text(f"{project}\n")
     venv = make_venv(py311)
     args = [a.format(project=project, tmp=tmp_path) for a in extra]
     run = pipfresh(

@@ -21,13 +21,25 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from packaging.utils import (
     canonicalize_name,
 )
 from packaging.version import Version
 
-from . import hashpins, install, obtain, pip, pipoutput, process, resolved, reuse, wheelcheck
+from . import (
+    hashpins,
+    install,
+    localbuild,
+    obtain,
+    pip,
+    pipoutput,
+    process,
+    resolved,
+    reuse,
+    wheelcheck,
+)
 from .args import PipArgs, option_values
 from .buildkey import BuildOptions
 from .errors import PipfreshError
@@ -240,12 +252,45 @@ def run(job: Job) -> Outcome:
             code = pip.run(job.program.command(job.pip_args), job.env, "pip install")
             old = f"-C needs pip >= {_PER_REQUIREMENT_SETTINGS} to build for the store"
             return Outcome(code, fallback=old)
-    resolution = _resolve(job)
+    found = _local_projects(job)
+    if not found:
+        return _run(job, None)
+    with tempfile.TemporaryDirectory(prefix="pipfresh-local-") as tmp:
+        code, builds = localbuild.build(found, job.program, job.pip_args, job.env, Path(tmp))
+        if code != 0:  # pip builds it again, and fails in its own words
+            code = pip.run(job.program.command(job.pip_args), job.env, "pip install")
+            named = " ".join(job.pip_args[f.position] for f in found)
+            return Outcome(code, fallback=f"pip wheel could not build {named}")
+        return _run(job, builds)
+
+
+def _local_projects(job: Job) -> list[localbuild.Local]:
+    """The local projects to build first, unless hash-checking mode is on (pip refuses
+    to install a directory then, or an sdist pinned by no --hash: its error)."""
+    found = localbuild.find(job.pip_args, _VALUED)
+    if found:
+        pins = hashpins.read(job.pip_args, job.env, job.target.facts)
+        if pins.checking or pins.unknown is not None:
+            return []
+    return found
+
+
+def _run(job: Job, builds: localbuild.Builds | None) -> Outcome:
+    """``run`` once the local projects (if any) are built: pip resolves, the store installs."""
+    resolution = _resolve(job, builds)
     how = resolution.how
+    if builds is not None and (
+        resolution.code != 0 or builds.complete(job.report_path, job.pip_args, job.env) != 0
+    ):  # pip says why in its own words, naming the project rather than its wheel
+        code = pip.run(job.program.command(job.pip_args), job.env, "pip install")
+        return Outcome(code, fallback="pip's dry run of the built wheel failed", resolution=how)
     if resolution.code != 0:
         return Outcome(resolution.code, resolution=how)
     try:
         items, why = resolved.from_report(job.report_path)
+        if builds is not None:
+            items = builds.items(items)
+            builds.restore(job.report_path)
     except (OSError, ValueError) as exc:
         items, why = [], f"cannot read pip's report: {exc}"
     if why is not None:
@@ -292,9 +337,10 @@ def run(job: Job) -> Outcome:
     ):
         if not job.quiet:
             print(changed.note(), file=sys.stderr)
-    names = {
-        i.name: pipoutput.display_name(i.name, i.url, resolution.names) for i in items
-    }  # as pip's resolver spelled them
+    names = {  # as pip's resolver spelled them (a local project: as its metadata does)
+        i.name: pipoutput.display_name(i.name, _source_url(i.url, builds), resolution.names)
+        for i in items
+    }
     lines = None if job.quiet else _lines(job, names)
     if lines is not None:
         print(lines.installing(), flush=True)
@@ -325,6 +371,12 @@ def run(job: Job) -> Outcome:
     )
 
 
+def _source_url(url: str, builds: localbuild.Builds | None) -> str:
+    """Where pip would have installed ``url`` from: a built wheel's local project."""
+    built = builds.of_url(url) if builds is not None else None
+    return url if built is None else built.local.url
+
+
 @dataclass(frozen=True)
 class _Resolution:
     code: int
@@ -333,9 +385,21 @@ class _Resolution:
     names: Mapping[str, str] = field(default_factory=dict)  # as pip spelled them (canonical ->)
 
 
-def _resolve(job: Job) -> _Resolution:
+def _resolve(job: Job, builds: localbuild.Builds | None) -> _Resolution:
     """pip's report at ``job.report_path``: the last one if every page it read is
-    unchanged, else from pip's dry run (with what to record for next time)."""
+    unchanged, else from pip's dry run (with what to record for next time).
+
+    With local projects built, the dry run resolves their wheels instead (never reused:
+    pip builds a local project on every run)."""
+    if builds is not None:
+        with tempfile.TemporaryFile() as errors:  # shown unless plain pip runs instead
+            how = "pip (a local project, built this run: not reusable)"
+            resolution = _dry_run_alone(job, how, builds, errors)
+            if resolution.code == 0:
+                errors.seek(0)
+                sys.stderr.buffer.write(errors.read())
+                sys.stderr.flush()
+        return resolution
     inputs = reuse.inputs(job.pip_args, job.env, job.target, job.program)
     if inputs.digest is None:
         return _dry_run_alone(job, f"pip ({inputs.reason}: not reusable)")
@@ -362,15 +426,23 @@ def _resolve(job: Job) -> _Resolution:
     return _Resolution(0, how, names=names)
 
 
-def _dry_run_alone(job: Job, how: str) -> _Resolution:
+def _dry_run_alone(
+    job: Job,
+    how: str,
+    builds: localbuild.Builds | None = None,
+    errors: BinaryIO | None = None,
+) -> _Resolution:
     """pip's dry run, nothing recorded; logged to read the names pip spells (into the
-    user's own log when there is one: pip writes one log, appending)."""
+    user's own log when there is one: pip writes one log, appending). With ``builds``,
+    of their wheels in the local projects' places (``errors``: where its stderr goes)."""
     own = _own_log(job)
+    args = job.pip_args if builds is None else builds.arguments(job.pip_args)
+    hidden = None if builds is None else builds.hidden
     with tempfile.TemporaryDirectory(prefix="pipfresh-log-") as tmp:
         log = own or Path(tmp, "pip.log")
         start = _size(log)
-        argv = [*job.pip_args, "--dry-run", *([] if own else ["--log", str(log)])]
-        code = _dry_run(job.program.command(argv), job.env)
+        argv = [*args, "--dry-run", *([] if own else ["--log", str(log)])]
+        code = _dry_run(job.program.command(argv), job.env, hidden, errors)
         names = pipoutput.spellings(_read_log(log, start)) if code == 0 else {}
     return _Resolution(code, how, names=names)
 
@@ -440,18 +512,24 @@ def _record(job: Job, digest: str, pages: list[reuse.Page], names: Mapping[str, 
     return f"recorded {len(pages)} index pages"
 
 
-def _dry_run(argv: list[str], env: Mapping[str, str]) -> int:
-    """pip's dry run, its output streamed as pip's own but for the "Would install" line.
+def _dry_run(
+    argv: list[str],
+    env: Mapping[str, str],
+    hidden: Callable[[bytes], bool] | None = None,
+    errors: BinaryIO | None = None,
+) -> int:
+    """pip's dry run, its output streamed as pip's own but for the "Would install" line
+    (and the ``hidden`` ones).
 
     Run as every pip is (``process.run``): Ctrl-C reaches pip, we wait for its status.
     """
 
     def show(line: bytes) -> None:
-        if not line.startswith(b"Would install "):
+        if not line.startswith(b"Would install ") and not (hidden and hidden(line)):
             sys.stdout.buffer.write(line)
             sys.stdout.flush()
 
-    return process.run(argv, env, "pip's dry run", each_line=show)
+    return process.run(argv, env, "pip's dry run", each_line=show, stderr=errors)
 
 
 def _installed_names(target: Target) -> set[str]:
