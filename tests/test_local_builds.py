@@ -48,16 +48,18 @@ for _name in ("get_requires_for_build_wheel", "prepare_metadata_for_build_wheel"
 '''
 
 
-def logged_project(root: Path, log: Path, *, fail: str = "", dependency: str = "dep") -> Path:
-    """``localproj`` 0.1 (depends on ``dependency``), whose backend logs each hook to
-    ``log`` and raises in the hook named ``fail``."""
+def logged_project(
+    root: Path, log: Path, *, fail: str = "", dependency: str = "dep", python: str = ">=3"
+) -> Path:
+    """``localproj`` 0.1 (depends on ``dependency``, requires ``python``), whose backend
+    logs each hook to ``log`` and raises in the hook named ``fail``."""
     (root / "_backend").mkdir(parents=True)
     (root / "_backend" / "logbackend.py").write_text(_BACKEND.format(log=str(log), fail=fail))
     (root / "pyproject.toml").write_text(
         '[build-system]\nrequires = ["flit_core>=3.2,<5"]\n'
         'build-backend = "logbackend"\nbackend-path = ["_backend"]\n'
         '[project]\nname = "localproj"\nversion = "0.1"\ndescription = "local"\n'
-        f'dependencies = ["{dependency}"]\n'
+        f'dependencies = ["{dependency}"]\nrequires-python = "{python}"\n'
         '[tool.flit.sdist]\ninclude = ["_backend/"]\n'
     )
     (root / "localproj.py").write_text('"""local."""\n__version__ = "0.1"\n')
@@ -171,14 +173,16 @@ def test_a_local_sdist_as_tox_installs_it_is_built_once(
 def test_build_options_reach_the_local_build(
     dep_index: Any, make_venv: Any, py311: Path, tmp_path: Path
 ) -> None:
-    """``-C`` and ``--no-build-isolation`` hold for the build as in ``pip install``."""
+    """``-C``, ``--no-build-isolation`` and ``--ignore-requires-python`` hold for the
+    build as in ``pip install``."""
     log = tmp_path / "hooks.log"
-    project = logged_project(tmp_path / "proj", log)
+    project = logged_project(tmp_path / "proj", log, python="<3")
     venv = make_venv(py311, name="env")
     venv.pip("install", "--no-index", "--no-deps", flit_core_wheel())
     args = ["install", "--python", venv.python, *index_args(dep_index), project]
     run = pipfresh(
-        *args, "--no-build-isolation", "-C", "flavour=red", env=store_env(),
+        *args, "--no-build-isolation", "-C", "flavour=red", "--ignore-requires-python",
+        env=store_env(),
         summary=tmp_path / "s.json",
     ).ok()  # fmt: skip
     assert run.summary is not None and run.summary["installer"] == "store", run.summary

@@ -38,7 +38,7 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 from packaging.version import Version
 
 from . import pip, process
-from .obtain import fetch_options, fetch_options_from_files
+from .obtain import BUILD_FLAGS, BUILD_VALUED, fetch_options, fetch_options_from_files
 from .resolved import Item
 
 # pip's archive extensions (utils/filetypes.py) but the wheel's: an sdist it builds from a path.
@@ -251,7 +251,7 @@ def build(
     prints the same build lines); a failure shows nothing, for plain pip to say it."""
     built = []
     shown: set[bytes] = set()
-    options = [*fetch_options(pip_args), *_output_options(pip_args)]
+    options = [*fetch_options(pip_args, BUILD_VALUED, BUILD_FLAGS), *_output_options(pip_args)]
     lines = fetch_options_from_files(pip_args)
     for n, local in enumerate(found):
         out_dir = tmp / str(n)

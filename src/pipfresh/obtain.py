@@ -14,7 +14,7 @@ import sys
 import tempfile
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 from pathlib import Path
 from typing import BinaryIO
 
@@ -279,16 +279,25 @@ def _sha256_of(fp: BinaryIO) -> str:
     return digest.hexdigest()
 
 
-def fetch_options(args: Sequence[str]) -> list[str]:
-    """The user's options that say where and how to fetch and build, for ``pip wheel``."""
+# What else a local project's build takes from ``pip install`` (``localbuild``): pip
+# applies these to the command line's requirements, and checks its Requires-Python.
+BUILD_VALUED = frozenset({"--build-option", "--global-option", "--build-constraint"})
+BUILD_FLAGS = frozenset({"--no-use-pep517", "--ignore-requires-python"})
+
+
+def fetch_options(
+    args: Sequence[str], valued: Set[str] = frozenset(), flags: Set[str] = frozenset()
+) -> list[str]:
+    """The user's options that say where and how to fetch and build, for ``pip wheel``
+    (and ``valued``/``flags``, more options of the same kinds)."""
     out: list[str] = []
     i = 0
     while i < len(args):
         token = args[i]
         name, eq, _value = token.partition("=")
-        if name in _FETCH_FLAGS:
+        if name in _FETCH_FLAGS or name in flags:
             out.append(token)
-        elif name in _FETCH_VALUED:
+        elif name in _FETCH_VALUED or name in valued:
             out.append(token)
             if not eq and i + 1 < len(args):
                 out.append(args[i + 1])
