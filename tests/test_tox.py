@@ -289,3 +289,35 @@ def test_a_provisioned_tox_installs_through_pipfresh_too(
     # the env was made by the provisioned tox, and its install went through pipfresh
     logs = "".join(p.read_text() for p in project.glob(".tox/py/log/*.log"))
     assert re.findall(r"· installer (\w+)", logs) == ["store"], logs[-3000:]
+
+
+# -- the package ----------------------------------------------------------------------
+
+
+def test_the_package_is_built_once_per_env(index: Any, dist_dir: Path, tmp_path: Path) -> None:
+    """tox builds the sdist in its packaging env; installing it into the env through the
+    store builds its wheel once, as pip would (the backend logs each hook it runs: those
+    outside ``.tox`` ran in pip's build environments)."""
+    from test_local_builds import ONE_BUILD, calls, logged_project
+
+    index.publish(build_wheel(dist_dir, "dep", "1.0"))
+    log = tmp_path / "hooks.log"
+    project = logged_project(tmp_path / "proj", log)
+    (project / "tox.ini").write_text(
+        textwrap.dedent(
+            f"""\
+            [tox]
+            env_list = py
+
+            [testenv]
+            {SET_ENV.replace(chr(10), chr(10) + "            ")}
+            commands = python -c "import localproj, dep"
+            """
+        )
+    )
+    ok(tox(project, index))
+    by_pip = [hook for hook, _settings, flit in calls(log) if ".tox" not in Path(flit).parts]
+    assert by_pip == ONE_BUILD  # on integrate: the metadata twice, in two build envs
+    logs = "".join(p.read_text() for p in project.glob(".tox/py/log/*.log"))
+    installers = re.findall(r"· installer (\w+)", logs)
+    assert len(installers) == 2 and set(installers) == {"store"}, installers  # dep, the package
