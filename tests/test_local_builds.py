@@ -169,6 +169,14 @@ def test_a_local_sdist_as_tox_installs_it_is_built_once(
     assert hooks(log) == ONE_BUILD  # on integrate: twice the metadata, in two build envs
     assert_same_end_state(by_pip, venv)
 
+    # The same sdist again (a file with a hash, unlike a directory): its wheel is reused.
+    log.unlink()
+    venv = same_path_venv(make_venv, py311, venv, pip_version)
+    run = pipfresh(*args, env=store_env(), summary=tmp_path / "s.json").ok()
+    assert run.summary is not None and run.summary["installer"] == "store", run.summary
+    assert hooks(log) == [] and run.summary["installer_reason"].endswith(", 0 added")
+    assert_same_end_state(by_pip, venv)
+
 
 def test_build_options_reach_the_local_build(
     dep_index: Any, make_venv: Any, py311: Path, tmp_path: Path

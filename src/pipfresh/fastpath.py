@@ -256,7 +256,10 @@ def run(job: Job) -> Outcome:
     if not found:
         return _run(job, None)
     with tempfile.TemporaryDirectory(prefix="pipfresh-local-") as tmp:
-        code, builds = localbuild.build(found, job.program, job.pip_args, job.env, Path(tmp))
+        default = BuildOptions.of(job.pip_args, job.env, job.target.facts.prefix).default
+        code, builds = localbuild.build(
+            found, job.program, job.pip_args, job.env, default, Path(tmp)
+        )
         if code != 0:  # pip builds it again, and fails in its own words
             code = pip.run(job.program.command(job.pip_args), job.env, "pip install")
             named = " ".join(job.pip_args[f.position] for f in found)

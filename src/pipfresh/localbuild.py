@@ -10,13 +10,15 @@ pip's: the report and ``direct_url.json`` name the directory or the sdist, and a
 project installed at the same version is reinstalled (pip reinstalls a local
 project, but not a local wheel).
 
-pip builds a local directory (or an unnamed local sdist) on every run, and so does
-this: nothing is reused from an earlier build. The wheel is stored by its own
-sha256, so a project that builds the same bytes again links what is stored.
+pip builds a local directory on every run, and so does this: a directory can change
+between runs, and nothing is reused from an earlier build of one. An sdist has a hash:
+a wheel built from the same bytes (without build options) is reused from pip's wheel
+cache, as for an sdist from an index. Each wheel is stored by its own sha256, so a
+project that builds the same bytes again links what is stored.
 
-    builds = localbuild.find(pip_args, valued)      # the command line's local projects
-    code, built = localbuild.build(builds, program, pip_args, env, quiet, tmp)
-    argv = built.arguments(pip_args)                # for pip's dry run
+    found = localbuild.find(pip_args, valued)       # the command line's local projects
+    code, builds = localbuild.build(found, program, pip_args, env, default, tmp)
+    argv = builds.arguments(pip_args)               # for pip's dry run
 """
 
 from __future__ import annotations
@@ -32,9 +34,15 @@ import urllib.request
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
-from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
+from packaging.utils import (
+    InvalidSdistFilename,
+    InvalidWheelFilename,
+    canonicalize_name,
+    parse_sdist_filename,
+    parse_wheel_filename,
+)
 from packaging.version import Version
 
 from . import pip, process
@@ -244,11 +252,13 @@ def build(
     program: pip.PipProgram,
     pip_args: Sequence[str],
     env: Mapping[str, str],
+    default_build: bool,
     tmp: Path,
 ) -> tuple[int, Builds]:
     """``pip wheel --no-deps`` of each project, with the options and environment pip's
-    install would build it with. Its output is shown once it succeeded (pip's install
-    prints the same build lines); a failure shows nothing, for plain pip to say it."""
+    install would build it with (``default_build``: no build-affecting option is set).
+    Its output is shown once it succeeded (pip's install prints the same build lines);
+    a failure shows nothing, for plain pip to say it."""
     built = []
     shown: set[bytes] = set()
     options = [*fetch_options(pip_args, BUILD_VALUED, BUILD_FLAGS), *_output_options(pip_args)]
@@ -261,28 +271,51 @@ def build(
             reqs.write_text("\n".join(lines) + "\n", encoding="utf-8")
             argv += ["-r", str(reqs)]
         sha256 = None if local.is_dir else _sha256(Path(local.path))
-        argv.append(pip_args[local.position])
+        argv += _requirement(local, pip_args[local.position], sha256, default_build)
         with open(tmp / f"{n}.out", "w+b") as out, open(tmp / f"{n}.err", "w+b") as err:
             code = process.run(program.command(argv), env, "pip wheel", stdout=out, stderr=err)
             wheels = list(out_dir.glob("*.whl")) if code == 0 else []
             if len(wheels) != 1:
                 return code or 1, Builds((), program)
-            out.seek(0)
-            err.seek(0)
-            for line in out:
-                if str(out_dir).encode() not in line:
-                    sys.stdout.buffer.write(line)
-                if line.startswith(_FIRST_LINES):
-                    shown.add(line.rstrip())
-            sys.stdout.flush()
-            sys.stderr.buffer.write(err.read())
-            sys.stderr.flush()
+            shown |= _replay(out, err, hide=str(out_dir).encode())
         try:
             name, version, _build, _tags = parse_wheel_filename(wheels[0].name)
         except InvalidWheelFilename:
             return 1, Builds((), program)
         built.append(Built(local, wheels[0], str(canonicalize_name(name)), str(version), sha256))
     return 0, Builds(tuple(built), program, frozenset(shown))
+
+
+def _requirement(local: Local, token: str, sha256: str | None, default_build: bool) -> list[str]:
+    """What ``pip wheel`` builds: the user's own argument, read as pip reads it; for an
+    sdist built without build options, ``name @ file:...#sha256=...``, which pip's wheel
+    cache keys by content (a wheel built from the same bytes is reused, as for an sdist
+    from an index: obtain). Its cache ignores build options: with them, it is not used."""
+    if sha256 is None:
+        return [token]
+    if not default_build:
+        return ["--no-cache-dir", token]
+    try:
+        name, _version = parse_sdist_filename(Path(local.path).name)
+    except InvalidSdistFilename:
+        return [token]
+    return [f"{name} @ {local.url}#sha256={sha256}"]
+
+
+def _replay(out: BinaryIO, err: BinaryIO, hide: bytes) -> set[bytes]:
+    """Show a build's output (but lines naming ``hide``); return its first lines."""
+    shown = set()
+    out.seek(0)
+    for line in out:
+        if hide not in line:
+            sys.stdout.buffer.write(line)
+        if line.startswith(_FIRST_LINES):
+            shown.add(line.rstrip())
+    sys.stdout.flush()
+    err.seek(0)
+    sys.stderr.buffer.write(err.read())
+    sys.stderr.flush()
+    return shown
 
 
 def _output_options(args: Sequence[str]) -> list[str]:
