@@ -1,10 +1,11 @@
 """The fast install path: pip resolves, the store installs.
 
 pip decides what to install (``pip install --dry-run --report`` with the
-user's own arguments, fresh index pages as always); wheels missing from the
-partition's store are obtained through pip (``pip wheel``, so the managed
-cache, authentication, proxies, certificates and hashes keep working) and
-added; replaced versions are uninstalled by pip; then every wheel is linked
+user's own arguments, fresh index pages as always), and what its dry run
+downloads is kept (``kept``: an index that sends no caching headers leaves
+nothing in pip's cache); wheels missing from the partition's store are taken
+from there or obtained through pip (``pip wheel``, so the managed cache,
+authentication, proxies, certificates and hashes keep working) and added; replaced versions are uninstalled by pip; then every wheel is linked
 from the store in parallel by ``install``.
 
 Anything outside the supported set goes to plain pip, and the summary says
@@ -17,6 +18,7 @@ import json
 import os
 import sys
 import tempfile
+import urllib.parse
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -27,7 +29,7 @@ from packaging.utils import (
 )
 from packaging.version import Version
 
-from . import hashpins, install, obtain, pip, process, resolved, reuse, wheelcheck
+from . import hashpins, install, kept, obtain, pip, process, resolved, reuse, wheelcheck
 from .args import PipArgs
 from .buildkey import BuildOptions
 from .errors import PipfreshError
@@ -240,7 +242,12 @@ def run(job: Job) -> Outcome:
             code = pip.run(job.program.command(job.pip_args), job.env, "pip install")
             old = f"-C needs pip >= {_PER_REQUIREMENT_SETTINGS} to build for the store"
             return Outcome(code, fallback=old)
-    resolution = _resolve(job)
+    with kept.Capture() as capture:
+        return _run(job, capture)
+
+
+def _run(job: Job, capture: kept.Capture) -> Outcome:
+    resolution = _resolve(job, capture)
     how = resolution.how
     if resolution.code != 0:
         return Outcome(resolution.code, resolution=how)
@@ -260,6 +267,10 @@ def run(job: Job) -> Outcome:
         code = pip.run(job.program.command(job.pip_args), job.env)
         return Outcome(code, fallback=why, resolution=how)
 
+    # sha256 -> file pip checked in this run, of what pip's HTTP cache does not hold
+    downloaded = capture.matching(items, job.partition.pip_cache / job.program.http_dir)
+    if downloaded:
+        _keep(job, downloaded, items, resolution.pages)
     by_store = [i for i in items if not i.via_pip]
     store = Store(job.partition.state_dir / STORE_LAYOUT)
     # An sdist's wheel is stored under a key of its build options too (obtain.store_keys).
@@ -279,6 +290,7 @@ def run(job: Job) -> Outcome:
                 job.env,
                 job.quiet,
                 job.partition.pip_cache,
+                downloaded,
             )
             if code != 0:
                 return Outcome(code, resolution=how)
@@ -319,16 +331,14 @@ class _Resolution:
     code: int
     how: str  # for the summary: "pip (...)" or "reused: ..."
     revalidated: int = 0
+    pages: list[str] = field(default_factory=list)  # the index pages pip's dry run read
 
 
-def _resolve(job: Job) -> _Resolution:
+def _resolve(job: Job, capture: kept.Capture) -> _Resolution:
     """pip's report at ``job.report_path``: the last one if every page it read is
     unchanged, else from pip's dry run (with what to record for next time)."""
     inputs = reuse.inputs(job.pip_args, job.env, job.target, job.program)
-    if inputs.digest is None:
-        code = _dry_run(job.program.command([*job.pip_args, "--dry-run"]), job.env)
-        return _Resolution(code, f"pip ({inputs.reason}: not reusable)")
-    recorded = reuse.load(job.partition, inputs.digest)
+    recorded = reuse.load(job.partition, inputs.digest) if inputs.digest is not None else None
     changed = ""
     if recorded is not None:
         revalidator = reuse.Revalidator(job.pip_args, job.env)
@@ -338,14 +348,81 @@ def _resolve(job: Job) -> _Resolution:
             return _Resolution(0, f"reused: {unchanged} index pages unchanged", unchanged)
         changed = f"{first_changed}; "
     with tempfile.TemporaryDirectory(prefix="pipfresh-log-") as tmp:
-        log = Path(tmp, "pip.log")
-        argv = job.program.command([*job.pip_args, "--dry-run", "--log", str(log)])
-        code = _dry_run(argv, job.env)
-        if code != 0:
+        theirs = reuse.user_log(job.pip_args, job.env)
+        log = Path(tmp, "pip.log") if theirs is None else None
+        code, text = _dry_run_keeping(job, capture, log, theirs)
+        pages = reuse.fetched_pages(text)
+        if inputs.digest is None:
+            return _Resolution(code, f"pip ({inputs.reason}: not reusable)", pages=pages)
+        if code != 0 or log is None:
             return _Resolution(code, f"pip ({changed.rstrip('; ') or 'failed'})")
         http_dir = job.partition.pip_cache / job.program.http_dir
-        pages, why = reuse.pages_from_log(log, http_dir)
-    return _Resolution(0, f"pip ({changed}{why or _record(job, inputs.digest, pages)})")
+        found, why = reuse.pages_from_log(log, http_dir)
+    how = f"pip ({changed}{why or _record(job, inputs.digest, found)})"
+    return _Resolution(0, how, pages=pages)
+
+
+def _dry_run_keeping(
+    job: Job, capture: kept.Capture, log: Path | None, theirs: Path | None
+) -> tuple[int, str]:
+    """pip's dry run, keeping what it downloads (``kept``), with our ``log`` (or none when
+    the user has ``theirs``) and its text. A kept file pip found replaced under its URL
+    (its page lists another hash) is dropped, and pip resolves once more: as plain pip
+    would, it then downloads the new one."""
+    argv = [*job.pip_args, "--dry-run", *(["--log", str(log)] if log is not None else [])]
+    command = capture.command(job.program.command(argv))
+    code = _dry_run(command, job.env)
+    if code == 0:
+        return code, _read_log(log)
+    http_dir = job.partition.pip_cache / job.program.http_dir
+    dropped = kept.drop_replaced(http_dir, _read_log(log) or _read_log(theirs, _LOG_TAIL))
+    if not dropped:
+        return code, _read_log(log)
+    if not job.quiet:
+        print(
+            f"pipfresh: note: {len(dropped)} kept download(s) no longer match their index "
+            "page (replaced under the same URL): dropped, resolving again",
+            file=sys.stderr,
+        )
+    if log is not None:
+        log.write_text("", encoding="utf-8")  # pip appends to its log
+    code = _dry_run(command, job.env)
+    return code, _read_log(log)
+
+
+_LOG_TAIL = 1 << 20  # a user's log grows run after run: this run's error is at its end
+
+
+def _read_log(log: Path | None, tail: int | None = None) -> str:
+    """The log's text (its last ``tail`` bytes, when given); empty if there is none."""
+    if log is None:
+        return ""
+    try:
+        with open(log, "rb") as fp:
+            if tail is not None:
+                fp.seek(max(0, os.fstat(fp.fileno()).st_size - tail))
+            return fp.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def _keep(job: Job, downloaded: Mapping[str, Path], items: list[Item], pages: list[str]) -> None:
+    """What the dry run downloaded, into pip's HTTP cache where its page vouches for it
+    (``kept.into_pip_cache``): neither ``pip wheel`` nor a later dry run downloads it."""
+    readers: list[reuse.Revalidator] = []
+
+    def fetch(url: str) -> bytes | None:
+        if "****" in url or "@" in urllib.parse.urlsplit(url).netloc:
+            return None  # pip redacts credentials in its log: never send a guess
+        if not readers:
+            try:
+                readers.append(reuse.Revalidator(job.pip_args, job.env))
+            except (OSError, ValueError):  # a certificate that does not load
+                return None
+        return readers[0].read(url)
+
+    http_dir = job.partition.pip_cache / job.program.http_dir
+    kept.into_pip_cache(downloaded, items, http_dir, pages, fetch)
 
 
 def _record(job: Job, digest: str, pages: list[reuse.Page]) -> str:

@@ -279,10 +279,12 @@ def fetched_pages(log_text: str) -> list[str]:
     return list(dict.fromkeys(_FETCHING.findall(log_text)))
 
 
-def user_logs(pip_args: Sequence[str], env: Mapping[str, str]) -> bool:
-    """Whether the user has pip write a log (pip takes one ``--log``: pipfresh adds none)."""
-    given = any(t.split("=", 1)[0] in _LOG_OPTIONS for t in pip_args)
-    return given or any(env.get(key) for key in _LOG_ENV)
+def user_log(pip_args: Sequence[str], env: Mapping[str, str]) -> Path | None:
+    """The log the user has pip write, if any (pip takes one ``--log``: pipfresh then
+    adds none), as pip chooses it: the command line over the environment."""
+    given = list(option_values(pip_args, _LOG_OPTIONS))
+    named = given[-1] if given else next((env[k] for k in _LOG_ENV if env.get(k)), None)
+    return Path(named) if named else None
 
 
 def _with_validators(url: str, http_dir: Path) -> Page | None:
@@ -322,18 +324,28 @@ class Listings:
         cls, urls: Iterable[str], http_dir: Path, fetch: Callable[[str], bytes | None] | None = None
     ) -> Listings:
         """Each page as pip's cache holds it; one it does not hold (an index that sends no
-        caching headers) is asked for again with ``fetch``, when given."""
-        bodies: dict[str, list[bytes]] = {}
-        for url in dict.fromkeys(urls):
-            project = str(canonicalize_name(url.rstrip("/").rsplit("/", 1)[-1]))
+        caching headers) is asked for again with ``fetch``, when given, all at once."""
+
+        def body(url: str) -> bytes | None:
             try:
                 entry = httpcache.entry_files_for(httpcache.entry_path(http_dir, url))
-                body: bytes | None = httpcache.read_body(entry)
+                return httpcache.read_body(entry)
             except (OSError, ValueError, httpcache.CorruptEntry):
-                body = fetch(url) if fetch is not None else None
-            if body is not None:
-                bodies.setdefault(project, []).append(body.lower())
+                return fetch(url) if fetch is not None else None
+
+        unique = list(dict.fromkeys(urls))
+        with ThreadPoolExecutor(max_workers=max(1, min(_WORKERS, len(unique)))) as pool:
+            found = list(pool.map(body, unique))
+        bodies: dict[str, list[bytes]] = {}
+        for url, page in zip(unique, found):
+            if page is not None:
+                bodies.setdefault(cls.project_of(url), []).append(page.lower())
         return cls(bodies)
+
+    @staticmethod
+    def project_of(url: str) -> str:
+        """The canonical project a page URL (``.../simple/<project>/``) lists."""
+        return str(canonicalize_name(url.rstrip("/").rsplit("/", 1)[-1]))
 
     def vouch_for(self, item: Item) -> bool:
         """Whether a page of the item's project lists its sha256."""
