@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import email.utils
 import gzip
 import io
 import json
@@ -22,6 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pip._internal.network.cache import SafeFileCache
 from pip._internal.utils.filesystem import adjacent_tmp_file
+from pip._vendor.cachecontrol.cache import DictCache
 from pip._vendor.cachecontrol.controller import CacheController
 from pip._vendor.cachecontrol.serialize import Serializer
 from pip._vendor.requests import PreparedRequest
@@ -29,6 +31,7 @@ from pip._vendor.urllib3 import HTTPResponse
 
 from conftest import pip_wheel, python_for
 from pipfresh import httpcache as hc
+from pipfresh.errors import LinkInCache
 from pipfresh.httpcache import CorruptEntry, EntryFiles, Kind, Problem
 from pipfresh.testing.dists import build_sdist, build_wheel
 from pipfresh.testing.index import PackageIndex
@@ -322,6 +325,43 @@ def test_pip_reads_what_we_call_healthy(v2: Path) -> None:
     cached = CacheController(SafeFileCache(str(v2)))._load_from_cache(_request(URL))
     assert cached is not None
     assert cached.read(decode_content=False) == WHEEL
+
+
+def test_a_written_response_is_served_fresh_by_pip(v1: Path, v2: Path, tmp_path: Path) -> None:
+    """``write_response`` writes what pip's own cachecontrol reads back, without asking the
+    server: healthy, a wheel, fresh for its ``max-age``; in http-v2 the body is a link."""
+    body = tmp_path / "demo-1.0-py3-none-any.whl"
+    body.write_bytes(WHEEL)
+    headers = {
+        **OCTET,
+        "Content-Length": str(len(WHEEL)),
+        "Date": email.utils.formatdate(usegmt=True),
+        "Cache-Control": "max-age=600",
+    }
+    hc.write_response(v2, URL, headers, body)
+    entry = hc.entry_files_for(hc.entry_path(v2, URL))
+    response, problem = hc.check_entry(entry)
+    assert problem is None and response is not None and response.kind is Kind.WHEEL
+    assert entry.body is not None and entry.body.stat().st_ino == body.stat().st_ino
+    cached = CacheController(SafeFileCache(str(v2))).cached_request(_request(URL))
+    assert cached is not False and cached.read(decode_content=False) == WHEEL
+
+    hc.write_response(v1, URL, headers, body)  # pip <= 23.2: the body inside
+    entry = hc.entry_files_for(hc.entry_path(v1, URL))
+    assert hc.check_entry(entry)[1] is None and entry.body is None
+    blob = {CacheController.cache_url(URL): hc.entry_path(v1, URL).read_bytes()}
+    cached = CacheController(DictCache(blob)).cached_request(_request(URL))
+    assert cached is not False and cached.read(decode_content=False) == WHEEL
+
+    link_target = tmp_path / "elsewhere"
+    link_target.mkdir()
+    other = "https://example.org/a.whl"
+    top = hc.entry_path(v2, other).relative_to(v2).parts[0]
+    shutil.rmtree(v2 / top, ignore_errors=True)
+    (v2 / top).symlink_to(link_target)
+    with pytest.raises(LinkInCache):
+        hc.write_response(v2, other, headers, body)
+    assert not any(link_target.iterdir())
 
 
 def test_304_revalidation_keeps_entry_healthy(v2: Path) -> None:

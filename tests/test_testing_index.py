@@ -210,6 +210,33 @@ def test_a_statically_served_project_lists_bare_links(
     assert "#sha256=" in flit
 
 
+def test_an_uncached_project_sends_no_caching_headers(index: PackageIndex, tiny: Path) -> None:
+    """Like many private indexes and mirrors: hashes on the page, but no header pip's HTTP
+    cache could keep a response by, and (unless asked) no PEP 658 metadata."""
+    caching = {"cache-control", "etag", "last-modified", "expires"}
+    sha = hashlib.sha256(tiny.read_bytes()).hexdigest()
+    index.serve_uncached("Tiny_Pkg")
+    status, headers, page = fetch(index.index_url + "tiny-pkg/", Accept=PIP_ACCEPT)
+    assert status == 200 and not caching & set(headers), headers
+    (entry,) = json.loads(page)["files"]
+    assert entry["hashes"] == {"sha256": sha}
+    assert not {"core-metadata", "data-dist-info-metadata"} & set(entry)
+    html_page = fetch(index.index_url + "tiny-pkg/", Accept="text/html")[2].decode()
+    assert f"#sha256={sha}" in html_page and "metadata" not in html_page
+    assert fetch(index.file_url(tiny.name) + ".metadata")[0] == 404
+    status, headers, body = fetch(index.file_url(tiny.name), Range="bytes=0-9")
+    assert (status, body) == (200, tiny.read_bytes())  # the whole file: no ranges either
+    assert not caching & set(headers), headers
+
+    index.serve_uncached("Tiny_Pkg", metadata=True)
+    (entry,) = json.loads(fetch(index.index_url + "tiny-pkg/", Accept=PIP_ACCEPT)[2])["files"]
+    assert "core-metadata" in entry
+    status, headers, _ = fetch(index.file_url(tiny.name) + ".metadata")
+    assert status == 200 and not caching & set(headers), headers
+    # Other projects keep PyPI's headers.
+    assert "etag" in fetch(index.index_url + "flit-core/", Accept=PIP_ACCEPT)[1]
+
+
 def test_range_requests(index: PackageIndex, tiny: Path) -> None:
     data = tiny.read_bytes()
     status, headers, body = fetch(index.file_url(tiny.name), Range="bytes=10-19")

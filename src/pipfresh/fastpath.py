@@ -1,10 +1,11 @@
 """The fast install path: pip resolves, the store installs.
 
 pip decides what to install (``pip install --dry-run --report`` with the
-user's own arguments, fresh index pages as always); wheels missing from the
-partition's store are obtained through pip (``pip wheel``, so the managed
-cache, authentication, proxies, certificates and hashes keep working) and
-added; replaced versions are uninstalled by pip; then every wheel is linked
+user's own arguments, fresh index pages as always), and what its dry run
+downloads is kept (``kept``: an index that sends no caching headers leaves
+nothing in pip's cache); wheels missing from the partition's store are taken
+from there or obtained through pip (``pip wheel``, so the managed cache,
+authentication, proxies, certificates and hashes keep working) and added; replaced versions are uninstalled by pip; then every wheel is linked
 from the store in parallel by ``install``.
 
 Anything outside the supported set goes to plain pip, and the summary says
@@ -17,6 +18,7 @@ import json
 import os
 import sys
 import tempfile
+import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -31,6 +33,7 @@ from packaging.version import Version
 from . import (
     hashpins,
     install,
+    kept,
     localbuild,
     obtain,
     pip,
@@ -40,7 +43,7 @@ from . import (
     reuse,
     wheelcheck,
 )
-from .args import PipArgs, option_values
+from .args import PipArgs
 from .buildkey import BuildOptions
 from .errors import PipfreshError
 from .interpreter import Target
@@ -252,9 +255,15 @@ def run(job: Job) -> Outcome:
             code = pip.run(job.program.command(job.pip_args), job.env, "pip install")
             old = f"-C needs pip >= {_PER_REQUIREMENT_SETTINGS} to build for the store"
             return Outcome(code, fallback=old)
+    with kept.Capture() as capture:
+        return _build_then_run(job, capture)
+
+
+def _build_then_run(job: Job, capture: kept.Capture) -> Outcome:
+    """``run`` with the local projects (if any) built first, once."""
     found = _local_projects(job)
     if not found:
-        return _run(job, None)
+        return _run(job, None, capture)
     with tempfile.TemporaryDirectory(prefix="pipfresh-local-") as tmp:
         default = BuildOptions.of(job.pip_args, job.env, job.target.facts.prefix).default
         code, builds = localbuild.build(
@@ -264,7 +273,7 @@ def run(job: Job) -> Outcome:
             code = pip.run(job.program.command(job.pip_args), job.env, "pip install")
             named = " ".join(job.pip_args[f.position] for f in found)
             return Outcome(code, fallback=f"pip wheel could not build {named}")
-        return _run(job, builds)
+        return _run(job, builds, capture)
 
 
 def _local_projects(job: Job) -> list[localbuild.Local]:
@@ -278,9 +287,9 @@ def _local_projects(job: Job) -> list[localbuild.Local]:
     return found
 
 
-def _run(job: Job, builds: localbuild.Builds | None) -> Outcome:
+def _run(job: Job, builds: localbuild.Builds | None, capture: kept.Capture) -> Outcome:
     """``run`` once the local projects (if any) are built: pip resolves, the store installs."""
-    resolution = _resolve(job, builds)
+    resolution = _resolve(job, builds, capture)
     how = resolution.how
     if builds is not None and (
         resolution.code != 0 or builds.complete(job.report_path, job.pip_args, job.env) != 0
@@ -308,6 +317,10 @@ def _run(job: Job, builds: localbuild.Builds | None) -> Outcome:
         code = pip.run(job.program.command(job.pip_args), job.env)
         return Outcome(code, fallback=why, resolution=how)
 
+    # sha256 -> file pip checked in this run, of what pip's HTTP cache does not hold
+    downloaded = capture.matching(items, job.partition.pip_cache / job.program.http_dir)
+    if downloaded:
+        _keep(job, downloaded, items, resolution.pages)
     by_store = [i for i in items if not i.via_pip]
     store = Store(job.partition.state_dir / STORE_LAYOUT)
     # An sdist's wheel is stored under a key of its build options too (obtain.store_keys).
@@ -327,6 +340,7 @@ def _run(job: Job, builds: localbuild.Builds | None) -> Outcome:
                 job.env,
                 job.quiet,
                 job.partition.pip_cache,
+                downloaded,
             )
             if code != 0:
                 return Outcome(code, resolution=how)
@@ -386,9 +400,10 @@ class _Resolution:
     how: str  # for the summary: "pip (...)" or "reused: ..."
     revalidated: int = 0
     names: Mapping[str, str] = field(default_factory=dict)  # as pip spelled them (canonical ->)
+    pages: list[str] = field(default_factory=list)  # the index pages pip's dry run read
 
 
-def _resolve(job: Job, builds: localbuild.Builds | None) -> _Resolution:
+def _resolve(job: Job, builds: localbuild.Builds | None, capture: kept.Capture) -> _Resolution:
     """pip's report at ``job.report_path``: the last one if every page it read is
     unchanged, else from pip's dry run (with what to record for next time).
 
@@ -397,7 +412,7 @@ def _resolve(job: Job, builds: localbuild.Builds | None) -> _Resolution:
     if builds is not None:
         with tempfile.TemporaryFile() as errors:  # shown unless plain pip runs instead
             how = "pip (a local project, built this run: not reusable)"
-            resolution = _dry_run_alone(job, how, builds, errors)
+            resolution = _dry_run_alone(job, how, capture, builds, errors)
             if resolution.code == 0:
                 errors.seek(0)
                 sys.stderr.buffer.write(errors.read())
@@ -405,7 +420,7 @@ def _resolve(job: Job, builds: localbuild.Builds | None) -> _Resolution:
         return resolution
     inputs = reuse.inputs(job.pip_args, job.env, job.target, job.program)
     if inputs.digest is None:
-        return _dry_run_alone(job, f"pip ({inputs.reason}: not reusable)")
+        return _dry_run_alone(job, f"pip ({inputs.reason}: not reusable)", capture)
     recorded = reuse.load(job.partition, inputs.digest)
     changed = ""
     if recorded is not None:
@@ -416,54 +431,76 @@ def _resolve(job: Job, builds: localbuild.Builds | None) -> _Resolution:
             how = f"reused: {unchanged} index pages unchanged"
             return _Resolution(0, how, unchanged, recorded.names)
         changed = f"{first_changed}; "
+    theirs = reuse.user_log(job.pip_args, job.env, job.target.facts.prefix)
     with tempfile.TemporaryDirectory(prefix="pipfresh-log-") as tmp:
-        log = Path(tmp, "pip.log")
-        argv = job.program.command([*job.pip_args, "--dry-run", "--log", str(log)])
-        code = _dry_run(argv, job.env)
+        log = theirs or Path(tmp, "pip.log")
+        code, text = _dry_run_keeping(job, capture, job.pip_args, log, theirs is None)
+        fetched = reuse.fetched_pages(text)
+        names = pipoutput.spellings(text) if code == 0 else {}
         if code != 0:
-            return _Resolution(code, f"pip ({changed.rstrip('; ') or 'failed'})")
-        names = pipoutput.spellings(_read_log(log, 0))
+            return _Resolution(code, f"pip ({changed.rstrip('; ') or 'failed'})", pages=fetched)
+        if theirs is not None:  # what pip read is in their log, among other runs'
+            how = f"pip ({changed}a --log of yours: not recorded)"
+            return _Resolution(0, how, names=names, pages=fetched)
         http_dir = job.partition.pip_cache / job.program.http_dir
         pages, why = reuse.pages_from_log(log, http_dir)
     how = f"pip ({changed}{why or _record(job, inputs.digest, pages, names)})"
-    return _Resolution(0, how, names=names)
+    return _Resolution(0, how, names=names, pages=fetched)
 
 
 def _dry_run_alone(
     job: Job,
     how: str,
+    capture: kept.Capture,
     builds: localbuild.Builds | None = None,
     errors: BinaryIO | None = None,
 ) -> _Resolution:
     """pip's dry run, nothing recorded; logged to read the names pip spells (into the
     user's own log when there is one: pip writes one log, appending). With ``builds``,
     of their wheels in the local projects' places (``errors``: where its stderr goes)."""
-    own = _own_log(job)
+    own = reuse.user_log(job.pip_args, job.env, job.target.facts.prefix)
     args = job.pip_args if builds is None else builds.arguments(job.pip_args)
     hidden = None if builds is None else builds.hidden
     with tempfile.TemporaryDirectory(prefix="pipfresh-log-") as tmp:
         log = own or Path(tmp, "pip.log")
-        start = _size(log)
-        argv = [*args, "--dry-run", *([] if own else ["--log", str(log)])]
-        code = _dry_run(job.program.command(argv), job.env, hidden, errors)
-        names = pipoutput.spellings(_read_log(log, start)) if code == 0 else {}
-    return _Resolution(code, how, names=names)
+        code, text = _dry_run_keeping(job, capture, args, log, own is None, hidden, errors)
+    names = pipoutput.spellings(text) if code == 0 else {}
+    return _Resolution(code, how, names=names, pages=reuse.fetched_pages(text))
 
 
-_LOG_OPTIONS = {"--log", "--log-file", "--local-log"}  # one option of pip's, three names
-
-
-def _own_log(job: Job) -> Path | None:
-    """The log file the user gave pip (option, ``PIP_LOG``, configuration), if any."""
-    given = list(option_values(job.pip_args, _LOG_OPTIONS))
-    if given:
-        return Path(given[-1])
-    try:
-        values = effective(job.env, job.target.facts.prefix, "install")
-    except ConfigError:
-        return None
-    found = next((values[k] for k in ("log", "log-file", "local-log") if values.get(k)), None)
-    return Path(os.path.expanduser(found)) if found else None
+def _dry_run_keeping(
+    job: Job,
+    capture: kept.Capture,
+    args: Sequence[str],
+    log: Path,
+    add_log: bool,
+    hidden: Callable[[bytes], bool] | None = None,
+    errors: BinaryIO | None = None,
+) -> tuple[int, str]:
+    """pip's dry run of ``args``, keeping what it downloads (``kept``), and what it logged
+    to ``log`` in this run (``add_log``: ours, else the user's own). A kept file pip found
+    replaced under its URL (its page lists another hash) is dropped, and pip resolves once
+    more: as plain pip would, it then downloads the new one."""
+    argv = [*args, "--dry-run", *(["--log", str(log)] if add_log else [])]
+    command = capture.command(job.program.command(argv))
+    start = _size(log)
+    code = _dry_run(command, job.env, hidden, errors)
+    text = _read_log(log, start)
+    if code == 0:
+        return code, text
+    http_dir = job.partition.pip_cache / job.program.http_dir
+    dropped = kept.drop_replaced(http_dir, text)
+    if not dropped:
+        return code, text
+    if not job.quiet:
+        print(
+            f"pipfresh: note: {len(dropped)} kept download(s) no longer match their index "
+            "page (replaced under the same URL): dropped, resolving again",
+            file=sys.stderr,
+        )
+    start = _size(log)  # pip appends to its log
+    code = _dry_run(command, job.env, hidden, errors)
+    return code, _read_log(log, start)
 
 
 def _size(path: Path) -> int:
@@ -607,6 +644,25 @@ def _run_gathering(
         for line in uninstalls.raw[seen:]:
             print(line)
     return code
+
+
+def _keep(job: Job, downloaded: Mapping[str, Path], items: list[Item], pages: list[str]) -> None:
+    """What the dry run downloaded, into pip's HTTP cache where its page vouches for it
+    (``kept.into_pip_cache``): neither ``pip wheel`` nor a later dry run downloads it."""
+    readers: list[reuse.Revalidator] = []
+
+    def fetch(url: str) -> bytes | None:
+        if "****" in url or "@" in urllib.parse.urlsplit(url).netloc:
+            return None  # pip redacts credentials in its log: never send a guess
+        if not readers:
+            try:
+                readers.append(reuse.Revalidator(job.pip_args, job.env))
+            except (OSError, ValueError):  # a certificate that does not load
+                return None
+        return readers[0].read(url)
+
+    http_dir = job.partition.pip_cache / job.program.http_dir
+    kept.into_pip_cache(downloaded, items, http_dir, pages, fetch)
 
 
 def _install_all(

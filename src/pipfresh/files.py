@@ -19,8 +19,9 @@ from __future__ import annotations
 import os
 import shutil
 import stat
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from .errors import LinkInCache
 
@@ -257,7 +258,40 @@ def write_atomic(path: str | Path, text: str) -> None:
     """Replace ``path`` with ``text``: a reader never sees half a file, and no link is
     followed (the temporary ``<name>.<pid>.tmp`` is created new; the rename replaces a
     link at ``path`` itself, not its target)."""
-    tmp = f"{os.fspath(path)}.{os.getpid()}{TEMP_SUFFIX}"
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> None:
+    """``write_atomic`` for bytes."""
+    _replace_with(path, lambda stream: stream.write(data))
+
+
+def copy_atomic(source: str | Path, path: str | Path) -> None:
+    """Replace ``path`` with a hardlink to ``source`` (a copy across filesystems), as
+    ``write_atomic`` replaces: a reader sees the old file or the whole new one."""
+    tmp = _temp_name(path)
+    try:
+        os.link(source, tmp)
+    except FileExistsError:
+        os.unlink(tmp)
+        os.link(source, tmp)
+    except OSError:
+        with open(source, "rb") as src:
+            _replace_with(path, lambda stream: shutil.copyfileobj(src, stream, 1 << 20))
+        return
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        remove_file(tmp)
+        raise
+
+
+def _temp_name(path: str | Path) -> str:
+    return f"{os.fspath(path)}.{os.getpid()}{TEMP_SUFFIX}"
+
+
+def _replace_with(path: str | Path, fill: Callable[[BinaryIO], object]) -> None:
+    tmp = _temp_name(path)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _BINARY
     try:
         fd = os.open(tmp, flags, 0o666)
@@ -266,7 +300,7 @@ def write_atomic(path: str | Path, text: str) -> None:
         fd = os.open(tmp, flags, 0o666)
     try:
         with os.fdopen(fd, "wb") as stream:
-            stream.write(text.encode("utf-8"))
+            fill(stream)
         os.replace(tmp, path)
     except BaseException:  # a full disk must not leave our half-written file behind
         remove_file(tmp)

@@ -29,6 +29,8 @@ from typing import IO, Any, Literal, NamedTuple
 
 import msgpack  # type: ignore[import-untyped]
 
+from . import files
+
 __all__ = [
     "HEAD_BYTES",
     "INDEX_CONTENT_TYPES",
@@ -53,6 +55,7 @@ __all__ = [
     "remove_entry",
     "remove_temps",
     "scan",
+    "write_response",
 ]
 
 Format = Literal["http", "http-v2"]
@@ -999,6 +1002,36 @@ def explain(entry: EntryFiles) -> str | None:
 def scan(http_dir: Path, fmt: Format | None = None) -> list[Scanned]:
     """check_entry over every entry of one cache directory."""
     return [Scanned(e, *check_entry(e)) for e in iter_entry_files(http_dir, fmt)]
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def write_response(http_dir: Path, url: str, headers: Mapping[str, str], body: Path) -> None:
+    """Store a ``200 OK`` for ``url`` in pip's cache as pip's cachecontrol would, in the
+    format of ``http_dir``: ``http-v2`` with the body beside (hardlinked from ``body``
+    where it can be), ``http`` with it inside. Each file is replaced atomically, an
+    ``http-v2`` body before its metadata: pip uses an entry only when both exist.
+    Raises ``LinkInCache`` for a link on the way, ``OSError`` when it cannot write.
+    """
+    fmt = _infer_format(http_dir)
+    meta = entry_path(http_dir, url)
+    files.require_real_dirs(http_dir, meta.parent)
+    meta.parent.mkdir(parents=True, exist_ok=True)
+    response: dict[str, Any] = {
+        "body": b"",
+        "headers": dict(headers),
+        "status": 200,
+        "version": 11,
+        "reason": "OK",
+        "decode_content": False,
+    }
+    if fmt == "http-v2":
+        files.copy_atomic(body, meta.with_name(meta.name + ".body"))
+    else:
+        response["body"] = body.read_bytes()
+    packed = msgpack.packb({"response": response, "vary": {}}, use_bin_type=True)
+    files.write_bytes_atomic(meta, b"cc=4," + packed)
 
 
 def _unlink_all(paths: Iterable[Path]) -> int:

@@ -77,9 +77,11 @@ def obtain(
     env: Mapping[str, str],
     quiet: bool,
     pip_cache: Path,
+    kept: Mapping[str, Path],
 ) -> tuple[int, dict[str, Entry]]:
-    """Store the missing items: wheels pip's dry run left in its HTTP cache (hash-checked),
-    the rest through ``pip wheel`` (download or build, via the managed cache).
+    """Store the missing items: wheels pip's dry run downloaded (``kept``: sha256 -> file,
+    each the report's) or left in its HTTP cache (hash-checked), the rest through
+    ``pip wheel`` (download or build, via the managed cache).
 
     Each wheel is unpacked as soon as it is there, and compiled while the next
     ones download or unpack: pip's downloads land in its HTTP cache one by one,
@@ -90,6 +92,11 @@ def obtain(
     http_dir = pip_cache / program.http_dir
     staging = store.adding(Compiler(target.python, env))
     with tempfile.TemporaryDirectory(prefix="pipfresh-wheels-") as tmp, staging as adding:
+        for item in missing:
+            path = kept.get(item.sha256) if item.is_wheel else None
+            if path is not None:
+                opened = open(path, "rb")  # noqa: SIM115 (adding closes it)
+                adding.submit(item.sha256, Path(item.filename), opened)
         _take_local(missing, adding)
         _take_cached(missing, http_dir, adding)
         rest = [i for i in missing if keys[i.sha256] not in adding]

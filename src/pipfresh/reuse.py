@@ -31,7 +31,7 @@ import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -43,7 +43,7 @@ from . import __version__, httpcache, pip
 from .args import option_values
 from .interpreter import Target
 from .partition import RESOLUTIONS, Partition
-from .pipconfig import config_files
+from .pipconfig import ConfigError, config_files, effective
 from .resolved import Item
 
 # What pip sends for an index page (pip._internal.index.collector._get_simple_response).
@@ -58,6 +58,7 @@ _FETCHING = re.compile(r"Fetching project page and analyzing links: (\S+)")
 _NOT_FOUND = re.compile(r"Could not fetch URL (\S+): 404 Client Error")
 _TIMEOUT = 15.0  # pip's default --timeout
 _WORKERS = 32  # uv fetches 50 at once; pip, one after another
+_PAGE_LIMIT = 64 << 20  # as httpcache.read_body
 
 # Options whose value names a file whose contents are part of the inputs.
 _FILE_OPTIONS = {"-r", "--requirement", "-c", "--constraint"}
@@ -254,7 +255,7 @@ def pages_from_log(log: Path, http_dir: Path) -> tuple[list[Page], str | None]:
         return [], "find-links (local listings cannot be revalidated)"
     missing = set(_NOT_FOUND.findall(text))
     pages: dict[str, Page] = {}
-    for url in _FETCHING.findall(text):
+    for url in fetched_pages(text):
         if url in pages:
             continue
         if "****" in url or "@" in urllib.parse.urlsplit(url).netloc:
@@ -271,6 +272,26 @@ def pages_from_log(log: Path, http_dir: Path) -> tuple[list[Page], str | None]:
     if not pages:
         return [], "pip read no index page"
     return list(pages.values()), None
+
+
+def fetched_pages(log_text: str) -> list[str]:
+    """The index pages pip fetched, in order, from its ``--log``."""
+    return list(dict.fromkeys(_FETCHING.findall(log_text)))
+
+
+def user_log(pip_args: Sequence[str], env: Mapping[str, str], prefix: str) -> Path | None:
+    """The log the user has pip write, if any (pip takes one ``--log``: pipfresh then
+    adds none), as pip chooses it: the command line, then ``PIP_LOG`` and pip's
+    configuration files (``effective`` reads both as pip does)."""
+    given = list(option_values(pip_args, _LOG_OPTIONS))
+    if given:
+        return Path(given[-1])
+    try:
+        values = effective(env, prefix, "install")
+    except ConfigError:
+        return None
+    found = next((values[k] for k in ("log", "log-file", "local-log") if values.get(k)), None)
+    return Path(os.path.expanduser(found)) if found else None
 
 
 def _with_validators(url: str, http_dir: Path) -> Page | None:
@@ -295,21 +316,50 @@ def unattested(items: Sequence[Item], pages: Sequence[Page], http_dir: Path) -> 
     download (a page that lists none) held for that run only: the file may since
     have been replaced under the same URL, and the page would not show it.
     """
-    listed: dict[str, list[bytes]] = {}
-    for page in pages:
-        if page.missing:
-            continue
-        project = str(canonicalize_name(page.url.rstrip("/").rsplit("/", 1)[-1]))
-        try:
-            entry = httpcache.entry_files_for(httpcache.entry_path(http_dir, page.url))
-            listed.setdefault(project, []).append(httpcache.read_body(entry).lower())
-        except (OSError, ValueError, httpcache.CorruptEntry):
-            continue
-    for item in items:
+    listed = Listings.of([p.url for p in pages if not p.missing], http_dir)
+    return next((item for item in items if not listed.vouch_for(item)), None)
+
+
+@dataclass(frozen=True)
+class Listings:
+    """The index pages a dry run read, by project, to ask which hashes they list."""
+
+    bodies: Mapping[str, Sequence[bytes]]  # canonical project -> its pages, lower-cased
+
+    @classmethod
+    def of(
+        cls, urls: Iterable[str], http_dir: Path, fetch: Callable[[str], bytes | None] | None = None
+    ) -> Listings:
+        """Each page as pip's cache holds it; one it does not hold (an index that sends no
+        caching headers) is asked for again with ``fetch``, when given, all at once."""
+
+        def body(url: str) -> bytes | None:
+            try:
+                entry = httpcache.entry_files_for(httpcache.entry_path(http_dir, url))
+                return httpcache.read_body(entry)
+            except (OSError, ValueError, httpcache.CorruptEntry):
+                return fetch(url) if fetch is not None else None
+
+        unique = list(dict.fromkeys(urls))
+        with ThreadPoolExecutor(max_workers=max(1, min(_WORKERS, len(unique)))) as pool:
+            found = list(pool.map(body, unique))
+        bodies: dict[str, list[bytes]] = {}
+        for url, page in zip(unique, found):
+            if page is not None:
+                bodies.setdefault(cls.project_of(url), []).append(page.lower())
+        return cls(bodies)
+
+    @staticmethod
+    def project_of(url: str) -> str:
+        """The canonical project a page URL (``.../simple/<project>/``) lists."""
+        return str(canonicalize_name(url.rstrip("/").rsplit("/", 1)[-1]))
+
+    def vouch_for(self, item: Item) -> bool:
+        """Whether a page of the item's project lists its sha256."""
         digest = item.sha256.lower().encode()
-        if not any(digest in body for body in listed.get(str(canonicalize_name(item.name)), [])):
-            return item
-    return None
+        return any(
+            digest in body for body in self.bodies.get(str(canonicalize_name(item.name)), [])
+        )
 
 
 # 2: only resolutions whose hashes their pages list (``unattested``) are recorded.
@@ -421,10 +471,8 @@ class Revalidator:
         if page.last_modified:
             headers["If-Modified-Since"] = page.last_modified
         request = urllib.request.Request(page.url, headers=headers)
-        host = urllib.parse.urlsplit(page.url)
-        opener = self.openers[bool({host.hostname, host.netloc} & self.trusted)]
         try:
-            with opener.open(request, timeout=self.timeout) as response:
+            with self._opener(page.url).open(request, timeout=self.timeout) as response:
                 status = int(response.status)  # a changed page's body is pip's to read
         except urllib.error.HTTPError as exc:
             status = exc.code
@@ -436,6 +484,22 @@ class Revalidator:
         if status in (200, 404):
             return "changed"
         return f"could not be revalidated (HTTP {status})"
+
+    def read(self, url: str) -> bytes | None:
+        """The page at ``url`` as the index serves it now; None on any failure (a redirect
+        too). For a page pip's cache does not keep: what does it list?"""
+        headers = {"Accept": _ACCEPT, "User-Agent": f"pipfresh/{__version__} (reading a page)"}
+        request = urllib.request.Request(url, headers=headers)
+        try:
+            with self._opener(url).open(request, timeout=self.timeout) as response:
+                body: bytes = response.read(_PAGE_LIMIT + 1)
+        except (OSError, ValueError, http.client.HTTPException):
+            return None
+        return body if len(body) <= _PAGE_LIMIT else None
+
+    def _opener(self, url: str) -> urllib.request.OpenerDirector:
+        host = urllib.parse.urlsplit(url)
+        return self.openers[bool({host.hostname, host.netloc} & self.trusted)]
 
     def all_unchanged(self, pages: Sequence[Page]) -> tuple[int, str | None]:
         """How many pages are unchanged, and the first that is not, with what happened to it

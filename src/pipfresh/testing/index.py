@@ -30,7 +30,7 @@ import time
 import uuid
 import zipfile
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email.utils import formatdate
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -367,6 +367,7 @@ class PackageIndex:
         self._downloads: dict[str, int] = {}
         self._info: dict[str, tuple[tuple[int, int, int], DistFile]] = {}
         self._static: set[str] = set()
+        self._uncached: dict[str, bool] = {}  # project -> whether PEP 658 metadata is kept
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -447,6 +448,15 @@ class PackageIndex:
         metadata, and files with validators but no ``max-age``, so every use revalidates
         them and a file replaced under the same name is served new."""
         self._static.update(str(canonicalize_name(p)) for p in projects)
+
+    def serve_uncached(self, *projects: str, metadata: bool = False) -> None:
+        """Serve these projects as an index that sends no caching headers does (many
+        private indexes and mirrors): pages with hashes, but neither pages nor files carry
+        ``Cache-Control``, ``ETag`` or ``Last-Modified``, so pip's HTTP cache keeps
+        nothing; and no PEP 658 metadata unless ``metadata``, so pip downloads each wheel
+        to read it."""
+        for project in projects:
+            self._uncached[str(canonicalize_name(project))] = metadata
 
     def unpublish(self, *filenames: str) -> None:
         """Remove distributions (by filename) from the index."""
@@ -605,7 +615,10 @@ class PackageIndex:
             body = _render_root(list(projects), ctype)
         else:
             bare = project in self._static
-            body = _render_project(project, projects[project], ctype, bare=bare)
+            dists = projects[project]
+            if not self._uncached.get(project, True):  # the page offers no PEP 658 metadata
+                dists = [replace(d, metadata=None) for d in dists]
+            body = _render_project(project, dists, ctype, bare=bare)
         content_type = _CONTENT_TYPES[ctype]
         etag = _etag(content_type.encode(), body)
         common = [
@@ -613,8 +626,10 @@ class PackageIndex:
             ("ETag", etag),
             ("Vary", "Accept, Accept-Encoding"),
         ]
+        if project in self._uncached:
+            common = [("Vary", "Accept, Accept-Encoding")]
         inm = headers.get("if-none-match")
-        if inm is not None and _etag_matches(inm, etag):
+        if project not in self._uncached and inm is not None and _etag_matches(inm, etag):
             return _Response(HTTPStatus.NOT_MODIFIED, "index_304", common)
         resp = _Response(HTTPStatus.OK, "index_200", [("Content-Type", content_type), *common])
         if self.gzip_pages and accepts_gzip(headers.get("accept-encoding")):
@@ -631,6 +646,8 @@ class PackageIndex:
             return _not_found()
         path = self.root / dist_name
         static = info.project in self._static
+        if info.project in self._uncached:
+            return self._uncached_file(info, path, want_metadata)
         common = [] if static else [("Cache-Control", FILE_CACHE_CONTROL)]
         if want_metadata:
             if info.metadata is None or static:
@@ -682,6 +699,18 @@ class PackageIndex:
             [*ctype, *common],
             file=(path, 0, info.size),
             filename=dist_name,
+        )
+
+    def _uncached_file(self, info: DistFile, path: Path, want_metadata: bool) -> _Response:
+        """A file or its metadata with no caching header (``serve_uncached``), whole:
+        such servers rarely answer ranges either."""
+        octets = [("Content-Type", "application/octet-stream")]
+        if want_metadata:
+            if info.metadata is None or not self._uncached[info.project]:
+                return _not_found()
+            return _Response(HTTPStatus.OK, "metadata", octets, body=info.metadata)
+        return _Response(
+            HTTPStatus.OK, "file", octets, file=(path, 0, info.size), filename=info.filename
         )
 
 
