@@ -29,8 +29,9 @@ environment:
                          directory, ~/.cache/pipfresh on Linux)
   PIPFRESH_INSTALLER     store (default: install from pipfresh's store of
                          unpacked wheels) or pip (plain pip install)
-  PIPFRESH_LINK_MODE     hardlink (default) or copy: how the store installer
-                         places files in the target
+  PIPFRESH_LINK_MODE     how the store installer places files in the target:
+                         auto (default: reflink where the filesystem clones,
+                         else hardlink), reflink, hardlink or copy
   PIPFRESH_LOCK_TIMEOUT  seconds to wait for a partition another pipfresh
                          holds (default 600)
 """

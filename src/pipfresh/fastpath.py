@@ -674,7 +674,6 @@ def _install_all(
 ) -> None:
     scheme = install.TargetScheme.for_venv(job.target.facts)
     template = install.script_template(job.program.version)
-    linker = install.linker_from_env(job.env)
     interpreter = str(job.target.python)
     requests = [
         install.Request(
@@ -682,6 +681,13 @@ def _install_all(
         )
         for i in items
     ]
+    if not requests:
+        return
+    sample = requests[0].entry  # decides how files are placed: probed once per filesystem
+    where = (scheme.purelib, scheme.platlib, scheme.scripts, scheme.data)
+    linker = install.linker_from_env(job.env, sample.file(next(iter(sample.files))), where)
+    if linker.note and not job.quiet:
+        print(f"pipfresh: note: {linker.note}", file=sys.stderr)
 
     def one(request: install.Request) -> None:
         install.install(request, scheme, interpreter, template, linker)

@@ -45,7 +45,7 @@ from installer.utils import Scheme as SchemeName
 from packaging.utils import canonicalize_name, canonicalize_version
 from packaging.version import Version
 
-from . import wheelcheck
+from . import clone, wheelcheck
 from .errors import PipfreshError
 from .interpreter import Facts
 from .store import Compiler, Entry, current_umask
@@ -98,9 +98,10 @@ class TargetScheme:
 
 
 class Linker:
-    """Places a stored file at a target path. Subclasses choose how."""
+    """Places a stored file at a target path. Subclasses choose how; this one copies."""
 
     name = "copy"
+    note: str | None = None  # what the run should say about how its files were placed
 
     def __init__(self) -> None:
         self._writable = 0o222 & ~current_umask()  # process-wide: read once, outside the threads
@@ -122,7 +123,10 @@ class Linker:
 
 
 class HardLinker(Linker):
-    """Hardlink, and copy where linking is impossible (another filesystem, no support)."""
+    """Hardlink, and copy where linking is impossible (another filesystem, no support).
+
+    The target's file is the store's (read-only: an edit fails instead of spreading).
+    """
 
     name = "hardlink"
     _fallback = (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EACCES)
@@ -136,15 +140,63 @@ class HardLinker(Linker):
             Linker.place(self, src, dest)
 
 
-LINKERS: dict[str, type[Linker]] = {"hardlink": HardLinker, "copy": Linker}
+class Cloner(Linker):
+    """Clone (copy-on-write): the target's own file, writable as pip leaves it, mtime kept,
+    sharing blocks with the store until written. Where the filesystem cannot clone,
+    ``uncloned`` places the file instead: a copy, or (``auto``) a hardlink."""
+
+    name = "reflink"
+
+    def __init__(self, uncloned: Linker | None = None) -> None:
+        super().__init__()
+        self.uncloned = uncloned or Linker()
+
+    def place(self, src: str, dest: str) -> None:
+        try:
+            clone.clone(src, dest, self._writable)
+        except clone.CloneUnsupported:
+            self.uncloned.place(src, dest)
 
 
-def linker_from_env(environ: Mapping[str, str]) -> Linker:
-    """``PIPFRESH_LINK_MODE=hardlink|copy`` (default hardlink), like uv's ``--link-mode``."""
-    mode = environ.get(LINK_MODE_ENV, "").strip().lower() or "hardlink"
-    if mode not in LINKERS:
-        raise PipfreshError(f"{LINK_MODE_ENV}={mode}: choose one of {', '.join(sorted(LINKERS))}")
-    return LINKERS[mode]()
+MODES = ("auto", "reflink", "hardlink", "copy")
+DEFAULT_MODE = "auto"
+
+
+def linker_from_env(
+    environ: Mapping[str, str], sample: str | None = None, targets: Iterable[str] = ()
+) -> Linker:
+    """``PIPFRESH_LINK_MODE=auto|reflink|hardlink|copy`` (default auto), like uv's
+    ``--link-mode``. ``auto`` clones where the target's filesystem clones ``sample`` (a
+    stored file), probed once per filesystem of ``targets``, and hardlinks elsewhere;
+    ``reflink`` clones or copies (saying so), never sharing an inode; all copy across
+    filesystems."""
+    mode = environ.get(LINK_MODE_ENV, "").strip().lower() or DEFAULT_MODE
+    if mode not in MODES:
+        raise PipfreshError(f"{LINK_MODE_ENV}={mode}: choose one of {', '.join(MODES)}")
+    if mode == "copy":
+        return Linker()
+    if mode == "hardlink":
+        return HardLinker()
+    dirs = _existing(targets)
+    cloning = sample is not None and any(clone.clones(sample, d) for d in dirs)
+    if mode == "reflink":
+        if cloning:
+            return Cloner(Linker())  # a target directory that cannot clone gets copies
+        copier = Linker()
+        where = dirs[0] if dirs else "the target"
+        copier.note = f"{LINK_MODE_ENV}=reflink: {where} cannot clone the store's files: copied"
+        return copier
+    return Cloner(HardLinker()) if cloning else HardLinker()
+
+
+def _existing(paths: Iterable[str]) -> list[str]:
+    """Each path, or its nearest existing parent (a scheme directory made on install)."""
+    found = []
+    for path in dict.fromkeys(paths):
+        while path and not os.path.isdir(path) and os.path.dirname(path) != path:
+            path = os.path.dirname(path)
+        found.append(path)
+    return list(dict.fromkeys(found))
 
 
 # -- pip's script launchers ---------------------------------------------------------
@@ -881,8 +933,11 @@ def _differing_files(lib: str, dist_info: str, prefix: str) -> int:
 
 
 __all__ = [
+    "DEFAULT_MODE",
     "LINK_MODE_ENV",
+    "MODES",
     "ChangedInPlace",
+    "Cloner",
     "HardLinker",
     "InstallError",
     "Linker",

@@ -2,7 +2,7 @@
 
 A partition is per interpreter ABI, so it is where unpacked wheels *and* their
 ``.pyc`` can be kept: bytecode is compiled once per ABI, by the target
-interpreter, not on every install. Installs then hardlink (or copy) from here.
+interpreter, not on every install. Installs then clone, hardlink or copy from here.
 
 Layout, inside the partition's ``pipfresh/`` directory::
 
@@ -19,7 +19,7 @@ it loads the ``.pyc`` (``_imp._fix_co_filename``, as for any cached module), so
 one stored ``.pyc`` is valid in every target. Entries are immutable: their
 files are read-only, and every file's content hash is in the manifest (hashed
 while unpacking a wheel whose sha256 was checked, and as compiled for bytecode).
-Installed files share inodes with the store, so an edit through a target (or a
+Hardlinked files share inodes with the store, so an edit through a target (or a
 restore, or a chown) would change the store: before an entry is linked, each
 file's stat is compared with the fingerprint pipfresh recorded (one ``stat``;
 inode and ctime included, which ``os.utime`` cannot restore), and a file that
