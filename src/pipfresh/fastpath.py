@@ -49,6 +49,7 @@ from .errors import PipfreshError
 from .interpreter import Target
 from .partition import Partition
 from .pipconfig import ConfigError, effective, strtobool
+from .progress import Progress
 from .resolved import Item
 from .store import STORE_LAYOUT, Entry, Store, stored
 from .summary import Summary
@@ -225,6 +226,7 @@ class Job:
     env: Mapping[str, str]
     report_path: Path
     quiet: bool
+    progress: Progress = field(default_factory=Progress.silent)  # long phases, on stderr
 
 
 def install_with_store(job: Job, summary: Summary) -> Outcome:
@@ -341,6 +343,7 @@ def _run(job: Job, builds: localbuild.Builds | None, capture: kept.Capture) -> O
                 job.quiet,
                 job.partition.pip_cache,
                 downloaded,
+                job.progress,
             )
             if code != 0:
                 return Outcome(code, resolution=how)
@@ -693,6 +696,7 @@ def _install_all(
         install.install(request, scheme, interpreter, template, linker)
 
     workers = min(len(requests), 2 * (os.cpu_count() or 1), 16)
-    with ThreadPoolExecutor(max_workers=max(workers, 1)) as pool:
+    phase = job.progress.phase("installing", len(requests), "wheel")
+    with phase as installing, ThreadPoolExecutor(max_workers=max(workers, 1)) as pool:
         for _ in pool.map(one, requests):
-            pass
+            installing.advance()

@@ -14,7 +14,7 @@ import sys
 import tempfile
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping, Sequence, Set
+from collections.abc import Callable, Mapping, Sequence, Set
 from pathlib import Path
 from typing import BinaryIO
 
@@ -30,6 +30,7 @@ from .args import option_values
 from .buildkey import BuildOptions
 from .errors import PipfreshError
 from .interpreter import Target
+from .progress import Progress
 from .resolved import Item
 from .store import Adding, Compiler, Entry, Store
 
@@ -78,6 +79,7 @@ def obtain(
     quiet: bool,
     pip_cache: Path,
     kept: Mapping[str, Path],
+    progress: Progress | None = None,
 ) -> tuple[int, dict[str, Entry]]:
     """Store the missing items: wheels pip's dry run downloaded (``kept``: sha256 -> file,
     each the report's) or left in its HTTP cache (hash-checked), the rest through
@@ -85,13 +87,24 @@ def obtain(
 
     Each wheel is unpacked as soon as it is there, and compiled while the next
     ones download or unpack: pip's downloads land in its HTTP cache one by one,
-    so they are taken from there while ``pip wheel`` is still running.
+    so they are taken from there while ``pip wheel`` is still running. ``progress``
+    shows the three phases, overlapping as they do.
     """
     build = BuildOptions.of(pip_args, env, target.facts.prefix)
     keys = store_keys(missing, pip_args, env, target)  # fastpath looked them up already
     http_dir = pip_cache / program.http_dir
-    staging = store.adding(Compiler(target.python, env))
-    with tempfile.TemporaryDirectory(prefix="pipfresh-wheels-") as tmp, staging as adding:
+    shown, wanted = progress or Progress.silent(), set(keys.values())
+    obtaining = shown.phase("obtaining", len(wanted), "wheel")
+    unpacking = shown.phase("unpacking", len(wanted), "wheel")
+    compiling = shown.phase("compiling", len(wanted), "wheel", counting=False)
+    scratch = tempfile.TemporaryDirectory(prefix="pipfresh-wheels-")
+    staging = store.adding(Compiler(target.python, env), unpacking.advance)
+    with obtaining, unpacking, compiling, scratch as tmp, staging as adding:
+
+        def obtained() -> None:  # one count per wheel: each is shown
+            for _new in range(sum(1 for key in wanted if key in adding) - obtaining.done):
+                obtaining.advance()
+
         for item in missing:
             path = kept.get(item.sha256) if item.is_wheel else None
             if path is not None:
@@ -99,19 +112,23 @@ def obtain(
                 adding.submit(item.sha256, Path(item.filename), opened)
         _take_local(missing, adding)
         _take_cached(missing, http_dir, adding)
+        obtained()
         rest = [i for i in missing if keys[i.sha256] not in adding]
         if rest:
             # pip's wheel cache ignores build options: a build under options must not use it
             fresh = not build.default and any(not i.is_wheel for i in rest)
             code = _pip_wheel(
                 rest, Path(tmp), program, [*pip_args, *["--no-cache-dir"] * fresh], env, quiet,
-                http_dir, adding, build.config_settings,
+                http_dir, adding, build.config_settings, obtained,
             )  # fmt: skip
             if code != 0:
+                for phase in (obtaining, unpacking, compiling):
+                    phase.abandon()  # pip's error follows
                 return code, {}
             late = [i for i in rest if keys[i.sha256] not in adding]
             for sha256, wheel in _match_wheels(late, Path(tmp, "wheels")).items():
                 adding.submit(keys[sha256], wheel)
+            obtained()
         added = adding.finish()
     return 0, {i.sha256: added[keys[i.sha256]] for i in missing}
 
@@ -139,8 +156,10 @@ def _pip_wheel(
     http_dir: Path,
     adding: Adding,
     config_settings: Sequence[str] = (),
+    taken: Callable[[], None] | None = None,
 ) -> int:
-    """``pip wheel --no-deps`` for ``items``; wheels it downloads are taken meanwhile."""
+    """``pip wheel --no-deps`` for ``items``; wheels it downloads are taken meanwhile
+    (``taken`` is told after each look)."""
     reqs = tmp / "requirements.txt"
     # pip applies -C to command-line requirements only: each built one gets them on its line
     settings = "".join(f" --config-settings={shlex.quote(v)}" for v in config_settings)
@@ -156,6 +175,8 @@ def _pip_wheel(
         def take_downloaded() -> None:
             nonlocal waiting
             waiting = [i for i in waiting if not _take_cached([i], http_dir, adding, rejected)]
+            if taken is not None:
+                taken()
 
         code = process.run(
             program.command(argv), env, "pip wheel", stdout=log, poll=take_downloaded

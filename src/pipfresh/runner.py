@@ -32,6 +32,7 @@ from .args import split
 from .errors import CacheNotWritable, CacheRootError, Interrupted, LockTimeout
 from .interpreter import Target
 from .partition import CacheRoot, Partition, default_root, partition_id
+from .progress import Progress
 from .summary import Summary, account
 
 
@@ -202,7 +203,10 @@ def _run_in_partition(
             before = snapshot.take(partition.pip_cache)
         stored: list[str] = []  # store entries the run used, by key
         if summary.installer == "store" and report_path is not None:
-            job = fastpath.Job(partition, target, program, pip_args, env, report_path, note.quiet)
+            shown = Progress.for_run(note.quiet, pip_args, env)
+            job = fastpath.Job(
+                partition, target, program, pip_args, env, report_path, note.quiet, shown
+            )
             with process.phase("installing from the store"):
                 outcome = fastpath.install_with_store(job, summary)
             code, stored = outcome.code, outcome.store_keys

@@ -39,7 +39,7 @@ import stat
 import tempfile
 import threading
 import zipfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -521,9 +521,10 @@ class Store:
                 adding.submit(sha256, wheel)
             return adding.finish()
 
-    def adding(self, compiler: Compiler) -> Adding:
-        """Add wheels one by one as they arrive (``submit``), published together (``finish``)."""
-        return Adding(self, compiler)
+    def adding(self, compiler: Compiler, unpacked: Callable[[], None] | None = None) -> Adding:
+        """Add wheels one by one as they arrive (``submit``), published together (``finish``);
+        ``unpacked`` is called (from any thread) as each wheel is unpacked."""
+        return Adding(self, compiler, unpacked)
 
     def _unpack(self, sha256: str, wheel: Path, opened: BinaryIO | None, umask: int) -> _Unpacked:
         self.path.mkdir(parents=True, exist_ok=True)
@@ -611,9 +612,12 @@ class Adding:
 
     _UNPACKERS = 4  # zip members are small: more threads only fight over the GIL
 
-    def __init__(self, store: Store, compiler: Compiler) -> None:
+    def __init__(
+        self, store: Store, compiler: Compiler, unpacked: Callable[[], None] | None = None
+    ) -> None:
         self.store = store
         self.compiler = compiler
+        self._unpacked = unpacked
         self._umask = current_umask()  # process-wide: read once, outside the threads
         self._pool = ThreadPoolExecutor(max_workers=self._UNPACKERS)
         self._compilation: Compilation | None = None
@@ -662,6 +666,8 @@ class Adding:
             sources = unpacked.sources
             names = {path: installed_name(rel) for rel, path in sources.items()}
             compilation.submit(list(sources.values()), names)
+            if self._unpacked is not None:
+                self._unpacked()
             return unpacked
 
         self._futures[sha256] = (wheel.name, self._pool.submit(unpack))
