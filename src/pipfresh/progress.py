@@ -26,6 +26,7 @@ from types import TracebackType
 from typing import TextIO
 
 from .args import option_values
+from .pipconfig import ConfigError, effective
 
 
 @dataclass
@@ -167,15 +168,21 @@ class Progress:
         pip_args: Sequence[str] = (),
         environ: Mapping[str, str] | None = None,
         stream: TextIO | None = None,
+        prefix: str | None = None,
     ) -> Progress:
         """Silent with ``-q``; a rewritten line on a terminal, unless pip's bars are off
-        (``--progress-bar off``, ``PIP_PROGRESS_BAR=off``) or ``TERM=dumb``; else one
-        line per phase."""
+        (``--progress-bar off``, ``PIP_PROGRESS_BAR=off``, ``progress-bar = off`` in pip's
+        configuration, read with the target's ``prefix``) or ``TERM=dumb``; else one line
+        per phase."""
         if quiet:
             return cls.silent()
         out = stream if stream is not None else sys.stderr
         env = os.environ if environ is None else environ
-        bars = [env["PIP_PROGRESS_BAR"]] if "PIP_PROGRESS_BAR" in env else []
+        try:
+            configured = effective(env, prefix, "install").get("progress-bar")
+        except ConfigError:
+            configured = None  # pip reports it itself
+        bars = [configured] if configured is not None else []
         bars += option_values(pip_args, {"--progress-bar"})  # the last one wins, as in pip
         plain = (bars and bars[-1].strip().lower() == "off") or env.get("TERM") == "dumb"
         try:

@@ -203,7 +203,7 @@ def _run_in_partition(
             before = snapshot.take(partition.pip_cache)
         stored: list[str] = []  # store entries the run used, by key
         if summary.installer == "store" and report_path is not None:
-            shown = Progress.for_run(note.quiet, pip_args, env)
+            shown = Progress.for_run(note.quiet, pip_args, env, prefix=target.facts.prefix)
             job = fastpath.Job(
                 partition, target, program, pip_args, env, report_path, note.quiet, shown
             )
