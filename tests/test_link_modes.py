@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from helpers import Run, index_args, pipfresh, store_env
+from helpers import Run, index_args, installed_version, pipfresh, store_env
 from pipfresh import clone, install
 from pipfresh.store import STORE_LAYOUT, Compiler, Entry, Store, current_umask
 from pipfresh.testing.dists import build_wheel
@@ -302,3 +302,20 @@ def test_root_edits_through_a_hardlink_and_the_next_venv_still_gets_the_original
     assert summary is not None
     assert summary["installer_reason"] == "0 from the store, 1 added", summary
     assert _value(third) == ORIGINAL
+
+
+def test_an_unknown_mode_stops_the_run_before_anything_is_uninstalled(
+    index: Any, dist_dir: Path, make_venv: Any, tmp_path: Path
+) -> None:
+    """A typo in ``PIPFRESH_LINK_MODE`` is refused before pip runs: the installed
+    version stays (found only at linking, it came after pip had removed it)."""
+    _publish(index, dist_dir)
+    venv = make_venv(pip=None)
+    _install(index, venv, tmp_path, None)
+    index.publish(build_wheel(dist_dir, "guarded", "2.0"))
+    env = store_env(PIPFRESH_LINK_MODE="symlink")
+    args = ("install", "--python", venv.python, *index_args(index), "--upgrade", "guarded")
+    run = pipfresh(*args, env=env)
+    assert run.code == 2, run.stderr
+    assert "PIPFRESH_LINK_MODE=symlink: choose one of" in run.stderr
+    assert installed_version(venv.python, "guarded") == "1.0"

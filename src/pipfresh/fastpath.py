@@ -111,6 +111,7 @@ def decide(
         raise PipfreshError(f"{INSTALLER_ENV}={choice}: choose one of {', '.join(INSTALLERS)}")
     if choice == "pip":
         return Decision("pip", f"{INSTALLER_ENV}=pip" if given else "default")
+    install.link_mode(environ)  # a bad PIPFRESH_LINK_MODE stops the run before pip starts
     if partition is None:  # the user chose the cache, or the managed one is unusable
         cache = parsed.user_cache_choice
         return Decision("pip", f"{cache} given" if cache else "the managed cache is unusable")

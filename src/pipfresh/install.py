@@ -162,6 +162,15 @@ MODES = ("auto", "reflink", "hardlink", "copy")
 DEFAULT_MODE = "auto"
 
 
+def link_mode(environ: Mapping[str, str]) -> str:
+    """``PIPFRESH_LINK_MODE`` as given, checked (``fastpath.decide`` asks before pip
+    uninstalls anything: a typo must not leave the target half replaced)."""
+    mode = environ.get(LINK_MODE_ENV, "").strip().lower() or DEFAULT_MODE
+    if mode not in MODES:
+        raise PipfreshError(f"{LINK_MODE_ENV}={mode}: choose one of {', '.join(MODES)}")
+    return mode
+
+
 def linker_from_env(
     environ: Mapping[str, str], sample: str | None = None, targets: Iterable[str] = ()
 ) -> Linker:
@@ -170,9 +179,7 @@ def linker_from_env(
     stored file), probed once per filesystem of ``targets``, and hardlinks elsewhere;
     ``reflink`` clones or copies (saying so), never sharing an inode; all copy across
     filesystems."""
-    mode = environ.get(LINK_MODE_ENV, "").strip().lower() or DEFAULT_MODE
-    if mode not in MODES:
-        raise PipfreshError(f"{LINK_MODE_ENV}={mode}: choose one of {', '.join(MODES)}")
+    mode = link_mode(environ)
     if mode == "copy":
         return Linker()
     if mode == "hardlink":
@@ -947,6 +954,7 @@ __all__ = [
     "TargetScheme",
     "changed_in_place",
     "install",
+    "link_mode",
     "linker_from_env",
     "plan_for",
     "plans",
