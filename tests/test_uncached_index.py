@@ -109,3 +109,22 @@ def test_a_file_replaced_under_its_url_is_installed_new(
         assert index.counters().downloads.get(new.name, 0) == downloads, (name, run)
         replaced = "no longer match their index page" in run.stderr
         assert replaced is (listed and name == "second"), run.stderr
+
+
+def test_with_the_users_own_log_too(
+    index, dist_dir: Path, make_venv, py311: Path, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """``--log`` of the user's: pipfresh adds none, reads this run's part of theirs (which
+    keeps every run's), and still keeps each download once."""
+    names = _publish(index, dist_dir, metadata=False)
+    log = tmp_path / "mine.log"
+    for round_, expected in (("cold", 1), ("warm", 0)):
+        venv = make_venv(py311, pip="26.3", name=round_)
+        index.reset_counters()
+        run = pipfresh(
+            "install", "--python", venv.python, *index_args(index), "--log", log, "app",
+            env=store_env(),
+        ).ok()  # fmt: skip
+        assert _downloads(index, names) == dict.fromkeys(names, expected), (round_, run)
+        assert installed_version(venv.python, "app") == "1.0"
+    assert log.read_text().count("Would install app-1.0") == 2  # both dry runs, in theirs
