@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pipfresh.pipconfig import ConfigError, effective, strtobool
+from pipfresh.pipconfig import ConfigError, effective, progress_bar, strtobool
 
 
 def test_command_section_overrides_global_and_variables_override_both(tmp_path: Path) -> None:
@@ -35,3 +35,15 @@ def test_booleans_read_as_pip_reads_them(value: str, expected: bool) -> None:
 def test_other_values_are_not_booleans(value: str) -> None:
     with pytest.raises(ConfigError):
         strtobool(value)
+
+
+def test_progress_bar_is_settled_as_pip_settles_it(tmp_path: Path) -> None:
+    conf = tmp_path / "pip.conf"
+    conf.write_text("[install]\nprogress-bar = OFF\n")
+    env = {"PIP_CONFIG_FILE": str(conf), "HOME": str(tmp_path), "XDG_CONFIG_DIRS": str(tmp_path)}
+    assert progress_bar([], env, None) == "off"  # the configuration file
+    assert progress_bar([], {**env, "PIP_PROGRESS_BAR": "on"}, None) == "on"  # over the file
+    assert progress_bar(["--progress-bar", "on"], env, None) == "on"  # the command line wins
+    assert progress_bar(["--progress-bar=off", "--progress-bar", "raw"], {}, None) == "raw"
+    conf.write_bytes(b"[install\n")  # a file pip cannot read: pip says so, the default here
+    assert progress_bar([], env, None) == "on"

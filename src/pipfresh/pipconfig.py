@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import configparser
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+from .args import option_values
 
 
 def config_files(env: Mapping[str, str], prefix: str | None) -> list[Path]:
@@ -79,3 +81,16 @@ def strtobool(value: str) -> bool:
     if lowered in _FALSE:
         return False
     raise ConfigError(f"{value!r} is not a boolean")
+
+
+def progress_bar(args: Sequence[str], env: Mapping[str, str], prefix: str | None) -> str:
+    """pip's ``--progress-bar`` as pip settles it (``on`` unless set): the command line's
+    last, else ``PIP_PROGRESS_BAR`` or pip's configuration. Both pip's console lines
+    (``pipoutput``) and pipfresh's own progress (``progress``) follow it."""
+    given = list(option_values(args, {"--progress-bar"}))
+    if not given:
+        try:
+            given = [effective(env, prefix, "install").get("progress-bar", "on")]
+        except ConfigError:
+            given = ["on"]  # pip reports the bad file itself
+    return given[-1].strip().lower()

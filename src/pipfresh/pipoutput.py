@@ -38,9 +38,8 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from .args import option_values
 from .interpreter import Facts
-from .pipconfig import ConfigError, effective, strtobool
+from .pipconfig import ConfigError, effective, progress_bar, strtobool
 
 PYTHON = "<Python from Requires-Python>"  # pip's REQUIRES_PYTHON_IDENTIFIER
 
@@ -346,11 +345,10 @@ class _Options:
             except ConfigError:
                 return False
 
-        bars = list(option_values(args, {"--progress-bar"})) or [values.get("progress-bar", "on")]
         return cls(
             with_deps=not flag("no-deps", "no-dependencies"),
             requires_python=not flag("ignore-requires-python"),
-            progress_bar=bars[-1].strip().lower(),
+            progress_bar=progress_bar(args, env, prefix),
         )
 
 

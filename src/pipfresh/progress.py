@@ -25,8 +25,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TextIO
 
-from .args import option_values
-from .pipconfig import ConfigError, effective
+from .pipconfig import progress_bar
 
 
 @dataclass
@@ -178,13 +177,7 @@ class Progress:
             return cls.silent()
         out = stream if stream is not None else sys.stderr
         env = os.environ if environ is None else environ
-        try:
-            configured = effective(env, prefix, "install").get("progress-bar")
-        except ConfigError:
-            configured = None  # pip reports it itself
-        bars = [configured] if configured is not None else []
-        bars += option_values(pip_args, {"--progress-bar"})  # the last one wins, as in pip
-        plain = (bars and bars[-1].strip().lower() == "off") or env.get("TERM") == "dumb"
+        plain = progress_bar(pip_args, env, prefix) == "off" or env.get("TERM") == "dumb"
         try:
             terminal = out.isatty()
         except (OSError, ValueError):
