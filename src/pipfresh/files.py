@@ -16,6 +16,7 @@ archive planted there:
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import stat
@@ -245,6 +246,20 @@ def _remove_empty_fd(fd: int) -> int:
     finally:
         os.close(fd)
     return removed
+
+
+def sha256_of(fp: BinaryIO) -> str:
+    """The hex sha256 of what ``fp`` holds from where it stands, read in blocks."""
+    digest = hashlib.sha256()
+    while block := fp.read(1 << 20):
+        digest.update(block)
+    return digest.hexdigest()
+
+
+def sha256(path: str | Path) -> str:
+    """The hex sha256 of a file's content."""
+    with open(path, "rb") as fp:
+        return sha256_of(fp)
 
 
 def read_text(path: str | Path) -> str:

@@ -22,7 +22,6 @@ for this run only.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
@@ -35,7 +34,7 @@ from types import TracebackType
 
 from packaging.utils import canonicalize_name
 
-from . import httpcache
+from . import files, httpcache
 from .errors import LinkInCache
 from .resolved import Item
 from .reuse import Listings
@@ -122,7 +121,7 @@ class Capture:
         found: dict[str, Path] = {}
         for path in sorted(self.dir.iterdir()) if self.dir is not None else ():
             sha256 = wanted.get(path.name.split("-", 1)[-1])
-            if sha256 is not None and sha256 not in found and _sha256(path) == sha256:
+            if sha256 is not None and sha256 not in found and files.sha256(path) == sha256:
                 found[sha256] = path
         return found
 
@@ -189,11 +188,3 @@ def _cached(http_dir: Path, url: str) -> bool:
         return True
     body = meta.with_name(meta.name + ".body") if http_dir.name == "http-v2" else meta
     return os.path.exists(meta) and os.path.exists(body)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fp:
-        for block in iter(lambda: fp.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

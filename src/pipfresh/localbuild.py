@@ -23,7 +23,6 @@ project that builds the same bytes again links what is stored.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -45,7 +44,7 @@ from packaging.utils import (
 )
 from packaging.version import Version
 
-from . import pip, process
+from . import files, pip, process
 from .obtain import BUILD_FLAGS, BUILD_VALUED, fetch_options, fetch_options_from_files
 from .resolved import Item
 
@@ -270,7 +269,7 @@ def build(
             reqs = tmp / f"{n}-options.txt"
             reqs.write_text("\n".join(lines) + "\n", encoding="utf-8")
             argv += ["-r", str(reqs)]
-        sha256 = None if local.is_dir else _sha256(Path(local.path))
+        sha256 = None if local.is_dir else files.sha256(local.path)
         argv += _requirement(local, pip_args[local.position], sha256, default_build)
         with open(tmp / f"{n}.out", "w+b") as out, open(tmp / f"{n}.err", "w+b") as err:
             code = process.run(program.command(argv), env, "pip wheel", stdout=out, stderr=err)
@@ -321,11 +320,3 @@ def _replay(out: BinaryIO, err: BinaryIO, hide: bytes) -> set[bytes]:
 def _output_options(args: Sequence[str]) -> list[str]:
     """``-q``/``-v`` as given: pip's install prints the build's lines at that verbosity."""
     return [t for t in args if t in ("--quiet", "--verbose") or _VERBOSITY.match(t)]
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fp:
-        for block in iter(lambda: fp.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

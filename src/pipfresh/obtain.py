@@ -7,7 +7,6 @@ for ``pip install``; every wheel is checked against the sha256 in pip's report.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shlex
 import sys
@@ -25,7 +24,7 @@ from packaging.utils import (
     parse_wheel_filename,
 )
 
-from . import httpcache, pip, process, reqfiles
+from . import files, httpcache, pip, process, reqfiles
 from .args import option_values
 from .buildkey import BuildOptions
 from .errors import PipfreshError
@@ -288,23 +287,10 @@ def _match_wheels(missing: list[Item], wheel_dir: Path) -> dict[str, Path]:
         wheel = by_name.get(key)
         if wheel is None:
             raise PipfreshError(f"pip wheel did not produce a wheel for {item.name} {item.version}")
-        if item.is_wheel and _sha256(wheel) != item.sha256:
+        if item.is_wheel and files.sha256(wheel) != item.sha256:
             raise PipfreshError(f"{wheel.name} does not match the sha256 in pip's report")
         wheels[item.sha256] = wheel
     return wheels
-
-
-def _sha256(path: Path) -> str:
-    with open(path, "rb") as fp:
-        return _sha256_of(fp)
-
-
-def _sha256_of(fp: BinaryIO) -> str:
-    digest = hashlib.sha256()
-    for block in iter(lambda: fp.read(1 << 20), b""):
-        digest.update(block)
-    fp.seek(0)
-    return digest.hexdigest()
 
 
 # What else a local project's build takes from ``pip install`` (``localbuild``): pip
@@ -344,3 +330,10 @@ def fetch_options_from_files(args: Sequence[str]) -> list[str]:
         if line.is_option and words and words[0].split("=", 1)[0] in _REQ_FILE_OPTIONS:
             lines.append(line.text)
     return lines
+
+
+def _sha256_of(fp: BinaryIO) -> str:
+    """``files.sha256_of``, then back to the start: the file is submitted next."""
+    digest = files.sha256_of(fp)
+    fp.seek(0)
+    return digest
