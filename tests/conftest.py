@@ -24,7 +24,7 @@ import pytest
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
-from pipfresh import lock
+from pipfresh.cache import lock
 from pipfresh.testing.index import PackageIndex
 
 REPO = Path(__file__).resolve().parents[1]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipfresh.args import split
 from pipfresh.errors import PipfreshError
+from pipfresh.pip.args import split
 
 
 def test_own_options_are_removed_and_the_rest_kept_in_order() -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from helpers import index_args, installed_version, pipfresh
-from pipfresh import httpcache
+from pipfresh.pip import httpcache
 from pipfresh.testing.dists import build_sdist, build_wheel
 
 

@@ -21,8 +21,10 @@ import pytest
 
 from conftest import PYTHON_VERSIONS
 from helpers import index_args, installed_version, pipfresh
-from pipfresh import ci, interpreter, keys, usage
-from pipfresh.partition import CacheRoot
+from pipfresh.cache import usage
+from pipfresh.ci import keys, outputs
+from pipfresh.layout import CacheRoot
+from pipfresh.target import interpreter
 from pipfresh.testing.dists import build_sdist, build_wheel
 
 REPO = Path(__file__).resolve().parents[1]
@@ -87,7 +89,7 @@ def test_cache_key_on_github_writes_outputs_and_dotenv(tmp_path: Path) -> None:
 
 
 def test_multiline_output_gets_a_delimiter_it_does_not_contain() -> None:
-    text = ci.github_lines({"one": "1", "many": "a\nb"})
+    text = outputs.github_lines({"one": "1", "many": "a\nb"})
     head, body = text.split("\n", 1)
     assert head == "one=1"
     start, value_a, value_b, end = body.splitlines()
@@ -185,7 +187,7 @@ def test_size_cap_evicts_the_least_recently_used_first(
 
     result = prune_json(venv, "--mode", "size", "--max-size", "0")
     assert result["removed"]["over-size-cap"] == sum(1 for size in entries.values() if size) - 1
-    assert ci.state(CacheRoot(partition.parents[1]).partition(partition.name)) == "empty"
+    assert outputs.state(CacheRoot(partition.parents[1]).partition(partition.name)) == "empty"
 
 
 def test_recent_mode_without_a_record_keeps_everything(tmp_path: Path, dist_dir: Path) -> None:
@@ -208,7 +210,7 @@ def test_recent_mode_without_a_record_keeps_everything(tmp_path: Path, dist_dir:
     [("500M", 500_000_000), ("2G", 2_000_000_000), ("1.5GB", 1_500_000_000), ("800k", 800_000)],
 )
 def test_max_size_reads_like_people_write_it(text: str, size: int) -> None:
-    from pipfresh.prune import parse_size
+    from pipfresh.cache.prune import parse_size
 
     assert parse_size(text) == size
 
@@ -222,7 +224,7 @@ def test_bad_max_size_is_a_one_line_error() -> None:
 
 
 def httpcache_rel(pip_cache: Path, url: str) -> str:
-    from pipfresh import httpcache
+    from pipfresh.pip import httpcache
 
     return httpcache.entry_path(pip_cache / "http-v2", url).relative_to(pip_cache).as_posix()
 

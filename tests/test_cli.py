@@ -8,8 +8,8 @@ from pathlib import Path
 
 from helpers import index_args, installed_version, pipfresh
 from pipfresh import __version__
-from pipfresh.interpreter import probe
-from pipfresh.partition import partition_id
+from pipfresh.layout import partition_id
+from pipfresh.target.interpreter import probe
 from pipfresh.testing.dists import build_wheel
 
 

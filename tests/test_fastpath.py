@@ -12,10 +12,10 @@ import pytest
 
 from conftest import pip_wheel
 from helpers import index_args, installed_version, pipfresh, store_env
-from pipfresh.args import split
-from pipfresh.fastpath import decide, unsupported_option
-from pipfresh.interpreter import Target, probe
-from pipfresh.obtain import fetch_options
+from pipfresh.pip.args import split
+from pipfresh.store.fastpath import decide, unsupported_option
+from pipfresh.store.obtain import fetch_options
+from pipfresh.target.interpreter import Target, probe
 from pipfresh.testing.dists import build_sdist, build_wheel
 from test_fastpath_parity import (
     EndState,

@@ -26,9 +26,9 @@ import pytest
 from packaging.version import Version
 
 from helpers import index_args, pipfresh, store_env
-from pipfresh import install
-from pipfresh.interpreter import probe
-from pipfresh.store import STORE_LAYOUT, Compiler, Store
+from pipfresh.store import install
+from pipfresh.store.entries import STORE_LAYOUT, Compiler, Store
+from pipfresh.target.interpreter import probe
 from pipfresh.testing.dists import build_wheel, native_tag
 
 # -- purpose-built wheels ----------------------------------------------------------------

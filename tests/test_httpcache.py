@@ -30,9 +30,9 @@ from pip._vendor.requests import PreparedRequest
 from pip._vendor.urllib3 import HTTPResponse
 
 from conftest import pip_wheel, python_for
-from pipfresh import httpcache as hc
 from pipfresh.errors import LinkInCache
-from pipfresh.httpcache import CorruptEntry, EntryFiles, Kind, Problem
+from pipfresh.pip import httpcache as hc
+from pipfresh.pip.httpcache import CorruptEntry, EntryFiles, Kind, Problem
 from pipfresh.testing.dists import build_sdist, build_wheel
 from pipfresh.testing.index import PackageIndex
 

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 from helpers import index_args, installed_version, pipfresh, store_env
-from pipfresh import hashpins
-from pipfresh.interpreter import probe
-from pipfresh.resolved import Item
+from pipfresh.pip.resolved import Item
+from pipfresh.resolve import hashpins
+from pipfresh.target.interpreter import probe
 from pipfresh.testing.dists import build_wheel
 
 MISMATCH = "THESE PACKAGES DO NOT MATCH THE HASHES"

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from helpers import index_args, pipfresh, store_env
-from pipfresh.store import STORE_LAYOUT, Compiler, Store
+from pipfresh.store.entries import STORE_LAYOUT, Compiler, Store
 from pipfresh.testing.dists import build_wheel
 
 NOBODY = 65534

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from helpers import index_args, installed_version
-from pipfresh import lock
+from pipfresh.cache import lock
 from pipfresh.testing.dists import build_sdist, build_wheel
 
 MARK = "PIPFRESH_TEST_RUN"  # every process of a run inherits it: how orphans are found

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pipfresh import keys, lock
+from pipfresh.cache import lock
+from pipfresh.ci import keys
 from pipfresh.errors import LockTimeout, PipfreshError
 
 PID = "cp312-cp312-manylinux_2_36_x86_64"
@@ -65,7 +66,7 @@ def test_missing_key_file_is_a_clear_error(tmp_path: Path) -> None:
 HOLDER = """
 import sys
 from pathlib import Path
-from pipfresh import lock
+from pipfresh.cache import lock
 with lock.hold(Path(sys.argv[1]), shared=sys.argv[2] == "shared"):
     print("held", flush=True)
     sys.stdin.read()  # until the test closes its input or kills it

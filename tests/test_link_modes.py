@@ -27,8 +27,8 @@ from typing import Any
 import pytest
 
 from helpers import Run, index_args, installed_version, pipfresh, store_env
-from pipfresh import clone, install
-from pipfresh.store import STORE_LAYOUT, Compiler, Entry, Store, current_umask
+from pipfresh.store import clone, install
+from pipfresh.store.entries import STORE_LAYOUT, Compiler, Entry, Store, current_umask
 from pipfresh.testing.dists import build_wheel
 
 NOBODY = 65534

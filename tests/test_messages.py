@@ -16,12 +16,12 @@ import pytest
 
 from conftest import find_interpreters, python_version_of
 from helpers import index_args, installed_version, pipfresh, store_env
-from pipfresh import lock
-from pipfresh.args import split
+from pipfresh.cache import lock
 from pipfresh.errors import LockTimeout
-from pipfresh.fastpath import decide
-from pipfresh.interpreter import Target, probe
-from pipfresh.reuse import Page, Revalidator
+from pipfresh.pip.args import split
+from pipfresh.resolve.reuse import Page, Revalidator
+from pipfresh.store.fastpath import decide
+from pipfresh.target.interpreter import Target, probe
 from pipfresh.testing.dists import build_wheel
 
 # -- help -----------------------------------------------------------------------------

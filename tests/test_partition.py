@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from pipfresh import interpreter
 from pipfresh.errors import CacheRootError, InterpreterError
-from pipfresh.partition import CacheRoot, abi_tag, partition_id, platform_tag
+from pipfresh.layout import CacheRoot, abi_tag, partition_id, platform_tag
+from pipfresh.target import interpreter
 
 SAFE = re.compile(r"^[A-Za-z0-9._-]+$")
 

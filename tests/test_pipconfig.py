@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pipfresh.pipconfig import ConfigError, effective, progress_bar, strtobool
+from pipfresh.pip.config import ConfigError, effective, progress_bar, strtobool
 
 
 def test_command_section_overrides_global_and_variables_override_both(tmp_path: Path) -> None:

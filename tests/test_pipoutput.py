@@ -13,7 +13,7 @@ import pytest
 from pip._internal.resolution.resolvelib.resolver import get_topological_weights
 from pip._vendor.resolvelib.structs import DirectedGraph
 
-from pipfresh.pipoutput import Dist, installation_order, spellings, topological_weights
+from pipfresh.pip.output import Dist, installation_order, spellings, topological_weights
 
 
 def _random_graph(rng: random.Random) -> dict[str | None, set[str]]:

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from helpers import index_args, store_env
-from pipfresh.progress import Progress
+from pipfresh.cli.progress import Progress
 from pipfresh.testing.dists import build_wheel
 
 PHASES = ("obtaining", "unpacking", "compiling")

@@ -23,7 +23,8 @@ import pytest
 
 from conftest import python_for
 from helpers import index_args, installed_version, pipfresh
-from pipfresh import httpcache, install
+from pipfresh.pip import httpcache
+from pipfresh.store import install
 from pipfresh.testing.dists import build_sdist, build_wheel
 
 # -- shared workload --------------------------------------------------------------------
@@ -325,7 +326,7 @@ def _kill_points(total_files: int, installer: str) -> list[KillPoint]:
 
 def _store_problems(root: Path) -> list[str]:
     """Store entries that are unreadable or changed, and staging left behind."""
-    from pipfresh.store import Store
+    from pipfresh.store.entries import Store
 
     top = _part_dir(root, "pipfresh/store-v1")
     if not top.is_dir():
@@ -405,8 +406,8 @@ def test_sigkill_at_many_points_then_next_run_succeeds(
 KILLED_PLAN_WRITE = """
 import os, sys
 from pathlib import Path
-from pipfresh import install
-from pipfresh.store import Store
+from pipfresh.store import install
+from pipfresh.store.entries import Store
 entry = Store(Path(sys.argv[1])).get(sys.argv[2])
 os.replace = lambda *args: os._exit(9)  # killed after writing the plan, before renaming it
 install.Plan.make(entry).save(entry)

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from helpers import index_args, installed_version, pipfresh, store_env
-from pipfresh.args import option_values
+from pipfresh.pip.args import option_values
 from pipfresh.testing.dists import build_wheel
 from pipfresh.testing.index import PackageIndex
 
@@ -175,7 +175,7 @@ def test_a_damaged_record_is_ignored_and_rewritten(
 
 def test_what_the_inputs_and_the_log_say(tmp_path: Path) -> None:
     """Nested files count, local listings and credentials are refused, pip's log is read."""
-    from pipfresh import reuse
+    from pipfresh.resolve import reuse
 
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "base.txt").write_text("app\n--constraint=pins.txt\n")

@@ -13,12 +13,13 @@ from pathlib import Path
 import pytest
 from packaging.version import Version
 
-from pipfresh import httpcache, install
-from pipfresh.obtain import _take_cached
-from pipfresh.resolved import Item
-from pipfresh.store import STORE_LAYOUT, Compiler, Entry, Store
+from pipfresh.pip import httpcache
+from pipfresh.pip.resolved import Item
+from pipfresh.store import install
+from pipfresh.store.entries import STORE_LAYOUT, Compiler, Entry, Store
+from pipfresh.store.obtain import _take_cached
+from pipfresh.store.wheelcheck import UnsupportedWheel
 from pipfresh.testing.dists import build_wheel
-from pipfresh.wheelcheck import UnsupportedWheel
 
 URL = "https://files.example.invalid/packages/demo-1.0-py3-none-any.whl"
 

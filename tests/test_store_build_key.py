@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from helpers import index_args, pipfresh, store_env
-from pipfresh.buildkey import BuildOptions
+from pipfresh.resolve.buildkey import BuildOptions
 from pipfresh.testing.dists import build_sdist
 
 _BACKEND = '''"""flit_core, but the wheel records the config settings it was built with."""

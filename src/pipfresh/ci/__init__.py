@@ -1,0 +1,1 @@
+"""CI glue: cache keys and step outputs."""

@@ -1,0 +1,1 @@
+"""The command line: routing, rendering and progress; the only place that prints."""

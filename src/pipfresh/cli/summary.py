@@ -1,0 +1,242 @@
+"""The one-line account of a run: what was installed, reused, downloaded, built.
+
+Derived from pip's report and from two snapshots of the cache, never from
+pip's human output. The same figures are available as JSON (``--summary-json``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
+from packaging.version import InvalidVersion, Version
+
+from pipfresh.cache.snapshot import Snapshot, changed
+from pipfresh.pip import httpcache
+from pipfresh.pip.report import Installed
+
+
+def human_size(size: int) -> str:
+    """``0 B``, ``12.3 kB``, ``4.5 MB``: figures people read at a glance."""
+    value = float(size)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    raise AssertionError("unreachable")
+
+
+@dataclass
+class Summary:
+    """Figures for one run; ``line()`` for people, ``to_json()`` for programs."""
+
+    exit_code: int = 0
+    command: str = "install"
+    dry_run: bool = False
+    installed: int = 0
+    reused: int = 0
+    reused_bytes: int = 0
+    downloaded: int = 0
+    downloaded_bytes: int = 0
+    metadata_downloaded: int = 0
+    metadata_bytes: int = 0
+    built: int = 0
+    reused_built: int = 0
+    local: int = 0
+    uncached: int = 0
+    index_revalidated: int = 0
+    index_changed: int = 0
+    index_new: int = 0
+    dropped: int = 0
+    partition: str | None = None
+    cache: str = "managed"
+    python: str = ""
+    python_source: str = ""
+    pip: str = ""
+    elapsed: float = 0.0
+    installer: str = "pip"  # "store" when the fast path installed (fastpath.py)
+    installer_reason: str = ""
+    resolution: str = ""  # the store installer: pip's dry run, or its last one reused
+    store_reverified: int = 0  # store entries hashed again (restored, chowned or changed)
+    interrupted: str | None = None  # Ctrl-C stopped the run in this phase (process.py)
+    notes: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        parts = [f"{'would install' if self.dry_run else 'installed'} {self.installed}"]
+        parts.append(f"reused {self.reused} ({human_size(self.reused_bytes)})")
+        downloaded = f"downloaded {self.downloaded} ({human_size(self.downloaded_bytes)})"
+        if self.metadata_downloaded:
+            downloaded += f" + {self.metadata_downloaded} metadata"
+        parts.append(downloaded)
+        if self.uncached:
+            parts.append(
+                f"{self.uncached} fetched but not cached (the index sent no caching headers, "
+                "or it is plain http:// without --trusted-host)"
+            )
+        built = f"built {self.built}"
+        if self.reused_built:
+            built += f", {self.reused_built} built earlier"
+        parts.append(built)
+        index = f"index pages {self.index_revalidated} revalidated"
+        extra = []
+        if self.index_changed:
+            extra.append(f"{self.index_changed} changed")
+        if self.index_new:
+            extra.append(f"{self.index_new} new")
+        if extra:
+            index += f" ({', '.join(extra)})"
+        parts.append(index)
+        if self.dropped:
+            parts.append(f"dropped {self.dropped} broken cache entries")
+        where = self.partition if self.cache == "managed" else f"cache: {self.cache}"
+        parts.append(f"partition {where}")
+        parts.append(f"python {self.python} ({self.python_source})")
+        reason = f" ({self.installer_reason})" if self.installer_reason else ""
+        parts.append(f"installer {self.installer}{reason}")
+        if self.resolution:
+            parts.append(f"resolution {self.resolution}")
+        parts.append(f"{self.elapsed:.1f}s")
+        head = "pipfresh: " if self.exit_code == 0 else f"pipfresh: pip exited {self.exit_code}; "
+        return head + " · ".join(parts)
+
+    def to_json(self) -> dict[str, object]:
+        data = asdict(self)
+        data["summary_version"] = 1
+        return data
+
+    def write_json(self, target: str) -> None:
+        """Write the JSON to ``target``; ``-`` is the stdout that ``stdout_for_json`` kept."""
+        text = json.dumps(self.to_json(), indent=2, sort_keys=True) + "\n"
+        if target != "-":
+            Path(target).write_text(text, encoding="utf-8")
+        elif _json_stdout is None:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        else:
+            with open(_json_stdout, "w", encoding="utf-8", closefd=False) as out:
+                out.write(text)
+
+
+_json_stdout: int | None = None  # the real stdout while ``stdout_for_json`` holds it
+
+
+@contextmanager
+def stdout_for_json(target: str | None) -> Iterator[None]:
+    """With ``--summary-json -``, stdout carries the JSON alone.
+
+    Everything else written to stdout meanwhile (pip's output, pipfresh's, any
+    child's: they inherit the descriptor) goes to stderr, so
+    ``pipfresh install ... --summary-json - | jq`` reads valid JSON.
+    """
+    global _json_stdout
+    if target != "-" or _json_stdout is not None:
+        yield
+        return
+    sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+    except OSError:  # no stdout at all: nothing to keep apart
+        yield
+        return
+    os.dup2(2, 1)
+    _json_stdout = saved
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+        _json_stdout = None
+
+
+KindOf = Callable[[Path], "httpcache.CachedResponse | None"]
+
+
+def account(
+    summary: Summary,
+    items: Iterable[Installed],
+    pip_cache: Path,
+    http_dir: str,
+    before: Snapshot,
+    after: Snapshot,
+    read: KindOf,
+) -> None:
+    """Fill ``summary`` from the report items and the cache's change during the run."""
+    items = list(items)
+    summary.installed = len(items)
+    touched = changed(before, after)
+    new_wheels = [p for p in touched if p.startswith("wheels") and p.endswith(".whl")]
+    summary.built = len(new_wheels)
+    built_before = _wheel_names(p for p in before if p.startswith("wheels") and p.endswith(".whl"))
+
+    for item in items:
+        if item.local or not item.url.startswith(("http://", "https://")):
+            summary.local += 1
+            continue
+        if not item.is_wheel and (item.canonical_name, _normal(item.version)) in built_before:
+            summary.reused_built += 1
+            continue
+        meta = httpcache.entry_path(pip_cache / http_dir, item.url)
+        body_rel = _body_rel(meta.relative_to(pip_cache).as_posix(), http_dir)
+        if body_rel in before and body_rel not in touched:
+            summary.reused += 1
+            summary.reused_bytes += before[body_rel].size
+        elif body_rel not in after:
+            # Fetched, but the server's headers forbade caching it (or sent none).
+            summary.uncached += 1
+
+    for rel in sorted(touched):
+        if not rel.startswith(("http/", "http-v2/")) or rel.endswith(".body"):
+            continue
+        fmt = rel.split("/", 1)[0]
+        body_rel = _body_rel(rel, fmt)
+        body_changed = body_rel in touched
+        response = read(pip_cache / rel)
+        if response is None:
+            continue
+        kind = response.kind
+        if kind is httpcache.Kind.INDEX_PAGE:
+            if rel not in before:
+                summary.index_new += 1
+            else:
+                summary.index_revalidated += 1
+                # Old format: one file for headers and body; a 304 rewrites it, same size.
+                page_changed = (
+                    body_changed if fmt == "http-v2" else before[rel].size != after[rel].size
+                )
+                if page_changed:
+                    summary.index_changed += 1
+        elif body_changed and kind in (httpcache.Kind.WHEEL, httpcache.Kind.SDIST):
+            summary.downloaded += 1
+            summary.downloaded_bytes += after[body_rel].size
+        elif body_changed and kind is httpcache.Kind.METADATA:
+            summary.metadata_downloaded += 1
+            summary.metadata_bytes += after[body_rel].size
+
+
+def _body_rel(meta_rel: str, fmt: str) -> str:
+    return meta_rel + ".body" if fmt == "http-v2" else meta_rel
+
+
+def _wheel_names(paths: Iterable[str]) -> set[tuple[str, str]]:
+    names: set[tuple[str, str]] = set()
+    for path in paths:
+        try:
+            name, version, _build, _tags = parse_wheel_filename(path.rsplit("/", 1)[-1])
+        except InvalidWheelFilename:
+            continue
+        names.add((str(canonicalize_name(name)), str(version)))
+    return names
+
+
+def _normal(version: str) -> str:
+    try:
+        return str(Version(version))
+    except InvalidVersion:
+        return version

@@ -1,0 +1,1 @@
+"""What to install: reusing a recorded resolution, hash pins, build keys, kept downloads."""

@@ -1,0 +1,1 @@
+"""The interpreter pipfresh installs into: finding it, probing it, its ABI tags."""
