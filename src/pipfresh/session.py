@@ -4,15 +4,19 @@ The order matters: the partition is locked *shared* for the whole run (other
 installs may share it; a prune may not), broken entries are dropped before pip
 can meet them, and the cache is snapshotted around pip so the summary can say
 what the run reused, fetched and built.
+
+A run prints nothing itself: it says what happens while it happens through the
+``Console`` the CLI passes in, and returns a ``RunResult`` the CLI renders.
 """
 
 from __future__ import annotations
 
-import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from pipfresh.cache import health, lock, repair, share, snapshot, usage
 from pipfresh.cli.progress import Progress
@@ -20,7 +24,7 @@ from pipfresh.cli.summary import Summary, account
 from pipfresh.errors import CacheNotWritable, CacheRootError, Interrupted, LockTimeout
 from pipfresh.layout import CacheRoot, Partition, default_root, partition_id
 from pipfresh.pip import httpcache, invoke, process, report
-from pipfresh.pip.args import split
+from pipfresh.pip.args import PipArgs, split
 from pipfresh.store import fastpath
 from pipfresh.target import interpreter
 from pipfresh.target.interpreter import Target
@@ -46,43 +50,58 @@ def open_root(environ: Mapping[str, str]) -> CacheRoot:
     return CacheRoot(default_root(environ)).ensure()
 
 
-def run_pip_command(command: str, argv: list[str], environ: Mapping[str, str]) -> int:
+class Console(Protocol):
+    """Where a run speaks while it runs: the CLI prints each line at once, so one said
+    before pip starts (a lock wait, a repair) comes before pip's own output."""
+
+    quiet: bool  # ``-q``: no notes, no progress
+
+    def note(self, text: str) -> None:
+        """A remark about the run; silenced by ``-q``."""
+
+    def warning(self, text: str) -> None:
+        """Something the user must know even with ``-q``."""
+
+    def waiting(self, partition: str) -> None:
+        """Another pipfresh holds ``partition``: this run waits for it."""
+
+    def progress(self, pip_args: list[str], env: Mapping[str, str], prefix: str) -> Progress:
+        """The store installer's phases, drawn as pip draws its own."""
+
+
+@dataclass
+class RunResult:
+    """What one run hands back to the CLI, which prints it (``cli.render.finish``)."""
+
+    status: int  # pip's exit status, or the interrupted run's
+    summary: Summary | None = None  # an install's (not ``--help``'s): its line and JSON
+    interrupted: str | None = None  # the phase Ctrl-C stopped the run in
+    notes: list[str] = field(default_factory=list)  # said after the run, before its line
+
+
+def run_pip_command(
+    command: str, argv: list[str], environ: Mapping[str, str], console: Console
+) -> RunResult:
     """``pipfresh COMMAND ARGS``: pip's COMMAND with the managed cache; pip's status back.
 
-    Ctrl-C stops the run once, wherever it is (``process``): one line says where,
-    the lock is released, the summary JSON still written, and pip's status returned.
+    Ctrl-C stops the run once, wherever it is (``process``): the lock is released and
+    the result says where it stopped, so the CLI can still write the summary JSON.
     """
     with process.handling_interrupts("starting"):
         try:
-            return _run_pip_command(command, argv, environ)
+            return _run_pip_command(command, argv, environ, console)
         except Interrupted as stop:
-            print(f"pipfresh: interrupted ({stop.phase})", file=sys.stderr)
-            return stop.status
+            return RunResult(stop.status, interrupted=stop.phase)
 
 
-def _run_pip_command(command: str, argv: list[str], environ: Mapping[str, str]) -> int:
+def _run_pip_command(
+    command: str, argv: list[str], environ: Mapping[str, str], console: Console
+) -> RunResult:
     started = time.monotonic()
     parsed = split(argv)
-    note = _Note(quiet=parsed.quiet > 0)
+    note = console.note
     user_choice = parsed.user_cache_choice
-    root: CacheRoot | None = None
-    unusable: str | None = None  # why the managed cache cannot be used, if it cannot
-    if command in NO_CACHE_COMMANDS:
-        try:
-            root = open_root(environ)
-        except CacheRootError:
-            root = None  # only the probe cache is lost
-    elif user_choice is None:
-        try:
-            root = open_root(environ)
-        except CacheNotWritable as exc:
-            unusable = str(exc)
-    else:
-        note(f"{user_choice} given: pip runs without pipfresh's managed cache")
-        try:
-            root = open_root(environ)
-        except CacheRootError:
-            root = None  # only the probe cache is lost
+    root, unusable = _open_root(command, user_choice, environ, note)
     target = resolve_target(parsed.python, environ, root)
     program = invoke.select(target)
     invoke.require_command(program, command)
@@ -95,7 +114,7 @@ def _run_pip_command(command: str, argv: list[str], environ: Mapping[str, str]) 
     env = invoke.environment(environ, program, partition.pip_cache if partition else None)
     if unusable is not None:
         # pip would disable the cache itself, with a warning that scrolls by: say it once.
-        print(f"pipfresh: warning: {unusable}; pip runs without a cache", file=sys.stderr)
+        console.warning(f"{unusable}; pip runs without a cache")
         env.pop("PIP_CACHE_DIR", None)
         env["PIP_NO_CACHE_DIR"] = "1"
 
@@ -111,43 +130,69 @@ def _run_pip_command(command: str, argv: list[str], environ: Mapping[str, str]) 
     summary.installer, summary.installer_reason = decision.installer, decision.reason
     helped = bool({"-h", "--help"} & set(parsed.args))
     summary.dry_run = "--dry-run" in parsed.args
+    shown = summary if command == "install" and not helped else None
     # Only an install that installs counts as a run for `cache prune --mode recent`.
-    installs = command == "install" and not helped and not summary.dry_run
+    installs = shown is not None and not summary.dry_run
     try:
-        with tempfile.TemporaryDirectory(prefix="pipfresh-") as scratch:
-            pip_args = [command, *parsed.args]
-            report_path: Path | None = None
-            if command == "install":
-                if parsed.report is None:
-                    report_path = Path(scratch, "report.json")
-                    pip_args += ["--report", str(report_path)]
-                elif parsed.report != "-":
-                    report_path = Path(parsed.report)
-            if partition is None:
-                code = invoke.run(program.command(pip_args), env, f"pip {command}")
-            else:
-                code = _run_in_partition(
-                    partition, target, program, pip_args, env, summary, report_path, note,
-                    installs,
-                )  # fmt: skip
+        code = _run_pip(
+            command, parsed, partition, target, program, env, summary, console, installs
+        )
     except Interrupted as stop:
         summary.exit_code, summary.interrupted = stop.status, stop.phase
         summary.elapsed = time.monotonic() - started
-        if command == "install" and not helped and parsed.summary_json:
-            summary.write_json(parsed.summary_json)
-        raise
+        return RunResult(stop.status, shown, interrupted=stop.phase)
     summary.exit_code = code
     summary.elapsed = time.monotonic() - started
-    if command == "install" and not helped:
-        if parsed.quiet == 0:
-            print(summary.line(), file=sys.stderr)
-        if parsed.summary_json:
-            summary.write_json(parsed.summary_json)
-    return code
+    return RunResult(code, shown)
+
+
+def _open_root(
+    command: str, user_choice: str | None, environ: Mapping[str, str], note: Callable[[str], None]
+) -> tuple[CacheRoot | None, str | None]:
+    """The cache root, and why the managed cache cannot be used if it cannot."""
+    if command not in NO_CACHE_COMMANDS and user_choice is None:
+        try:
+            return open_root(environ), None
+        except CacheNotWritable as exc:
+            return None, str(exc)
+    if command not in NO_CACHE_COMMANDS:
+        note(f"{user_choice} given: pip runs without pipfresh's managed cache")
+    try:
+        return open_root(environ), None
+    except CacheRootError:
+        return None, None  # only the probe cache is lost
+
+
+def _run_pip(
+    command: str,
+    parsed: PipArgs,
+    partition: Partition | None,
+    target: Target,
+    program: invoke.PipProgram,
+    env: dict[str, str],
+    summary: Summary,
+    console: Console,
+    installs: bool,
+) -> int:
+    """pip's command, with ``--report`` added to an install so the run can be accounted."""
+    with tempfile.TemporaryDirectory(prefix="pipfresh-") as scratch:
+        pip_args = [command, *parsed.args]
+        report_path: Path | None = None
+        if command == "install":
+            if parsed.report is None:
+                report_path = Path(scratch, "report.json")
+                pip_args += ["--report", str(report_path)]
+            elif parsed.report != "-":
+                report_path = Path(parsed.report)
+        if partition is None:
+            return invoke.run(program.command(pip_args), env, f"pip {command}")
+        return _run_in_partition(
+            partition, target, program, pip_args, env, summary, report_path, console, installs
+        )
 
 
 def _usable_partition(
-    root: CacheRoot, pid: str, note: _Note
+    root: CacheRoot, pid: str, note: Callable[[str], None]
 ) -> tuple[Partition | None, str | None]:
     """The partition, repaired if another user's restore left it unusable; else why not."""
     partition = root.partition(pid)
@@ -169,14 +214,11 @@ def _run_in_partition(
     env: Mapping[str, str],
     summary: Summary,
     report_path: Path | None,
-    note: _Note,
+    console: Console,
     installs: bool,
 ) -> int:
     def waiting() -> None:
-        print(
-            f"pipfresh: waiting for another pipfresh to finish with {partition.id}...",
-            file=sys.stderr,
-        )
+        console.waiting(partition.id)
 
     with process.phase("checking the cache"):
         try:  # alone, an interrupted or disk-full run's temporary files are dead weight
@@ -193,9 +235,9 @@ def _run_in_partition(
             before = snapshot.take(partition.pip_cache)
         stored: list[str] = []  # store entries the run used, by key
         if summary.installer == "store" and report_path is not None:
-            shown = Progress.for_run(note.quiet, pip_args, env, prefix=target.facts.prefix)
+            shown = console.progress(pip_args, env, target.facts.prefix)
             job = fastpath.Job(
-                partition, target, program, pip_args, env, report_path, note.quiet, shown
+                partition, target, program, pip_args, env, report_path, console.quiet, shown
             )
             with process.phase("installing from the store"):
                 outcome = fastpath.install_with_store(job, summary)
@@ -258,14 +300,3 @@ def _read(meta: Path) -> httpcache.CachedResponse | None:
     entry = httpcache.entry_files_for(meta)
     response, _problem = httpcache.check_entry(entry)
     return response
-
-
-class _Note:
-    """One-line notes on stderr, silenced by ``-q``."""
-
-    def __init__(self, quiet: bool) -> None:
-        self.quiet = quiet
-
-    def __call__(self, text: str) -> None:
-        if not self.quiet:
-            print(f"pipfresh: {text}", file=sys.stderr)

@@ -73,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PipfreshError as exc:
         print(f"pipfresh: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:  # a run says where it stopped itself (runner.py)
+    except KeyboardInterrupt:  # a run says where it stopped itself (session.py)
         print("pipfresh: interrupted", file=sys.stderr)
         return 130
 
@@ -94,15 +94,22 @@ def _dispatch(argv: list[str]) -> int:
     if command == "cache" and (not argv[1:] or _first_positional(argv[1:]) in OWN_CACHE_COMMANDS):
         # `pipfresh --python X cache dir`: the option belongs to the subcommand.
         return cache_main(argv[1:2] + leading + argv[2:])
-    from pipfresh.cli.summary import stdout_for_json
+    return _pip_command(command, rest)
+
+
+def _pip_command(command: str, rest: list[str]) -> int:
+    """pip's ``command`` through a run (``session``), its notes and summary printed here."""
+    from pipfresh.cli import render
     from pipfresh.pip.args import split
     from pipfresh.session import run_pip_command
 
     parsed = split(rest)
     if {"-h", "--help"} & set(parsed.args):
         print(command_help(command), end="", flush=True)
-    with stdout_for_json(parsed.summary_json):
-        return run_pip_command(command, rest, os.environ)
+    console = render.Console(quiet=parsed.quiet > 0)
+    with render.stdout_for_json(parsed.summary_json):
+        result = run_pip_command(command, rest, os.environ, console)
+        return render.finish(result, console, parsed.summary_json)
 
 
 def _first_positional(args: list[str]) -> str | None:

@@ -1,16 +1,12 @@
-"""The one-line account of a run: what was installed, reused, downloaded, built.
+"""The figures of a run: what was installed, reused, downloaded, built.
 
 Derived from pip's report and from two snapshots of the cache, never from
-pip's human output. The same figures are available as JSON (``--summary-json``).
+pip's human output. ``render`` shows them as one line and as JSON (``--summary-json``).
 """
 
 from __future__ import annotations
 
-import json
-import os
-import sys
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -22,19 +18,9 @@ from pipfresh.pip import httpcache
 from pipfresh.pip.report import Installed
 
 
-def human_size(size: int) -> str:
-    """``0 B``, ``12.3 kB``, ``4.5 MB``: figures people read at a glance."""
-    value = float(size)
-    for unit in ("B", "kB", "MB", "GB"):
-        if value < 1000 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    raise AssertionError("unreachable")
-
-
 @dataclass
 class Summary:
-    """Figures for one run; ``line()`` for people, ``to_json()`` for programs."""
+    """Figures for one run; ``to_json()`` for programs, ``render.summary_line`` for people."""
 
     exit_code: int = 0
     command: str = "install"
@@ -67,92 +53,10 @@ class Summary:
     interrupted: str | None = None  # Ctrl-C stopped the run in this phase (process.py)
     notes: list[str] = field(default_factory=list)
 
-    def line(self) -> str:
-        parts = [f"{'would install' if self.dry_run else 'installed'} {self.installed}"]
-        parts.append(f"reused {self.reused} ({human_size(self.reused_bytes)})")
-        downloaded = f"downloaded {self.downloaded} ({human_size(self.downloaded_bytes)})"
-        if self.metadata_downloaded:
-            downloaded += f" + {self.metadata_downloaded} metadata"
-        parts.append(downloaded)
-        if self.uncached:
-            parts.append(
-                f"{self.uncached} fetched but not cached (the index sent no caching headers, "
-                "or it is plain http:// without --trusted-host)"
-            )
-        built = f"built {self.built}"
-        if self.reused_built:
-            built += f", {self.reused_built} built earlier"
-        parts.append(built)
-        index = f"index pages {self.index_revalidated} revalidated"
-        extra = []
-        if self.index_changed:
-            extra.append(f"{self.index_changed} changed")
-        if self.index_new:
-            extra.append(f"{self.index_new} new")
-        if extra:
-            index += f" ({', '.join(extra)})"
-        parts.append(index)
-        if self.dropped:
-            parts.append(f"dropped {self.dropped} broken cache entries")
-        where = self.partition if self.cache == "managed" else f"cache: {self.cache}"
-        parts.append(f"partition {where}")
-        parts.append(f"python {self.python} ({self.python_source})")
-        reason = f" ({self.installer_reason})" if self.installer_reason else ""
-        parts.append(f"installer {self.installer}{reason}")
-        if self.resolution:
-            parts.append(f"resolution {self.resolution}")
-        parts.append(f"{self.elapsed:.1f}s")
-        head = "pipfresh: " if self.exit_code == 0 else f"pipfresh: pip exited {self.exit_code}; "
-        return head + " · ".join(parts)
-
     def to_json(self) -> dict[str, object]:
         data = asdict(self)
         data["summary_version"] = 1
         return data
-
-    def write_json(self, target: str) -> None:
-        """Write the JSON to ``target``; ``-`` is the stdout that ``stdout_for_json`` kept."""
-        text = json.dumps(self.to_json(), indent=2, sort_keys=True) + "\n"
-        if target != "-":
-            Path(target).write_text(text, encoding="utf-8")
-        elif _json_stdout is None:
-            sys.stdout.write(text)
-            sys.stdout.flush()
-        else:
-            with open(_json_stdout, "w", encoding="utf-8", closefd=False) as out:
-                out.write(text)
-
-
-_json_stdout: int | None = None  # the real stdout while ``stdout_for_json`` holds it
-
-
-@contextmanager
-def stdout_for_json(target: str | None) -> Iterator[None]:
-    """With ``--summary-json -``, stdout carries the JSON alone.
-
-    Everything else written to stdout meanwhile (pip's output, pipfresh's, any
-    child's: they inherit the descriptor) goes to stderr, so
-    ``pipfresh install ... --summary-json - | jq`` reads valid JSON.
-    """
-    global _json_stdout
-    if target != "-" or _json_stdout is not None:
-        yield
-        return
-    sys.stdout.flush()
-    try:
-        saved = os.dup(1)
-    except OSError:  # no stdout at all: nothing to keep apart
-        yield
-        return
-    os.dup2(2, 1)
-    _json_stdout = saved
-    try:
-        yield
-    finally:
-        sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
-        _json_stdout = None
 
 
 KindOf = Callable[[Path], "httpcache.CachedResponse | None"]
