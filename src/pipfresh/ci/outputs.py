@@ -9,21 +9,16 @@ something (a CI cache entry is immutable, and saving costs upload time and quota
 
 from __future__ import annotations
 
-import argparse
 import hashlib
-import json
 import os
 import secrets
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 
 from pipfresh.cache import fs
-from pipfresh.ci import keys
 from pipfresh.ci.keys import CacheKey
 from pipfresh.errors import PipfreshError
-from pipfresh.layout import CacheRoot, Partition, partition_id
-from pipfresh.target.interpreter import Facts
+from pipfresh.layout import Partition
 
 #: Directories of pip's cache whose content decides what a run can reuse.
 STATE_DIRS = ("http", "http-v2", "wheels")
@@ -102,31 +97,3 @@ def state(partition: Partition) -> str:
             digest.update(row.encode())
         count += len(rows)
     return f"{count}-{digest.hexdigest()[:16]}" if count else "empty"
-
-
-def key_command(
-    root: CacheRoot, facts: Facts, opts: argparse.Namespace, environ: Mapping[str, str]
-) -> int:
-    """``pipfresh cache key``: print the key; on GitHub Actions also write the step outputs."""
-    base = Path.cwd()
-    files = list(opts.files) or keys.discover(base)
-    if not files:
-        print(
-            f"pipfresh: warning: no dependency files in {base} "
-            f"({', '.join(keys.DEPENDENCY_PATTERNS)}): the key hashes nothing, so it never "
-            "changes when your dependencies do; name the files: pipfresh cache key FILES...",
-            file=sys.stderr,
-        )
-    key = keys.for_target(facts, files, base)
-    partition = root.partition(partition_id(facts)).check()
-    values = outputs(key, partition)
-    if opts.json:
-        print(json.dumps({**values, "files": list(key.files)}))
-    else:
-        print(f"key={key.key}\nrestore-key={key.restore_prefix}")
-    github = opts.github_output or github_output(environ)
-    if github is not None:
-        append(github, github_lines(values))
-    if opts.dotenv is not None:
-        append(opts.dotenv, dotenv_lines(values))
-    return 0
