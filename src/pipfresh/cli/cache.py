@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pipfresh.cli.render import human_size
 from pipfresh.errors import PipfreshError
 
 if TYPE_CHECKING:
@@ -122,7 +123,7 @@ def cache_prune(partitions: list[Partition], opts: argparse.Namespace, chosen: s
         return 0
     for pid, result in results.items():
         removed = ", ".join(f"{n} {k}" for k, n in sorted(result.removed.items())) or "nothing"
-        print(f"pipfresh: pruned {pid}: {removed}; freed {result.freed / 1048576:.1f} MB{chosen}")
+        print(f"pipfresh: pruned {pid}: {removed}; freed {human_size(result.freed, 'MB')}{chosen}")
     return 0
 
 
@@ -132,7 +133,7 @@ def cache_purge(partitions: list[Partition], chosen: str) -> int:
 
     for p in partitions:
         freed = prune.purge(p, on_wait=_waiting(p.id))
-        print(f"pipfresh: purged {p.id}; freed {freed / 1048576:.1f} MB{chosen}")
+        print(f"pipfresh: purged {p.id}; freed {human_size(freed, 'MB')}{chosen}")
     return 0
 
 
@@ -140,7 +141,7 @@ def describe(inv: Inventory) -> str:
     """``cache info``'s lines for one partition; sizes in one column of MB."""
 
     def mb(size: int) -> str:
-        return f"{size / 1048576:.1f} MB"
+        return human_size(size, "MB")
 
     shared = f" ({mb(inv.linked_bytes)} shared with other partitions)" if inv.linked_bytes else ""
     lines = [
