@@ -134,9 +134,15 @@ def _run_pip_command(
     # Only an install that installs counts as a run for `cache prune --mode recent`.
     installs = shown is not None and not summary.dry_run
     try:
-        code = _run_pip(
-            command, parsed, partition, target, program, env, summary, console, installs
-        )
+        with tempfile.TemporaryDirectory(prefix="pipfresh-") as scratch:
+            pip_args, report_path = _pip_args(command, parsed, Path(scratch))
+            if partition is None:
+                code = invoke.run(program.command(pip_args), env, f"pip {command}")
+            else:
+                code = _run_in_partition(
+                    partition, target, program, pip_args, env, summary, report_path, console,
+                    installs,
+                )  # fmt: skip
     except Interrupted as stop:
         summary.exit_code, summary.interrupted = stop.status, stop.phase
         summary.elapsed = time.monotonic() - started
@@ -163,32 +169,16 @@ def _open_root(
         return None, None  # only the probe cache is lost
 
 
-def _run_pip(
-    command: str,
-    parsed: PipArgs,
-    partition: Partition | None,
-    target: Target,
-    program: invoke.PipProgram,
-    env: dict[str, str],
-    summary: Summary,
-    console: Console,
-    installs: bool,
-) -> int:
-    """pip's command, with ``--report`` added to an install so the run can be accounted."""
-    with tempfile.TemporaryDirectory(prefix="pipfresh-") as scratch:
-        pip_args = [command, *parsed.args]
-        report_path: Path | None = None
-        if command == "install":
-            if parsed.report is None:
-                report_path = Path(scratch, "report.json")
-                pip_args += ["--report", str(report_path)]
-            elif parsed.report != "-":
-                report_path = Path(parsed.report)
-        if partition is None:
-            return invoke.run(program.command(pip_args), env, f"pip {command}")
-        return _run_in_partition(
-            partition, target, program, pip_args, env, summary, report_path, console, installs
-        )
+def _pip_args(command: str, parsed: PipArgs, scratch: Path) -> tuple[list[str], Path | None]:
+    """pip's arguments, with ``--report`` added to an install so the run can be accounted;
+    and where that report will be, if anywhere."""
+    pip_args = [command, *parsed.args]
+    if command != "install" or parsed.report == "-":
+        return pip_args, None
+    if parsed.report is not None:
+        return pip_args, Path(parsed.report)
+    report_path = scratch / "report.json"
+    return [*pip_args, "--report", str(report_path)], report_path
 
 
 def _usable_partition(
