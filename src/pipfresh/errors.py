@@ -49,3 +49,11 @@ class Interrupted(KeyboardInterrupt):
         super().__init__(phase, status)
         self.phase = phase
         self.status = status
+
+
+class StoreError(PipfreshError):
+    """A wheel could not be added to the store."""
+
+
+class InstallError(PipfreshError):
+    """A stored wheel could not be installed into the target."""

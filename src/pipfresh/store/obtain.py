@@ -31,7 +31,8 @@ from pipfresh.pip import httpcache, invoke, process, reqfiles
 from pipfresh.pip.args import option_values
 from pipfresh.pip.resolved import Item
 from pipfresh.resolve.buildkey import BuildOptions
-from pipfresh.store.entries import Adding, Compiler, Entry, Store
+from pipfresh.store.adding import Adding
+from pipfresh.store.entries import Compiler, Entry, Store
 from pipfresh.target.interpreter import Target
 
 # Options that tell pip where and how to fetch and build; ``pip wheel`` needs the same.

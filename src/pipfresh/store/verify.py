@@ -1,0 +1,159 @@
+"""What a stored file was and is: its recorded stat and content hash, its fingerprint now.
+
+Hardlinked files share inodes with the store, so an edit through a target (or a restore,
+or a chown) would change the store. A file's stat is compared with the fingerprint
+pipfresh recorded (one ``stat``; inode and ctime included, which ``os.utime`` cannot
+restore); only a file that differs is hashed again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+FINGERPRINT = "fingerprint-v1.json"
+
+
+@dataclass(frozen=True)
+class Stat:
+    """A stored file as its manifest records it: the content stored, and its stat then."""
+
+    size: int
+    mtime_ns: int
+    mode: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """A stored file's stat as pipfresh last saw it with its content verified.
+
+    An edit, a restore or a chown changes it: the inode and ctime are what
+    ``os.utime`` cannot put back. ``os.link`` changes the ctime too, so installs
+    record it again after linking (``Store.linked``).
+    """
+
+    size: int
+    mtime_ns: int
+    mode: int
+    uid: int
+    ino: int
+    ctime_ns: int
+
+    @classmethod
+    def of(cls, st: os.stat_result) -> Fingerprint:
+        mode = stat.S_IMODE(st.st_mode)
+        return cls(st.st_size, st.st_mtime_ns, mode, st.st_uid, st.st_ino, st.st_ctime_ns)
+
+
+@dataclass(frozen=True)
+class Check:
+    """One look at an entry: why it cannot be used (None: it can), every file's
+    fingerprint now, and the files hashed again because it was not the recorded one."""
+
+    problem: str | None
+    now: Mapping[str, Fingerprint]
+    rehashed: list[str]
+
+
+def euid() -> int | None:
+    return os.geteuid() if hasattr(os, "geteuid") else None
+
+
+def sha256_of(path: str) -> str:
+    """The hex sha256 of a file's content ("" when it cannot be read), never through a link."""
+    digest = hashlib.sha256()
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return ""
+    with os.fdopen(fd, "rb") as fp:
+        while chunk := fp.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def settle(path: str, stored: Stat) -> Fingerprint:
+    """Put a verified file's mode and mtime back as stored (the stored bytecode checks its
+    source's mtime); its fingerprint after."""
+    st = os.lstat(path)
+    if stat.S_IMODE(st.st_mode) != stored.mode:
+        os.chmod(path, stored.mode)
+    if st.st_mtime_ns != stored.mtime_ns:
+        os.utime(path, ns=(st.st_atime_ns, stored.mtime_ns))
+    return Fingerprint.of(os.lstat(path))
+
+
+def read_fingerprints(path: Path, sha256: str) -> dict[str, Fingerprint]:
+    """The entry's recorded fingerprints; none when missing or unreadable (all hashed)."""
+    try:
+        data = json.loads((path / FINGERPRINT).read_text(encoding="utf-8"))
+        if data.get("sha256") != sha256:
+            return {}
+        return {rel: Fingerprint(*map(int, v)) for rel, v in data["files"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
+
+
+def fingerprint_text(sha256: str, seen: Mapping[str, Fingerprint]) -> str:
+    files = {rel: [f.size, f.mtime_ns, f.mode, f.uid, f.ino, f.ctime_ns] for rel, f in seen.items()}
+    return json.dumps({"sha256": sha256, "files": files})
+
+
+def check_files(
+    prefix: str, files: Mapping[str, Stat], seen: Mapping[str, Fingerprint], owner: int | None
+) -> Check:
+    """Compare every file under ``prefix`` with its fingerprint; hash again those that differ.
+
+    Changes nothing. A file ``owner`` does not own is a problem whatever its content.
+    """
+    now: dict[str, Fingerprint] = {}
+    differ = []
+    for rel, stored in files.items():
+        try:
+            st = os.lstat(prefix + rel)
+        except OSError:
+            return Check(f"{rel} is missing", {}, [])
+        if not stat.S_ISREG(st.st_mode) or st.st_size != stored.size:
+            return Check(f"{rel} changed", {}, [])
+        if owner is not None and st.st_uid != owner:
+            return Check(f"{rel} belongs to uid {st.st_uid}", {}, [])
+        now[rel] = Fingerprint.of(st)
+        if seen.get(rel) != now[rel]:
+            differ.append(rel)
+    for rel in differ:
+        if sha256_of(prefix + rel) != files[rel].sha256:
+            return Check(f"{rel} changed", {}, [])
+    return Check(None, now, differ)
+
+
+def not_owned(path: Path, prefix: str, files: Iterable[str], owner: int | None) -> str | None:
+    """A directory or metadata file of the entry at ``path`` (its tree at ``prefix``) that
+    is a link or not ``owner``'s: its owner could change what a target links."""
+    dirs = set()
+    for rel in files:
+        parent = rel.rpartition("/")[0]
+        while parent and parent not in dirs:
+            dirs.add(parent)
+            parent = parent.rpartition("/")[0]
+    try:
+        tops = [(e.name, e.stat(follow_symlinks=False)) for e in os.scandir(path)]
+        inner = [(d, os.lstat(prefix + d)) for d in dirs]
+    except OSError:
+        return "unreadable"
+    for name, st in tops:
+        if stat.S_ISLNK(st.st_mode):
+            return f"{name} is a link"
+        if owner is not None and st.st_uid != owner:
+            return f"{name} belongs to uid {st.st_uid}"
+    for name, st in inner:
+        if not stat.S_ISDIR(st.st_mode):
+            return f"{name} is not a directory"
+        if owner is not None and st.st_uid != owner:
+            return f"{name} belongs to uid {st.st_uid}"
+    return None
