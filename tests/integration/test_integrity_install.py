@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 
 from helpers import Run, index_args, pipfresh, store_env
+from integration.test_fastpath_parity import assert_records_valid
+from integration.test_reliability import _group_gone, popen_pipfresh
 from pipfresh.testing.dists import build_wheel
-from test_fastpath_parity import assert_records_valid
-from test_reliability import _group_gone, popen_pipfresh
 
 # -- wheels pip rejects --------------------------------------------------------------
 

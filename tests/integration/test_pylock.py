@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from helpers import index_args, pipfresh
+from integration.test_fastpath_parity import EndState, assert_same_end_state, reinstalled_venv
 from pipfresh.testing.dists import build_wheel
-from test_fastpath_parity import EndState, assert_same_end_state, reinstalled_venv
 
 
 def test_a_pylock_file_installs_from_the_store_as_pip_installs_it(

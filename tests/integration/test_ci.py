@@ -27,7 +27,7 @@ from pipfresh.layout import CacheRoot
 from pipfresh.target import interpreter
 from pipfresh.testing.dists import build_sdist, build_wheel
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SAFE = re.compile(r"[A-Za-z0-9._-]+")
 
 
@@ -164,7 +164,7 @@ def test_size_cap_evicts_the_least_recently_used_first(
         build_wheel(dist_dir, "new", "1.0"),
     )
     venv = make_venv(py311)
-    # pip's entries only (the store is evicted first: tests/test_prune_store.py)
+    # pip's entries only (the store is evicted first: tests/integration/test_prune_store.py)
     env = {**os.environ, "PIPFRESH_INSTALLER": "pip"}
     for name in ("old", "new"):  # "new" used later than "old"
         pipfresh("install", "--python", venv.python, *index_args(index), name, env=env).ok()

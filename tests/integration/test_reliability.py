@@ -1077,7 +1077,7 @@ def test_links_planted_inside_a_real_root_are_never_followed(
     the links, never their targets, and read nothing through them.
 
     A link where the layout has a directory (``partitions-v1``, a partition, ``pip/http``,
-    ``selfcheck``...) is refused instead: tests/test_integrity_links.py.
+    ``selfcheck``...) is refused instead: tests/integration/test_integrity_links.py.
     """
     import shutil
 

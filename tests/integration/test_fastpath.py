@@ -12,12 +12,7 @@ import pytest
 
 from conftest import pip_wheel
 from helpers import index_args, installed_version, pipfresh, store_env
-from pipfresh.pip.args import split
-from pipfresh.store.fastpath import decide, unsupported_option
-from pipfresh.store.obtain import fetch_options
-from pipfresh.target.interpreter import Target, probe
-from pipfresh.testing.dists import build_sdist, build_wheel
-from test_fastpath_parity import (
+from integration.test_fastpath_parity import (
     EndState,
     assert_behaves,
     assert_records_valid,
@@ -25,6 +20,11 @@ from test_fastpath_parity import (
     fancy_wheels,
     tree,
 )
+from pipfresh.pip.args import split
+from pipfresh.store.fastpath import decide, unsupported_option
+from pipfresh.store.obtain import fetch_options
+from pipfresh.target.interpreter import Target, probe
+from pipfresh.testing.dists import build_sdist, build_wheel
 
 
 def same_path_venv(make_venv: Any, python: Path, venv: Any, pip: str) -> Any:
