@@ -18,14 +18,14 @@ import sys
 import tempfile
 import zipfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import pytest
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
+from helpers import Venv
 from pipfresh.cache import lock
 from pipfresh.testing.index import PackageIndex
 
@@ -250,36 +250,6 @@ def python_version_of(python: Path) -> str:
 
 
 # -- virtual environments ------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Venv:
-    """A throwaway virtual environment made by ``make_venv``."""
-
-    path: Path
-    python: Path
-    bin: Path
-
-    def run(
-        self, *args: str | os.PathLike[str], check: bool = True, **kwargs: Any
-    ) -> subprocess.CompletedProcess[str]:
-        """Run the venv's python with ``args``; on failure the error shows the output."""
-        kwargs.setdefault("capture_output", True)
-        kwargs.setdefault("text", True)
-        proc: subprocess.CompletedProcess[str] = subprocess.run(
-            [str(self.python), *map(str, args)], check=False, **kwargs
-        )
-        if check and proc.returncode != 0:
-            raise AssertionError(
-                f"{self.python} {' '.join(map(str, args))} exited {proc.returncode}\n"
-                f"--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
-            )
-        return proc
-
-    def pip(
-        self, *args: str | os.PathLike[str], check: bool = True, **kwargs: Any
-    ) -> subprocess.CompletedProcess[str]:
-        return self.run("-m", "pip", *args, check=check, **kwargs)
 
 
 class MakeVenv(Protocol):
