@@ -5,6 +5,8 @@ Import the helpers with ``from conftest import PIP_VERSIONS, pip_wheel, require_
 
 from __future__ import annotations
 
+import base64
+import csv
 import email.parser
 import functools
 import hashlib
@@ -16,14 +18,14 @@ import sys
 import tempfile
 import zipfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Protocol
 
 import pytest
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
+from helpers import Venv
 from pipfresh.cache import lock
 from pipfresh.testing.index import PackageIndex
 
@@ -250,45 +252,115 @@ def python_version_of(python: Path) -> str:
 # -- virtual environments ------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Venv:
-    """A throwaway virtual environment made by ``make_venv``."""
+class MakeVenv(Protocol):
+    """The ``make_venv`` fixture's factory."""
 
-    path: Path
-    python: Path
-    bin: Path
+    def __call__(
+        self, python: Path | None = None, pip: str | None = DEFAULT_PIP, name: str | None = None
+    ) -> Venv: ...
 
-    def run(
-        self, *args: str | os.PathLike[str], check: bool = True, **kwargs: Any
-    ) -> subprocess.CompletedProcess[str]:
-        """Run the venv's python with ``args``; on failure the error shows the output."""
-        kwargs.setdefault("capture_output", True)
-        kwargs.setdefault("text", True)
-        proc: subprocess.CompletedProcess[str] = subprocess.run(
-            [str(self.python), *map(str, args)], check=False, **kwargs
+
+def _create_venv(python: Path, path: Path, pip: str | None) -> Venv:
+    """``python -m venv --without-pip``, then pip installed offline by running pip out of its
+    own wheel (the slow part: seconds, against a fraction of one for the venv)."""
+    subprocess.run(
+        [str(python), "-m", "venv", "--without-pip", str(path)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    bindir = path / ("Scripts" if os.name == "nt" else "bin")
+    venv = Venv(path=path, python=bindir / "python", bin=bindir)
+    if pip is not None:
+        wheel = pip_wheel(pip)
+        venv.run(
+            f"{wheel}/pip",
+            "install",
+            "--no-index",
+            "--no-deps",
+            "--no-cache-dir",
+            "--no-compile",
+            "--disable-pip-version-check",
+            str(wheel),
         )
-        if check and proc.returncode != 0:
-            raise AssertionError(
-                f"{self.python} {' '.join(map(str, args))} exited {proc.returncode}\n"
-                f"--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
-            )
-        return proc
-
-    def pip(
-        self, *args: str | os.PathLike[str], check: bool = True, **kwargs: Any
-    ) -> subprocess.CompletedProcess[str]:
-        return self.run("-m", "pip", *args, check=check, **kwargs)
+    return venv
 
 
-MakeVenv = Callable[..., Venv]
+def _record_hash(data: bytes) -> str:
+    digest = hashlib.sha256(data).digest()
+    return "sha256=" + base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+# distlib writes a ``/bin/sh`` trampoline instead of a plain shebang past this length, so
+# a copy is the same as a fresh venv only when both paths stay below it.
+_SHEBANG_MAX = 120
+
+
+class VenvTemplates:
+    """One venv per (interpreter, pip version) per session (per xdist worker), copied to
+    each test's path with the paths in its scripts, ``pyvenv.cfg`` and pip's RECORD
+    rewritten, so the copy is byte for byte what ``_create_venv`` makes there."""
+
+    def __init__(self, root: Path) -> None:
+        self._root = root
+        self._made: dict[tuple[str, str], Venv] = {}
+
+    def _template(self, python: Path, pip: str) -> Venv:
+        key = (str(python), pip)
+        if key not in self._made:
+            path = self._root / f"venv-template-{len(self._made)}"
+            self._made[key] = _create_venv(python, path, pip)
+        return self._made[key]
+
+    def make(self, python: Path, path: Path, pip: str) -> Venv:
+        if os.name == "nt" or len(str(path)) + len("/bin/python") > _SHEBANG_MAX:
+            return _create_venv(python, path, pip)
+        template = self._template(python, pip)
+        shutil.copytree(
+            template.path, path, symlinks=True, copy_function=shutil.copy, dirs_exist_ok=True
+        )
+        # the path, then the venv's name in the activate scripts' prompts
+        swaps = [(str(template.path), str(path)), (template.path.name, path.name)]
+        rewritten: set[Path] = set()
+        for file in [path / "pyvenv.cfg", *sorted((path / "bin").iterdir())]:
+            if file.is_symlink() or not file.is_file():
+                continue
+            data = changed = file.read_bytes()
+            for old, new in swaps:
+                changed = changed.replace(old.encode(), new.encode())
+            if changed != data:
+                file.write_bytes(changed)
+                rewritten.add(file)
+        for record in path.glob("lib/python*/site-packages/*.dist-info/RECORD"):
+            _rehash_record(record, rewritten)
+        return Venv(path=path, python=path / "bin" / "python", bin=path / "bin")
+
+
+def _rehash_record(record: Path, rewritten: set[Path]) -> None:
+    """Give the rewritten scripts their new hash and size in ``record`` (written as pip does)."""
+    site = record.parent.parent
+    with record.open(newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    for row in rows:
+        file = Path(os.path.normpath(site / row[0]))
+        if file in rewritten:
+            data = file.read_bytes()
+            row[1:3] = [_record_hash(data), str(len(data))]
+    with record.open("w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows(rows)
+
+
+@pytest.fixture(scope="session")
+def venv_templates(tmp_path_factory: pytest.TempPathFactory) -> VenvTemplates:
+    return VenvTemplates(tmp_path_factory.mktemp("venv-templates"))
 
 
 @pytest.fixture
-def make_venv(tmp_path: Path, wheelhouse: Path) -> MakeVenv:
+def make_venv(tmp_path: Path, wheelhouse: Path, venv_templates: VenvTemplates) -> MakeVenv:
     """Factory: ``make_venv(python=None, pip="26.3", name=None) -> Venv``.
 
-    pip is installed offline from the wheelhouse by running pip out of its own
-    wheel; ``pip=None`` leaves the venv without pip.  ``python=None`` is the
+    pip is installed offline from the wheelhouse (once per interpreter and pip version: see
+    ``VenvTemplates``); ``pip=None`` leaves the venv without pip.  ``python=None`` is the
     interpreter running the tests, or another one when that pip cannot run on it
     (``python_for``).  Skips when that pip does not support that Python (pip 23.0.1
     runs below 3.12, 25.x needs 3.9+, 26.x needs 3.10+).
@@ -303,32 +375,13 @@ def make_venv(tmp_path: Path, wheelhouse: Path) -> MakeVenv:
         if python is None:
             python = python_for(pip) if pip is not None else Path(sys.executable)
         python = Path(python)
-        if pip is not None:
-            pyver = python_version_of(python)
-            if not pip_supports(pip, pyver):
-                pytest.skip(f"pip {pip} does not support Python {pyver}")
         path = tmp_path / (name or f"venv{counter}")
-        subprocess.run(
-            [str(python), "-m", "venv", "--without-pip", str(path)],
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        bindir = path / ("Scripts" if os.name == "nt" else "bin")
-        venv = Venv(path=path, python=bindir / "python", bin=bindir)
-        if pip is not None:
-            wheel = pip_wheel(pip)
-            venv.run(
-                f"{wheel}/pip",
-                "install",
-                "--no-index",
-                "--no-deps",
-                "--no-cache-dir",
-                "--no-compile",
-                "--disable-pip-version-check",
-                str(wheel),
-            )
-        return venv
+        if pip is None:
+            return _create_venv(python, path, None)
+        pyver = python_version_of(python)
+        if not pip_supports(pip, pyver):
+            pytest.skip(f"pip {pip} does not support Python {pyver}")
+        return venv_templates.make(python, path, pip)
 
     return make
 

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipfresh.testing.index import PackageIndex
+
 
 @dataclass
 class Run:
@@ -45,7 +47,53 @@ def pipfresh(
     return Run(proc.returncode, proc.stdout, proc.stderr, data)
 
 
-def index_args(index: Any) -> list[str]:
+@dataclass(frozen=True)
+class Venv:
+    """A throwaway virtual environment made by ``make_venv``."""
+
+    path: Path
+    python: Path
+    bin: Path
+
+    def run(
+        self, *args: str | os.PathLike[str], check: bool = True, **kwargs: Any
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the venv's python with ``args``; on failure the error shows the output."""
+        kwargs.setdefault("capture_output", True)
+        kwargs.setdefault("text", True)
+        proc: subprocess.CompletedProcess[str] = subprocess.run(
+            [str(self.python), *map(str, args)], check=False, **kwargs
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(
+                f"{self.python} {' '.join(map(str, args))} exited {proc.returncode}\n"
+                f"--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
+            )
+        return proc
+
+    def pip(
+        self, *args: str | os.PathLike[str], check: bool = True, **kwargs: Any
+    ) -> subprocess.CompletedProcess[str]:
+        return self.run("-m", "pip", *args, check=check, **kwargs)
+
+
+def install(
+    venv: Venv | Path,
+    *reqs: str | Path,
+    index: PackageIndex,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    summary: Path | None = None,
+) -> Run:
+    """``pipfresh install --python VENV --index-url INDEX... REQS``: most end-to-end tests'
+    install; ``venv`` is a ``Venv`` or an interpreter."""
+    python = venv.python if isinstance(venv, Venv) else venv
+    return pipfresh(
+        "install", "--python", python, *index_args(index), *reqs, cwd=cwd, env=env, summary=summary
+    )
+
+
+def index_args(index: PackageIndex) -> list[str]:
     return ["--index-url", index.index_url, "--trusted-host", index.host]
 
 

@@ -20,14 +20,14 @@ from typing import Any
 import pytest
 
 from conftest import PYTHON_VERSIONS
-from helpers import index_args, installed_version, pipfresh
+from helpers import install, installed_version, pipfresh
 from pipfresh.cache import usage
 from pipfresh.ci import keys, outputs
 from pipfresh.layout import CacheRoot
 from pipfresh.target import interpreter
 from pipfresh.testing.dists import build_sdist, build_wheel
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SAFE = re.compile(r"[A-Za-z0-9._-]+")
 
 
@@ -100,10 +100,6 @@ def test_multiline_output_gets_a_delimiter_it_does_not_contain() -> None:
 # -- prune modes with real pip ------------------------------------------------------------
 
 
-def install(venv: Any, index: Any, *reqs: str) -> None:
-    pipfresh("install", "--python", venv.python, *index_args(index), *reqs).ok()
-
-
 def prune_json(venv: Any, *args: str) -> dict[str, Any]:
     out = json.loads(
         pipfresh("cache", "prune", "--python", venv.python, "--json", *args).ok().stdout
@@ -125,10 +121,10 @@ def test_recent_mode_keeps_what_the_last_runs_used(
         build_sdist(dist_dir, "native", "0.1"),
     )
     first = make_venv(py311)
-    install(first, index, "app", "native")
+    install(first, "app", "native", index=index).ok()
     index.publish(build_wheel(dist_dir, "lib", "2.0"))  # a release between two CI runs
     second = make_venv(py311)
-    install(second, index, "app", "native")
+    install(second, "app", "native", index=index).ok()
     assert installed_version(second.python, "lib") == "2.0"
     partition = partition_of(second)
     record = usage.load(CacheRoot(partition.parents[1]).partition(partition.name))
@@ -149,7 +145,7 @@ def test_recent_mode_keeps_what_the_last_runs_used(
 
     index.reset_counters()
     third = make_venv(py311)
-    install(third, index, "app", "native")
+    install(third, "app", "native", index=index).ok()
     counters = index.counters()
     assert counters.file_requests == 0, counters.downloads  # nothing fetched, nothing built
     assert installed_version(third.python, "native") == "0.1"
@@ -164,10 +160,10 @@ def test_size_cap_evicts_the_least_recently_used_first(
         build_wheel(dist_dir, "new", "1.0"),
     )
     venv = make_venv(py311)
-    # pip's entries only (the store is evicted first: tests/test_prune_store.py)
+    # pip's entries only (the store is evicted first: tests/integration/test_prune_store.py)
     env = {**os.environ, "PIPFRESH_INSTALLER": "pip"}
     for name in ("old", "new"):  # "new" used later than "old"
-        pipfresh("install", "--python", venv.python, *index_args(index), name, env=env).ok()
+        install(venv, name, env=env, index=index).ok()
     partition = partition_of(venv)
     prune_json(venv, "--mode", "valid")  # leave only files, so sizes are exact
     pip_cache = partition / "pip"
@@ -412,7 +408,9 @@ class ActionRunner:
         return self.EXPR.sub(lambda m: self.value(m.group(1)), str(text))
 
     def condition(self, expr: str) -> bool:
-        left, op, right = re.fullmatch(r"(\S+) (==|!=) '(.*)'", expr.strip()).groups()  # type: ignore[union-attr]
+        match = re.fullmatch(r"(\S+) (==|!=) '(.*)'", expr.strip())
+        assert match is not None, expr
+        left, op, right = match.groups()
         return (self.value(left) == right) == (op == "==")
 
     def shell(self, step: dict[str, Any], temp: Path, job: Path) -> dict[str, str]:

@@ -40,6 +40,14 @@ def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
 '''
 
 
+def _read(tf: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
+    if not member.isfile():
+        return b""
+    f = tf.extractfile(member)
+    assert f is not None
+    return f.read()
+
+
 def config_sdist(out: Path) -> Path:
     """``cfgpkg-1.0.tar.gz`` whose pyproject names the in-tree backend above."""
     sdist = build_sdist(
@@ -52,7 +60,7 @@ def config_sdist(out: Path) -> Path:
         },
     )
     with tarfile.open(sdist) as tf:
-        members = [(m, tf.extractfile(m).read() if m.isfile() else b"") for m in tf]  # type: ignore[union-attr]
+        members = [(m, _read(tf, m)) for m in tf]
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
         for member, data in members:

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import find_interpreters, python_version_of
-from helpers import index_args, installed_version, pipfresh, store_env
+from conftest import MakeVenv, find_interpreters, python_version_of
+from helpers import index_args, install, installed_version, pipfresh, store_env
 from pipfresh.cache import lock
 from pipfresh.errors import LockTimeout
 from pipfresh.pip.args import split
@@ -23,6 +23,7 @@ from pipfresh.resolve.reuse import Page, Revalidator
 from pipfresh.store.fastpath import decide
 from pipfresh.target.interpreter import Target, probe
 from pipfresh.testing.dists import build_wheel
+from pipfresh.testing.index import PackageIndex
 
 # -- help -----------------------------------------------------------------------------
 
@@ -51,20 +52,18 @@ def test_install_help_has_pipfreshs_options_then_pips() -> None:
 
 @pytest.mark.parametrize("installer", ["store", "pip"])
 def test_summary_json_on_stdout_is_the_json_alone(
-    installer: str, index, dist_dir: Path, make_venv
-) -> None:  # type: ignore[no-untyped-def]
+    installer: str, index: PackageIndex, dist_dir: Path, make_venv: MakeVenv
+) -> None:
     """pip's own output ("Successfully installed ...") goes to stderr meanwhile."""
     index.publish(build_wheel(dist_dir, "demo", "1.0"))
     venv = make_venv()
-    run = pipfresh(
-        "install",
-        "--python",
-        venv.python,
-        *index_args(index),
+    run = install(
+        venv,
         "demo",
         "--summary-json",
         "-",
         env=store_env(PIPFRESH_INSTALLER=installer),
+        index=index,
     ).ok()
     summary = json.loads(run.stdout)
     assert summary["installed"] == 1 and summary["installer"] == installer, summary
@@ -93,8 +92,8 @@ def test_every_partition_of_an_empty_root_is_said(action: str, tmp_path: Path) -
 
 @pytest.mark.parametrize("action", ["prune", "purge"])
 def test_prune_and_purge_follow_virtual_env_and_say_so(
-    action: str, make_venv, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    action: str, make_venv: MakeVenv, tmp_path: Path
+) -> None:
     """The active venv's partition, as for an install; the line names the interpreter."""
     ours = python_version_of(Path(sys.executable))
     other = next((p for v, p in find_interpreters().items() if v != ours), None)
@@ -149,7 +148,7 @@ def test_lock_timeout_wording(tmp_path: Path) -> None:
 # -- pip lock ---------------------------------------------------------------------------
 
 
-def test_pip_lock_on_a_pip_without_it_names_the_pip_it_needs(make_venv) -> None:  # type: ignore[no-untyped-def]
+def test_pip_lock_on_a_pip_without_it_names_the_pip_it_needs(make_venv: MakeVenv) -> None:
     venv = make_venv(pip="24.3.1")
     run = pipfresh("lock", "--python", venv.python, "demo")
     assert run.code == 2, run
@@ -224,8 +223,8 @@ def test_an_index_that_is_down_is_not_called_a_change() -> None:
 
 
 def test_summary_says_the_index_could_not_be_revalidated(
-    index, dist_dir: Path, make_venv, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    index: PackageIndex, dist_dir: Path, make_venv: MakeVenv, tmp_path: Path
+) -> None:
     """The index answers 500 on the next run: pip fails, and the summary does not say the
     page changed."""
     index.publish(build_wheel(dist_dir, "demo", "1.0"))

@@ -14,8 +14,10 @@ from typing import Any
 
 import pytest
 
-from helpers import index_args, installed_version, pipfresh, store_env
+from conftest import MakeVenv
+from helpers import index_args, install, installed_version, pipfresh, store_env
 from pipfresh.testing.dists import build_wheel
+from pipfresh.testing.index import PackageIndex
 
 
 def _publish(index: Any, dist_dir: Path, metadata: bool) -> list[str]:
@@ -43,8 +45,14 @@ def _downloads(index: Any, names: list[str]) -> dict[str, int]:
     ids=["23.0.1", "23.3.2", "24.3.1-pep658", "26.3", "26.3-pep658"],
 )
 def test_each_wheel_is_downloaded_once_and_then_never(
-    pip_version: str, metadata: bool, index, dist_dir: Path, make_venv, py311: Path, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    pip_version: str,
+    metadata: bool,
+    index: PackageIndex,
+    dist_dir: Path,
+    make_venv: MakeVenv,
+    py311: Path,
+    tmp_path: Path,
+) -> None:
     names = _publish(index, dist_dir, metadata)
     summary = tmp_path / "s.json"
 
@@ -61,9 +69,9 @@ def test_each_wheel_is_downloaded_once_and_then_never(
     for round_, expected in (("cold", 1), ("warm", 0)):
         venv = make_venv(py311, pip=pip_version, name=round_)
         index.reset_counters()
-        run = pipfresh(
-            "install", "--python", venv.python, *index_args(index), "app",
-            env=store_env(), summary=summary,
+        run = install(
+            venv, "app",
+            env=store_env(), summary=summary, index=index,
         ).ok()  # fmt: skip
         assert _downloads(index, names) == dict.fromkeys(names, expected), (round_, run)
         assert index.counters().paths("file").count(f"/files/{names[0]}") == expected
@@ -83,8 +91,13 @@ def _flavour(venv: Any) -> str:
 
 @pytest.mark.parametrize("listed", [True, False], ids=["hashes-on-page", "bare-page"])
 def test_a_file_replaced_under_its_url_is_installed_new(
-    listed: bool, index, dist_dir: Path, make_venv, py311: Path, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    listed: bool,
+    index: PackageIndex,
+    dist_dir: Path,
+    make_venv: MakeVenv,
+    py311: Path,
+    tmp_path: Path,
+) -> None:
     """What pipfresh keeps is what the page vouches for. A page that lists the new hash
     fails pip's check of the kept file: it is dropped and pip resolves again. A page
     that lists no hash vouches for nothing: nothing is kept past the run, pip downloads."""
@@ -112,8 +125,8 @@ def test_a_file_replaced_under_its_url_is_installed_new(
 
 
 def test_with_the_users_own_log_too(
-    index, dist_dir: Path, make_venv, py311: Path, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    index: PackageIndex, dist_dir: Path, make_venv: MakeVenv, py311: Path, tmp_path: Path
+) -> None:
     """``--log`` of the user's: pipfresh adds none, reads this run's part of theirs (which
     keeps every run's), and still keeps each download once."""
     names = _publish(index, dist_dir, metadata=False)
@@ -121,9 +134,9 @@ def test_with_the_users_own_log_too(
     for round_, expected in (("cold", 1), ("warm", 0)):
         venv = make_venv(py311, pip="26.3", name=round_)
         index.reset_counters()
-        run = pipfresh(
-            "install", "--python", venv.python, *index_args(index), "--log", log, "app",
-            env=store_env(),
+        run = install(
+            venv, "--log", log, "app",
+            env=store_env(), index=index,
         ).ok()  # fmt: skip
         assert _downloads(index, names) == dict.fromkeys(names, expected), (round_, run)
         assert installed_version(venv.python, "app") == "1.0"

@@ -26,10 +26,12 @@ from typing import Any
 
 import pytest
 
+from conftest import MakeVenv
 from helpers import Run, index_args, installed_version, pipfresh, store_env
 from pipfresh.store import clone, install
 from pipfresh.store.entries import STORE_LAYOUT, Compiler, Entry, Store, current_umask
 from pipfresh.testing.dists import build_wheel
+from pipfresh.testing.index import PackageIndex
 
 NOBODY = 65534
 ORIGINAL, TAMPERED = "original-value", "tampered-value"  # same length
@@ -250,8 +252,8 @@ def _edit_as_owner(path: Path) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.parametrize("mode", ["copy", "reflink", "hardlink", None])
 def test_an_edit_in_one_venv_never_shows_in_another(
-    index, dist_dir: Path, make_venv, tmp_path: Path, mode: str | None
-) -> None:  # type: ignore[no-untyped-def]
+    index: PackageIndex, dist_dir: Path, make_venv: MakeVenv, tmp_path: Path, mode: str | None
+) -> None:
     """Own files (copy, reflink, auto on a cloning filesystem) take the edit alone; shared
     read-only inodes (hardlink, auto elsewhere) refuse it: "Permission denied"."""
     _publish(index, dist_dir)
@@ -282,8 +284,8 @@ def test_an_edit_in_one_venv_never_shows_in_another(
 
 
 def test_root_edits_through_a_hardlink_and_the_next_venv_still_gets_the_original(
-    index, dist_dir: Path, make_venv, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    index: PackageIndex, dist_dir: Path, make_venv: MakeVenv, tmp_path: Path
+) -> None:
     """What the README says of root: modes stop nothing, the venvs sharing the inode see
     the edit, and the store's check drops the entry, so later venvs never do."""
     if not hasattr(os, "geteuid") or os.geteuid() != 0:

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from helpers import index_args, installed_version, pipfresh
+from conftest import MakeVenv
+from helpers import Venv, install, installed_version, pipfresh
 from pipfresh.pip import httpcache
 from pipfresh.testing.dists import build_sdist, build_wheel
+from pipfresh.testing.index import PackageIndex
 
 
 @pytest.fixture
@@ -20,26 +22,24 @@ def py311(interpreters: dict[str, Path]) -> Path:
     return interpreters["3.11"]
 
 
-def _install(venv, index, tmp_path: Path, *reqs: str) -> dict:  # type: ignore[no-untyped-def]
+def _install(venv: Venv, index: PackageIndex, tmp_path: Path, *reqs: str) -> dict:
     """Plain pip: these tests are about pip's own cache (the store is tested on its own)."""
-    run = pipfresh(
-        "install",
-        "--python",
-        venv.python,
-        *index_args(index),
+    run = install(
+        venv,
         *reqs,
         env={**os.environ, "PIPFRESH_INSTALLER": "pip"},
         summary=tmp_path / "s.json",
+        index=index,
     ).ok()
     assert run.summary is not None
     return run.summary
 
 
-def _partition(venv) -> Path:  # type: ignore[no-untyped-def]
+def _partition(venv: Venv) -> Path:
     return Path(pipfresh("cache", "dir", "--python", venv.python).ok().stdout.strip())
 
 
-def _wheel_entry(partition: Path, index, filename: str) -> httpcache.EntryFiles:  # type: ignore[no-untyped-def]
+def _wheel_entry(partition: Path, index: PackageIndex, filename: str) -> httpcache.EntryFiles:
     meta = httpcache.entry_path(partition / "pip" / "http-v2", index.file_url(filename))
     assert meta.exists(), f"no cache entry for {filename}"
     return httpcache.entry_files_for(meta)
@@ -56,8 +56,13 @@ def _wheel_entry(partition: Path, index, filename: str) -> httpcache.EntryFiles:
     ],
 )
 def test_a_damaged_entry_never_breaks_an_install(
-    damage: str, index, dist_dir: Path, make_venv, py311: Path, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    damage: str,
+    index: PackageIndex,
+    dist_dir: Path,
+    make_venv: MakeVenv,
+    py311: Path,
+    tmp_path: Path,
+) -> None:
     index.publish(
         build_wheel(dist_dir, "demo", "1.0", modules={"demo/__init__.py": "x = 1\n" * 2000})
     )
@@ -104,8 +109,8 @@ def test_missing_interpreter_and_unusable_root_are_one_line_errors(tmp_path: Pat
 
 
 def test_prune_drops_pages_keeps_files_and_built_wheels(
-    index, dist_dir: Path, make_venv, py311: Path, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    index: PackageIndex, dist_dir: Path, make_venv: MakeVenv, py311: Path, tmp_path: Path
+) -> None:
     index.publish(
         build_wheel(dist_dir, "app", "1.0", requires=["built"]),
         build_sdist(dist_dir, "built", "0.3"),
@@ -147,8 +152,8 @@ def test_prune_drops_pages_keeps_files_and_built_wheels(
 
 
 def test_keep_index_pages_turns_the_next_run_into_304s(
-    index, dist_dir: Path, make_venv, py311: Path, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    index: PackageIndex, dist_dir: Path, make_venv: MakeVenv, py311: Path, tmp_path: Path
+) -> None:
     index.publish(build_wheel(dist_dir, "demo", "1.0"))
     venv = make_venv(py311, pip="26.3")
     _install(venv, index, tmp_path, "demo")
@@ -160,8 +165,8 @@ def test_keep_index_pages_turns_the_next_run_into_304s(
 
 
 def test_legacy_http_dir_is_dropped_once_pip_writes_http_v2(
-    index, dist_dir: Path, make_venv, py311: Path, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    index: PackageIndex, dist_dir: Path, make_venv: MakeVenv, py311: Path, tmp_path: Path
+) -> None:
     index.publish(build_wheel(dist_dir, "demo", "1.0"))
     old = make_venv(py311, pip="23.0.1")
     _install(old, index, tmp_path, "demo")
@@ -189,8 +194,8 @@ def test_purge_and_prune_refuse_a_root_pipfresh_did_not_create(tmp_path: Path) -
 
 
 def test_purge_empties_one_partition(
-    index, dist_dir: Path, make_venv, py311: Path, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    index: PackageIndex, dist_dir: Path, make_venv: MakeVenv, py311: Path, tmp_path: Path
+) -> None:
     index.publish(build_wheel(dist_dir, "demo", "1.0"))
     venv = make_venv(py311, pip="26.3")
     _install(venv, index, tmp_path, "demo")

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from helpers import index_args, pipfresh
+from helpers import index_args, install
+from integration.test_fastpath_parity import EndState, assert_same_end_state, reinstalled_venv
 from pipfresh.testing.dists import build_wheel
-from test_fastpath_parity import EndState, assert_same_end_state, reinstalled_venv
 
 
 def test_a_pylock_file_installs_from_the_store_as_pip_installs_it(
@@ -25,9 +25,9 @@ def test_a_pylock_file_installs_from_the_store_as_pip_installs_it(
     by_pip = EndState.of(venv)
 
     venv = reinstalled_venv(make_venv, py311, venv)
-    run = pipfresh(
-        "install", "--python", venv.python, *index_args(index), "-r", lock,
-        summary=tmp_path / "s.json",
+    run = install(
+        venv, "-r", lock,
+        summary=tmp_path / "s.json", index=index,
     ).ok()  # fmt: skip
     assert run.summary is not None and run.summary["installer"] == "store", run.summary
     assert_same_end_state(by_pip, venv)

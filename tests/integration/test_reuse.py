@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+import helpers
+from conftest import MakeVenv
 from helpers import index_args, installed_version, pipfresh, store_env
 from pipfresh.pip.args import option_values
 from pipfresh.testing.dists import build_wheel
@@ -43,8 +45,13 @@ class Installs:
 
 @pytest.mark.parametrize("pip_version", ["23.0.1", "26.3"])
 def test_unchanged_pages_reuse_the_resolution_and_a_new_version_is_still_seen(
-    pip_version: str, index, dist_dir: Path, make_venv, py311: Path, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    pip_version: str,
+    index: PackageIndex,
+    dist_dir: Path,
+    make_venv: MakeVenv,
+    py311: Path,
+    tmp_path: Path,
+) -> None:
     index.publish(
         build_wheel(dist_dir, "app", "1.0", requires=["lib>=1"]),
         build_wheel(dist_dir, "lib", "1.0"),
@@ -75,8 +82,8 @@ def test_unchanged_pages_reuse_the_resolution_and_a_new_version_is_still_seen(
 
 
 def test_changed_inputs_or_target_resolve_again(
-    index, dist_dir: Path, make_venv, py311: Path, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    index: PackageIndex, dist_dir: Path, make_venv: MakeVenv, py311: Path, tmp_path: Path
+) -> None:
     index.publish(build_wheel(dist_dir, "app", "1.0"), build_wheel(dist_dir, "app", "2.0"))
     reqs = tmp_path / "requirements.txt"
     nested = tmp_path / "pins.txt"
@@ -100,8 +107,8 @@ def test_changed_inputs_or_target_resolve_again(
 
 
 def test_a_page_missing_from_one_index_must_stay_missing(
-    index, dist_dir: Path, make_venv, py311: Path, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    index: PackageIndex, dist_dir: Path, make_venv: MakeVenv, py311: Path, tmp_path: Path
+) -> None:
     other_dir = tmp_path / "other"
     other_dir.mkdir()
     other = PackageIndex(other_dir)
@@ -132,8 +139,14 @@ def test_a_page_missing_from_one_index_must_stay_missing(
     ],
 )
 def test_what_cannot_be_revalidated_is_never_reused(
-    extra: list[str], why: str, index, dist_dir: Path, make_venv, py311: Path, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    extra: list[str],
+    why: str,
+    index: PackageIndex,
+    dist_dir: Path,
+    make_venv: MakeVenv,
+    py311: Path,
+    tmp_path: Path,
+) -> None:
     index.publish(build_wheel(dist_dir, "app", "1.0"))
     args = [a.format(dists=dist_dir, tmp=tmp_path) for a in extra]
     install = Installs(make_venv, py311, "26.3", tmp_path)
@@ -144,8 +157,8 @@ def test_what_cannot_be_revalidated_is_never_reused(
 
 
 def test_a_damaged_record_is_ignored_and_rewritten(
-    index, dist_dir: Path, make_venv, py311: Path, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    index: PackageIndex, dist_dir: Path, make_venv: MakeVenv, py311: Path, tmp_path: Path
+) -> None:
     index.publish(build_wheel(dist_dir, "app", "1.0"))
     install = Installs(make_venv, py311, "26.3", tmp_path)
     install(*index_args(index), "app")
@@ -166,9 +179,9 @@ def test_a_damaged_record_is_ignored_and_rewritten(
     copy = tmp_path / "copied-cache"
     shutil.copytree(os.environ["PIPFRESH_CACHE_DIR"], copy, symlinks=True)
     elsewhere = make_venv(py311, name="elsewhere")
-    run = pipfresh(
-        "install", "--python", elsewhere.python, *index_args(index), "app",
-        env=store_env(PIPFRESH_CACHE_DIR=str(copy)), summary=tmp_path / "s.json",
+    run = helpers.install(
+        elsewhere, "app",
+        env=store_env(PIPFRESH_CACHE_DIR=str(copy)), summary=tmp_path / "s.json", index=index,
     ).ok()  # fmt: skip
     assert run.summary is not None and run.summary["resolution"].startswith("reused"), run.summary
 

@@ -18,9 +18,9 @@ import pytest
 
 from conftest import flit_core_wheel
 from helpers import index_args, pipfresh, store_env
+from integration.test_fastpath import same_path_venv
+from integration.test_fastpath_parity import EndState, assert_same_end_state
 from pipfresh.testing.dists import build_wheel
-from test_fastpath import same_path_venv
-from test_fastpath_parity import EndState, assert_same_end_state
 
 _BACKEND = '''"""flit_core, logging each hook call to {log!r}."""
 import json

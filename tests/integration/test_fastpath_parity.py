@@ -25,11 +25,14 @@ from typing import Any
 import pytest
 from packaging.version import Version
 
-from helpers import index_args, pipfresh, store_env
+import helpers
+from conftest import MakeVenv
+from helpers import index_args, store_env
 from pipfresh.store import install
 from pipfresh.store.entries import STORE_LAYOUT, Compiler, Store
 from pipfresh.target.interpreter import probe
 from pipfresh.testing.dists import build_wheel, native_tag
+from pipfresh.testing.index import PackageIndex
 
 # -- purpose-built wheels ----------------------------------------------------------------
 
@@ -340,8 +343,8 @@ def reinstalled_venv(make_venv: Any, python: Path, venv: Any, **kwargs: Any) -> 
 
 
 def test_store_install_matches_pip(
-    index, dist_dir: Path, make_venv, py311: Path, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    index: PackageIndex, dist_dir: Path, make_venv: MakeVenv, py311: Path, tmp_path: Path
+) -> None:
     wheels = fancy_wheels(dist_dir, py311)
     index.publish(*wheels)
     venv = make_venv(py311, name="env")
@@ -376,8 +379,8 @@ def test_store_install_matches_pip(
 
 
 def test_edit_in_a_target_never_reaches_the_next_target(
-    dist_dir: Path, make_venv, py311: Path, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    dist_dir: Path, make_venv: MakeVenv, py311: Path, tmp_path: Path
+) -> None:
     """Files are hardlinked: an in-place edit changes the stored inode, so the entry is
     verified on lookup (its stat against the fingerprint, then its content), discarded
     and added again."""
@@ -413,8 +416,8 @@ def test_edit_in_a_target_never_reaches_the_next_target(
 
 
 def test_copy_mode_keeps_bytecode_valid(
-    dist_dir: Path, make_venv, py311: Path, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    dist_dir: Path, make_venv: MakeVenv, py311: Path, tmp_path: Path
+) -> None:
     wheel = build_wheel(dist_dir, "copied", "1.0")
     sha = hashlib.sha256(wheel.read_bytes()).hexdigest()
     venv = make_venv(py311, pip=None)
@@ -436,8 +439,13 @@ def test_copy_mode_keeps_bytecode_valid(
 
 @pytest.mark.parametrize("setuptools", ["dependency", "requested"])
 def test_setuptools_is_requested_only_when_asked_for(
-    setuptools: str, index, dist_dir: Path, make_venv, py311: Path, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    setuptools: str,
+    index: PackageIndex,
+    dist_dir: Path,
+    make_venv: MakeVenv,
+    py311: Path,
+    tmp_path: Path,
+) -> None:
     """pipfresh installs setuptools with a short ``pip install`` of its own, which asks
     for it by name: its ``.dist-info`` must still be pip's, REQUESTED (and its RECORD row)
     only when the user asked for it."""
@@ -459,9 +467,9 @@ def test_setuptools_is_requested_only_when_asked_for(
     assert requested == (setuptools == "requested")
 
     venv = reinstalled_venv(make_venv, py311, venv)
-    run = pipfresh(
-        "install", "--python", venv.python, *index_args(index), *wanted,
-        env=store_env(), summary=tmp_path / "s.json",
+    run = helpers.install(
+        venv, *wanted,
+        env=store_env(), summary=tmp_path / "s.json", index=index,
     ).ok()  # fmt: skip
     assert run.summary is not None and run.summary["installer"] == "store", run.summary
     assert_same_tree(by_pip, dist_info(venv))
@@ -502,8 +510,8 @@ def console(stdout: str) -> list[str]:
 
 
 def test_pipfresh_install_ends_and_speaks_as_pip(
-    index, dist_dir: Path, make_venv, py311: Path, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    index: PackageIndex, dist_dir: Path, make_venv: MakeVenv, py311: Path, tmp_path: Path
+) -> None:
     """The same install by pip and by pipfresh (the store, and setuptools, a dependency,
     through its short ``pip install``), then the same ``--force-reinstall`` and ``-q`` one:
     same files (headers under the name pip spells), RECORD, REQUESTED, bytecode, and
@@ -531,8 +539,8 @@ def test_pipfresh_install_ends_and_speaks_as_pip(
 
     def by_pipfresh(*args: str) -> str:
         summary = tmp_path / "summary.json"
-        run = pipfresh("install", "--python", venv.python, *index_args(index), *args,
-                       env=store_env(), summary=summary).ok()  # fmt: skip
+        run = helpers.install(venv, *args,
+                       env=store_env(), summary=summary, index=index).ok()  # fmt: skip
         assert run.summary is not None and run.summary["installer"] == "store", run.summary
         return run.stdout
 
@@ -544,8 +552,8 @@ def test_pipfresh_install_ends_and_speaks_as_pip(
 
 
 def test_a_reused_resolution_says_what_pip_says(
-    index, dist_dir: Path, make_venv, py311: Path, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    index: PackageIndex, dist_dir: Path, make_venv: MakeVenv, py311: Path, tmp_path: Path
+) -> None:
     """No dry run, no ``Collecting`` lines to read the names from: they were recorded with
     the resolution. pip's lines, in pip's order, all the same."""
     index.publish(
@@ -563,9 +571,9 @@ def test_a_reused_resolution_says_what_pip_says(
     ]
     for round_ in ("resolved", "reused"):
         venv = reinstalled_venv(make_venv, py311, venv)
-        run = pipfresh(
-            "install", "--python", venv.python, *index_args(index), "demo_app",
-            env=store_env(), summary=tmp_path / "s.json",
+        run = helpers.install(
+            venv, "demo_app",
+            env=store_env(), summary=tmp_path / "s.json", index=index,
         ).ok()  # fmt: skip
         assert run.summary is not None
         assert run.summary["resolution"].startswith("reused" if round_ == "reused" else "pip")

@@ -17,9 +17,11 @@ from typing import Any
 
 import pytest
 
+from conftest import MakeVenv
 from helpers import index_args, store_env
 from pipfresh.cli.progress import Progress
 from pipfresh.testing.dists import build_wheel
+from pipfresh.testing.index import PackageIndex
 
 PHASES = ("obtaining", "unpacking", "compiling")
 
@@ -79,8 +81,8 @@ def _drawn(text: str) -> list[str]:
 
 
 def test_a_terminal_sees_counts_rewritten_in_one_line_and_a_done_line_per_phase(
-    index, dist_dir: Path, make_venv, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    index: PackageIndex, dist_dir: Path, make_venv: MakeVenv, tmp_path: Path
+) -> None:
     _publish(index, dist_dir)
     code, stdout, text = _on_a_terminal(_argv(index, make_venv(pip=None)))
     assert code == 0, text
@@ -106,7 +108,9 @@ def test_a_terminal_sees_counts_rewritten_in_one_line_and_a_done_line_per_phase(
     assert screen == ["pipfresh: installing 2 wheels ... done"], text
 
 
-def test_without_a_terminal_each_phase_is_one_line(index, dist_dir: Path, make_venv) -> None:  # type: ignore[no-untyped-def]
+def test_without_a_terminal_each_phase_is_one_line(
+    index: PackageIndex, dist_dir: Path, make_venv: MakeVenv
+) -> None:
     _publish(index, dist_dir)
     proc = subprocess.run(
         _argv(index, make_venv(pip=None)), capture_output=True, text=True, env=store_env(),
@@ -125,8 +129,8 @@ def test_without_a_terminal_each_phase_is_one_line(index, dist_dir: Path, make_v
     "quieter", [("-q",), ("--progress-bar", "off")], ids=["-q", "progress-bar-off"]
 )
 def test_quiet_on_a_terminal_is_silent_and_pips_bars_off_gives_plain_lines(
-    index, dist_dir: Path, make_venv, quieter: tuple[str, ...]
-) -> None:  # type: ignore[no-untyped-def]
+    index: PackageIndex, dist_dir: Path, make_venv: MakeVenv, quieter: tuple[str, ...]
+) -> None:
     _publish(index, dist_dir)
     code, _stdout, text = _on_a_terminal(_argv(index, make_venv(pip=None), *quieter))
     assert code == 0, text
@@ -139,8 +143,8 @@ def test_quiet_on_a_terminal_is_silent_and_pips_bars_off_gives_plain_lines(
 
 
 def test_summary_json_on_stdout_stays_json_while_a_terminal_shows_progress(
-    index, dist_dir: Path, make_venv
-) -> None:  # type: ignore[no-untyped-def]
+    index: PackageIndex, dist_dir: Path, make_venv: MakeVenv
+) -> None:
     _publish(index, dist_dir)
     code, stdout, text = _on_a_terminal(_argv(index, make_venv(pip=None), "--summary-json", "-"))
     assert code == 0, text

@@ -15,24 +15,26 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from conftest import python_for
+import helpers
+from conftest import MakeVenv, python_for
 from helpers import index_args, installed_version, pipfresh
 from pipfresh.pip import httpcache
 from pipfresh.store import install
 from pipfresh.testing.dists import build_sdist, build_wheel
+from pipfresh.testing.index import PackageIndex
 
 # -- shared workload --------------------------------------------------------------------
 
 WANTED = {"app": "1.0", "lib": "1.2", "built": "0.3", "big": "2.0"}
 
 
-def publish_workload(index, dist_dir: Path) -> None:  # type: ignore[no-untyped-def]
+def publish_workload(index: PackageIndex, dist_dir: Path) -> None:
     """A wheel with dependencies, two versions of one, an sdist to build, a bigger wheel."""
     noise = os.urandom(400_000).hex()  # ~800 kB that does not compress much
     index.publish(
@@ -109,9 +111,15 @@ def popen_pipfresh(*args: str | Path, env: dict[str, str] | None = None) -> subp
     )
 
 
+def _response_kind(response: httpcache.CachedResponse | None) -> str:
+    assert response is not None
+    return response.kind.value
+
+
 def prune_json(*extra: str) -> dict[str, dict[str, object]]:
     run = pipfresh("cache", "prune", "--all", "--json", *extra).ok()
-    return json.loads(run.stdout)  # type: ignore[no-any-return]
+    data: dict[str, dict[str, object]] = json.loads(run.stdout)
+    return data
 
 
 # -- 1. concurrency ---------------------------------------------------------------------
@@ -119,8 +127,8 @@ def prune_json(*extra: str) -> dict[str, dict[str, object]]:
 
 @pytest.mark.slow
 def test_parallel_installs_with_prune_and_info_in_the_middle(
-    index, dist_dir: Path, make_venv, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    index: PackageIndex, dist_dir: Path, make_venv: MakeVenv, tmp_path: Path
+) -> None:
     """8 installs on one partition at once (two pip formats), a prune and an info meanwhile."""
     publish_workload(index, dist_dir)
     index.latency = 0.15  # every response a little late: the runs overlap for seconds
@@ -184,9 +192,7 @@ def test_parallel_installs_with_prune_and_info_in_the_middle(
     index.latency = 0.0
     index.reset_counters()
     last = make_venv(python, pip=None)
-    run = pipfresh(
-        "install", "--python", last.python, *index_args(index), "app", summary=tmp_path / "s.json"
-    ).ok()
+    run = helpers.install(last, "app", summary=tmp_path / "s.json", index=index).ok()
     assert_installed(last.python)
     assert index.counters().file_bytes == 0
     assert run.summary is not None and run.summary["built"] == 0
@@ -345,8 +351,8 @@ def _store_problems(root: Path) -> list[str]:
 @pytest.mark.slow
 @pytest.mark.parametrize("installer", ["pip", "store"])
 def test_sigkill_at_many_points_then_next_run_succeeds(
-    installer: str, index, dist_dir: Path, make_venv, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    installer: str, index: PackageIndex, dist_dir: Path, make_venv: MakeVenv, tmp_path: Path
+) -> None:
     """Kill pipfresh and its pip (the whole process group) at points spread over a cold run.
 
     Each point is recognised from outside (a file appears, pip starts, the build
@@ -361,7 +367,7 @@ def test_sigkill_at_many_points_then_next_run_succeeds(
     reference = tmp_path / "reference"
     env = {**base, "PIPFRESH_CACHE_DIR": str(reference)}
     python = make_venv(pip=None).python
-    pipfresh("install", "--python", python, *index_args(index), "app", env=env).ok()
+    helpers.install(python, "app", env=env, index=index).ok()
     points = _kill_points(_files(reference / "partitions-v1", ".body") * 2, installer)
     victims = [(make_venv(pip=None), make_venv(pip=None)) for _ in points]
 
@@ -381,7 +387,7 @@ def test_sigkill_at_many_points_then_next_run_succeeds(
         proc.communicate(timeout=60)
         assert _group_gone(proc.pid, 10)
 
-        pipfresh("install", "--python", after.python, *index_args(index), "app", env=env).ok()
+        helpers.install(after, "app", env=env, index=index).ok()
         assert_installed(after.python)
         # Whatever the kill left is only what a prune removes; then all is whole.
         pipfresh("cache", "prune", "--all", env=env).ok()
@@ -419,13 +425,13 @@ def _tree_names(top: Path) -> set[str]:
 
 
 def test_a_plan_write_killed_halfway_leaves_what_the_next_run_removes(
-    index, dist_dir: Path, make_venv
-) -> None:  # type: ignore[no-untyped-def]
+    index: PackageIndex, dist_dir: Path, make_venv: MakeVenv
+) -> None:
     """What a run killed while linking leaves of an install plan goes with the next run."""
     index.publish(build_wheel(dist_dir, "lib", "1.0"))
     env = {**os.environ, "PIPFRESH_INSTALLER": "store"}
     first = make_venv(pip=None)
-    pipfresh("install", "--python", first.python, *index_args(index), "lib", env=env).ok()
+    helpers.install(first, "lib", env=env, index=index).ok()
     (store,) = cache_root().glob("partitions-v1/*/pipfresh/store-v1")
     (entry,) = [p for p in store.iterdir() if not p.name.startswith(".")]
     (entry / install.PLAN_FILE).unlink()  # the next install plans again
@@ -438,7 +444,7 @@ def test_a_plan_write_killed_halfway_leaves_what_the_next_run_removes(
     assert left, "the killed write left nothing to look for"
 
     again = make_venv(pip=None)
-    pipfresh("install", "--python", again.python, *index_args(index), "lib", env=env).ok()
+    helpers.install(again, "lib", env=env, index=index).ok()
     assert installed_version(again.python, "lib") == "1.0"
     assert left.isdisjoint(_tree_names(store)), left
     assert (entry / install.PLAN_FILE).is_file()
@@ -448,8 +454,8 @@ def test_a_plan_write_killed_halfway_leaves_what_the_next_run_removes(
 
 @pytest.mark.slow
 def test_killing_pipfresh_alone_keeps_prune_away_from_its_pip(
-    index, dist_dir: Path, make_venv
-) -> None:  # type: ignore[no-untyped-def]
+    index: PackageIndex, dist_dir: Path, make_venv: MakeVenv
+) -> None:
     """A CI runner that kills only the parent: the orphaned pip still holds the partition."""
     publish_workload(index, dist_dir)
     index.latency = 0.1
@@ -482,8 +488,8 @@ def test_killing_pipfresh_alone_keeps_prune_away_from_its_pip(
 
 @pytest.mark.slow
 def test_ctrl_c_exits_promptly_with_pips_status_and_leaves_nothing(
-    index, dist_dir: Path, make_venv, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    index: PackageIndex, dist_dir: Path, make_venv: MakeVenv, tmp_path: Path
+) -> None:
     publish_workload(index, dist_dir)
     index.latency = 0.1
     scratch = tmp_path / "tmpdir"
@@ -521,7 +527,7 @@ def test_ctrl_c_exits_promptly_with_pips_status_and_leaves_nothing(
     assert health.problems == [] and health.bad_wheels == []
     assert [p for p in cache_root().rglob("*") if p.name.endswith(".tmp")] == []
     again = make_venv(pip=None)
-    pipfresh("install", "--python", again.python, *index_args(index), "app").ok()
+    helpers.install(again, "app", index=index).ok()
     assert_installed(again.python)
 
 
@@ -585,8 +591,12 @@ def corrupt(entry: httpcache.EntryFiles, how: str, seed: int) -> None:
 
 @pytest.mark.slow
 def test_corrupt_entries_are_dropped_fetched_again_and_reported(
-    index, dist_dir: Path, make_venv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:  # type: ignore[no-untyped-def]
+    index: PackageIndex,
+    dist_dir: Path,
+    make_venv: MakeVenv,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Hypothesis picks entries of a warm cache and breaks them; every install still works."""
     import shutil
 
@@ -598,15 +608,14 @@ def test_corrupt_entries_are_dropped_fetched_again_and_reported(
     # pip's cache under plain pip: with the store, the damaged downloads would not be needed.
     monkeypatch.setenv("PIPFRESH_INSTALLER", "pip")
     env = {**os.environ, "PIPFRESH_CACHE_DIR": str(template)}
-    pipfresh(
-        "install", "--python", make_venv(pip=None).python, *index_args(index), "app", env=env
-    ).ok()
+    helpers.install(make_venv(pip=None).python, "app", env=env, index=index).ok()
     (part,) = partitions(template)
     http_v2 = part / "pip" / "http-v2"
     keys = sorted(e.key for e in httpcache.iter_entry_files(http_v2))
     kinds = {
-        e.key: httpcache.check_entry(e)[0].kind.value for e in httpcache.iter_entry_files(http_v2)
-    }  # type: ignore[union-attr]
+        e.key: _response_kind(httpcache.check_entry(e)[0])
+        for e in httpcache.iter_entry_files(http_v2)
+    }
     assert {"index-page", "wheel", "sdist"} <= set(kinds.values()), kinds
     needed = {
         f"{name}-{version}-py3-none-any.whl": httpcache.entry_path(
@@ -616,7 +625,7 @@ def test_corrupt_entries_are_dropped_fetched_again_and_reported(
         if name != "built"
     }
     assert set(needed.values()) <= set(keys), (needed, keys)
-    examples: list[dict[str, object]] = []
+    examples: list[tuple[dict[str, str], int]] = []
     calls = itertools.count()
 
     damage = st.lists(
@@ -650,14 +659,12 @@ def test_corrupt_entries_are_dropped_fetched_again_and_reported(
         run_env = {**os.environ, "PIPFRESH_CACHE_DIR": str(root)}
         venv = make_venv(pip=None)
         index.reset_counters()
-        run = pipfresh(
-            "install",
-            "--python",
-            venv.python,
-            *index_args(index),
+        run = helpers.install(
+            venv,
             "app",
             env=run_env,
             summary=tmp_path / "s.json",
+            index=index,
         ).ok()
         assert_installed(venv.python)
         # Every broken wheel this install needs was fetched again (not an sdist: its
@@ -676,7 +683,7 @@ def test_corrupt_entries_are_dropped_fetched_again_and_reported(
         assert dropped >= sum(1 for h in broken.values() if h != "delete-meta"), (broken, info)
         pipfresh("cache", "prune", "--all", env=run_env).ok()
         assert inspect_cache(root).problems == []
-        examples.append({"broken": broken, "dropped": dropped})
+        examples.append((broken, dropped))
         shutil.rmtree(root)
         shutil.rmtree(venv.path)
 
@@ -686,9 +693,9 @@ def test_corrupt_entries_are_dropped_fetched_again_and_reported(
         one_example = example(plan=[(wheel, how, n)])(one_example)
     one_example()
     assert len(examples) >= len(MUTATIONS) + 5
-    entries = sum(len(ex["broken"]) for ex in examples)  # type: ignore[arg-type]
+    entries = sum(len(broken) for broken, _ in examples)
     print(f"fuzzed {len(examples)} caches, {entries} entries broken, all installs correct")
-    tried = {how for ex in examples for how in ex["broken"].values()}  # type: ignore[attr-defined]
+    tried = {how for broken, _ in examples for how in broken.values()}
     assert tried == set(MUTATIONS), tried
 
 
@@ -728,15 +735,15 @@ def _damage_store_entry(entry: Path, how: str) -> None:
 
 @pytest.mark.slow
 def test_damaged_store_entries_are_never_linked(
-    index, dist_dir: Path, make_venv, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    index: PackageIndex, dist_dir: Path, make_venv: MakeVenv, tmp_path: Path
+) -> None:
     """The fast path's store meets damaged entries: each install still gets the wheel's bytes."""
     import zipfile
 
     publish_workload(index, dist_dir)
     env = {**os.environ, "PIPFRESH_INSTALLER": "store"}
     first = make_venv(pip=None)
-    pipfresh("install", "--python", first.python, *index_args(index), "app", env=env).ok()
+    helpers.install(first, "app", env=env, index=index).ok()
     store = _part_dir(cache_root(), "pipfresh/store-v1")
     by_wheel = {}
     for entry in store.iterdir():
@@ -750,7 +757,7 @@ def test_damaged_store_entries_are_never_linked(
     for how in STORE_DAMAGE:
         _damage_store_entry(store / by_wheel["big"], how)
         venv = make_venv(pip=None)
-        run = pipfresh("install", "--python", venv.python, *index_args(index), "app", env=env)
+        run = helpers.install(venv, "app", env=env, index=index)
         assert run.code == 0, (how, run.stderr)
         assert_installed(venv.python)
         (site,) = venv.path.glob("lib/*/site-packages")
@@ -770,7 +777,7 @@ def _needs_root() -> None:
 
 
 @pytest.fixture
-def shared_dir() -> Path:  # type: ignore[misc]
+def shared_dir() -> Iterator[Path]:
     """A directory every user can reach (pytest's tmp_path is private to root)."""
     import shutil
     import tempfile
@@ -833,11 +840,11 @@ def _pipfresh_as(
     )
 
 
-def _warm_cache(index, dist_dir: Path, root: Path) -> None:  # type: ignore[no-untyped-def]
+def _warm_cache(index: PackageIndex, dist_dir: Path, root: Path) -> None:
     publish_workload(index, dist_dir)
     env = {**os.environ, "PIPFRESH_CACHE_DIR": str(root)}
     python = _venv_for(0, root.parent / "warm-venv")
-    pipfresh("install", "--python", python, *index_args(index), "app", env=env).ok()
+    helpers.install(python, "app", env=env, index=index).ok()
 
 
 def _env_for(uid: int, shared: Path, root: Path) -> dict[str, str]:
@@ -855,8 +862,8 @@ def _env_for(uid: int, shared: Path, root: Path) -> dict[str, str]:
 
 @pytest.mark.slow
 def test_root_takes_over_a_cache_restored_by_another_user(
-    index, dist_dir: Path, shared_dir: Path
-) -> None:  # type: ignore[no-untyped-def]
+    index: PackageIndex, dist_dir: Path, shared_dir: Path
+) -> None:
     """pip as root disables a cache root does not own; pipfresh repairs it and uses it."""
     _needs_root()
     root = shared_dir / "cache"
@@ -888,7 +895,7 @@ def test_root_takes_over_a_cache_restored_by_another_user(
     index.reset_counters()
     python = _venv_for(0, shared_dir / "venv")
     env = _env_for(0, shared_dir, root)
-    run = pipfresh("install", "--python", python, *index_args(index), "app", env=env).ok()
+    run = helpers.install(python, "app", env=env, index=index).ok()
     assert_installed(python)
     assert "pipfresh: took ownership of" in run.stderr and "uid 65534" in run.stderr
     assert "disabled" not in run.stderr
@@ -898,8 +905,8 @@ def test_root_takes_over_a_cache_restored_by_another_user(
 
 @pytest.mark.slow
 def test_another_user_meets_a_root_owned_cache_and_installs_without_it(
-    index, dist_dir: Path, shared_dir: Path
-) -> None:  # type: ignore[no-untyped-def]
+    index: PackageIndex, dist_dir: Path, shared_dir: Path
+) -> None:
     """Restored as root, run as a user: nothing to repair, one warning, a correct install."""
     _needs_root()
     root = shared_dir / "cache"
@@ -920,8 +927,8 @@ def test_another_user_meets_a_root_owned_cache_and_installs_without_it(
 
 @pytest.mark.slow
 def test_read_only_modes_and_unreadable_entries_are_repaired(
-    index, dist_dir: Path, shared_dir: Path
-) -> None:  # type: ignore[no-untyped-def]
+    index: PackageIndex, dist_dir: Path, shared_dir: Path
+) -> None:
     """A user's own cache restored with read-only modes, with root's unreadable files inside."""
     _needs_root()
     root = shared_dir / "cache"
@@ -956,8 +963,8 @@ def test_read_only_modes_and_unreadable_entries_are_repaired(
 
 @pytest.mark.slow
 def test_read_only_file_system_installs_without_the_cache(
-    index, dist_dir: Path, shared_dir: Path
-) -> None:  # type: ignore[no-untyped-def]
+    index: PackageIndex, dist_dir: Path, shared_dir: Path
+) -> None:
     _needs_root()
     mount = shared_dir / "ro"
     mount.mkdir()
@@ -968,13 +975,11 @@ def test_read_only_file_system_installs_without_the_cache(
         _warm_cache(index, dist_dir, root)
         subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)
         python = _venv_for(0, shared_dir / "venv")
-        run = pipfresh(
-            "install",
-            "--python",
+        run = helpers.install(
             python,
-            *index_args(index),
             "app",
             env=_env_for(0, shared_dir, root),
+            index=index,
         ).ok()
         assert_installed(python)
         (warning,) = [line for line in run.stderr.splitlines() if "warning" in line.lower()]
@@ -1071,19 +1076,19 @@ def test_prune_and_purge_refuse_a_hostile_cache_dir(kind: str, tmp_path: Path) -
 
 @pytest.mark.slow
 def test_links_planted_inside_a_real_root_are_never_followed(
-    index, dist_dir: Path, make_venv, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    index: PackageIndex, dist_dir: Path, make_venv: MakeVenv, tmp_path: Path
+) -> None:
     """Links out of a genuine root, among its files: installs, prunes and purges remove
     the links, never their targets, and read nothing through them.
 
     A link where the layout has a directory (``partitions-v1``, a partition, ``pip/http``,
-    ``selfcheck``...) is refused instead: tests/test_integrity_links.py.
+    ``selfcheck``...) is refused instead: tests/integration/test_integrity_links.py.
     """
     import shutil
 
     publish_workload(index, dist_dir)
     venv = make_venv(pip=None)
-    pipfresh("install", "--python", venv.python, *index_args(index), "app").ok()
+    helpers.install(venv, "app", index=index).ok()
     root = cache_root()
     (part,) = partitions(root)
     outside = tmp_path / "outside"
@@ -1105,7 +1110,8 @@ def test_links_planted_inside_a_real_root_are_never_followed(
     wheel_entry = next(
         e
         for e in httpcache.iter_entry_files(part / "pip" / "http-v2")
-        if e.body is not None and httpcache.check_entry(e)[0].kind is httpcache.Kind.WHEEL
+        if e.body is not None
+        and _response_kind(httpcache.check_entry(e)[0]) == httpcache.Kind.WHEEL.value
     )
     assert wheel_entry.body is not None
     (outside / "other.body").write_bytes(wheel_entry.body.read_bytes()[::-1])
@@ -1137,7 +1143,7 @@ def test_links_planted_inside_a_real_root_are_never_followed(
     plant()
     before = _tree_state(outside)
 
-    pipfresh("install", "--python", again.python, *index_args(index), "app").ok()
+    helpers.install(again, "app", index=index).ok()
     assert_installed(again.python)
     assert _tree_state(outside) == before
     assert [p for p in part.rglob("*") if p.is_symlink()] == []  # the links, unlinked
@@ -1156,7 +1162,7 @@ def test_links_planted_inside_a_real_root_are_never_followed(
 
 
 @pytest.fixture
-def small_fs(tmp_path: Path) -> Path:  # type: ignore[misc]
+def small_fs(tmp_path: Path) -> Iterator[Path]:
     """A 3 MB tmpfs: the cache root that fills up."""
     if not hasattr(os, "geteuid") or os.geteuid() != 0:
         pytest.skip("mounting a small tmpfs needs root")
@@ -1173,8 +1179,8 @@ def small_fs(tmp_path: Path) -> Path:  # type: ignore[misc]
 
 @pytest.mark.slow
 def test_disk_full_fails_as_pip_does_then_recovers_where_pip_stays_stuck(
-    index, dist_dir: Path, make_venv, small_fs: Path
-) -> None:  # type: ignore[no-untyped-def]
+    index: PackageIndex, dist_dir: Path, make_venv: MakeVenv, small_fs: Path
+) -> None:
     """A 4 MB wheel fills a 3 MB cache: pip's half-written temporary file keeps it full.
 
     The first install fails exactly as plain pip does (the sdist's wheel cannot be built
@@ -1197,7 +1203,7 @@ def test_disk_full_fails_as_pip_does_then_recovers_where_pip_stays_stuck(
 
     def with_pipfresh(*reqs: str) -> tuple[int, Path]:
         venv = make_venv(pip=None)
-        run = pipfresh("install", "--python", venv.python, *index_args(index), *reqs, env=env)
+        run = helpers.install(venv, *reqs, env=env, index=index)
         return run.code, venv.python
 
     first_plain = plain_pip("app", "huge")

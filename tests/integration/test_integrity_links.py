@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import pip_wheel
+from conftest import MakeVenv, pip_wheel
 from helpers import Run, index_args, installed_version, pipfresh
 from pipfresh.testing.dists import build_sdist, build_wheel
 from pipfresh.testing.index import PackageIndex
@@ -175,8 +175,8 @@ def pipfresh_lines(run: Run) -> list[str]:
 @pytest.mark.parametrize("command", list(COMMANDS))
 @pytest.mark.parametrize("level", list(LEVELS))
 def test_a_link_at_any_level_is_refused_and_its_target_is_untouched(
-    template: Template, level: str, command: str, tmp_path: Path, make_venv
-) -> None:  # type: ignore[no-untyped-def]
+    template: Template, level: str, command: str, tmp_path: Path, make_venv: MakeVenv
+) -> None:
     root = Path(os.environ["PIPFRESH_CACHE_DIR"])
     shutil.copytree(template.root, root, symlinks=True)
     rel = LEVELS[level].replace(PARTITION, template.partition)
@@ -204,8 +204,8 @@ def test_a_link_at_any_level_is_refused_and_its_target_is_untouched(
 
 
 def test_a_linked_sibling_partition_is_left_alone_and_all_refuses(
-    template: Template, tmp_path: Path, make_venv
-) -> None:  # type: ignore[no-untyped-def]
+    template: Template, tmp_path: Path, make_venv: MakeVenv
+) -> None:
     """Another partition that is a link: an install and single-partition commands go on
     (nothing reads the link: hardlink sharing skips it), ``--all`` refuses before it
     deletes anything, in any partition."""

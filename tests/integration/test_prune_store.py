@@ -130,7 +130,7 @@ def test_ci_drops_the_store_and_resolutions_valid_keeps_them(
         path.write_text(json.dumps({"n": n}))
         os.utime(path, (now - 1000 + n, now - 1000 + n))
     # A link planted where a store entry would be: the prune refuses, follows nothing
-    # (every level: tests/test_integrity_links.py), and goes on once it is removed.
+    # (every level: tests/integration/test_integrity_links.py), and goes on once it is removed.
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "keep.txt").write_text("not the cache's")

@@ -6,11 +6,13 @@ import json
 import sys
 from pathlib import Path
 
+from conftest import MakeVenv
 from helpers import index_args, installed_version, pipfresh
 from pipfresh import __version__
 from pipfresh.layout import partition_id
 from pipfresh.target.interpreter import probe
 from pipfresh.testing.dists import build_wheel
+from pipfresh.testing.index import PackageIndex
 
 
 def test_help_and_version() -> None:
@@ -41,8 +43,8 @@ def test_install_help_is_pips_and_has_no_summary() -> None:
 
 
 def test_dry_run_says_would_install(
-    index, dist_dir: Path, make_venv, interpreters: dict[str, Path]
-) -> None:  # type: ignore[no-untyped-def]
+    index: PackageIndex, dist_dir: Path, make_venv: MakeVenv, interpreters: dict[str, Path]
+) -> None:
     index.publish(build_wheel(dist_dir, "demo", "1.0"))
     venv = make_venv(interpreters.get("3.11"), pip="26.3")
     run = pipfresh("install", "--dry-run", "--python", venv.python, *index_args(index), "demo").ok()

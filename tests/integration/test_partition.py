@@ -6,9 +6,11 @@ import dataclasses
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from conftest import MakeVenv
 from pipfresh.errors import CacheRootError, InterpreterError
 from pipfresh.layout import CacheRoot, abi_tag, partition_id, platform_tag
 from pipfresh.target import interpreter
@@ -48,8 +50,8 @@ def test_311_and_312_differ(interpreters: dict[str, Path]) -> None:
     assert len(ids) == 2
 
 
-def _variant(**changes: object) -> interpreter.Facts:
-    return dataclasses.replace(facts_of(Path(sys.executable)), **changes)  # type: ignore[arg-type]
+def _variant(**changes: Any) -> interpreter.Facts:
+    return dataclasses.replace(facts_of(Path(sys.executable)), **changes)
 
 
 def test_free_threaded_and_debug_builds_differ_from_the_default() -> None:
@@ -108,7 +110,7 @@ def test_pypy_abi_comes_from_soabi() -> None:
     assert partition_id(pypy).startswith("pp310-pypy310_pp73_x86_64_linux_gnu-")
 
 
-def test_probe_is_cached_and_invalidated_by_a_new_pip(tmp_path: Path, make_venv) -> None:  # type: ignore[no-untyped-def]
+def test_probe_is_cached_and_invalidated_by_a_new_pip(tmp_path: Path, make_venv: MakeVenv) -> None:
     venv = make_venv(pip=None)
     cache = tmp_path / "probes"
     first = interpreter.probe(venv.python, cache)
@@ -130,7 +132,7 @@ def test_unknown_interpreter_is_a_clear_error(tmp_path: Path) -> None:
         interpreter.probe(not_python, None)
 
 
-def test_target_order_python_then_virtual_env_then_self(make_venv) -> None:  # type: ignore[no-untyped-def]
+def test_target_order_python_then_virtual_env_then_self(make_venv: MakeVenv) -> None:
     venv = make_venv(pip=None)
     assert interpreter.locate(str(venv.path), {}) == (venv.python, "--python")
     assert interpreter.locate(None, {"VIRTUAL_ENV": str(venv.path)}) == (venv.python, "VIRTUAL_ENV")

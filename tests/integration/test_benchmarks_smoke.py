@@ -18,7 +18,7 @@ import pytest
 from conftest import DEFAULT_PIP, pip_wheel
 from pipfresh.testing.dists import build_wheel
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 VERSION = f"{sys.version_info[0]}.{sys.version_info[1]}"
 
 pytest.importorskip("zstandard", reason="the bench/test extra provides zstandard")

@@ -7,42 +7,47 @@ from pathlib import Path
 
 import pytest
 
-from helpers import index_args, installed_version, pipfresh
+from conftest import MakeVenv
+from helpers import index_args, install, installed_version, pipfresh
 from pipfresh.testing.dists import build_sdist, build_wheel
+from pipfresh.testing.index import PackageIndex
 
 PIPS = ["23.0.1", "23.3.2", "24.3.1", "25.3", "26.3"]
 
 
-def publish(index, dist_dir: Path, *dists: Path) -> None:  # type: ignore[no-untyped-def]
+def publish(index: PackageIndex, dist_dir: Path, *dists: Path) -> None:
     index.publish(*dists)
 
 
 @pytest.mark.parametrize("pip_version", PIPS)
 def test_new_version_is_found_within_max_age(
-    pip_version: str, index, dist_dir: Path, make_venv, py311: Path, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    pip_version: str,
+    index: PackageIndex,
+    dist_dir: Path,
+    make_venv: MakeVenv,
+    py311: Path,
+    tmp_path: Path,
+) -> None:
     index.publish(build_wheel(dist_dir, "demo", "1.0"))
     first = make_venv(py311, pip=pip_version)
-    pipfresh("install", "--python", first.python, *index_args(index), "demo").ok()
+    install(first, "demo", index=index).ok()
     assert installed_version(first.python, "demo") == "1.0"
 
     index.publish(build_wheel(dist_dir, "demo", "1.1"))  # seconds later, well inside max-age=600
     second = make_venv(py311, pip=pip_version)
-    run = pipfresh(
-        "install",
-        "--python",
-        second.python,
-        *index_args(index),
+    run = install(
+        second,
         "demo",
         summary=tmp_path / "s.json",
+        index=index,
     ).ok()
     assert installed_version(second.python, "demo") == "1.1"
     assert run.summary is not None and run.summary["index_changed"] >= 1
 
 
 def test_plain_pip_263_installs_the_stale_version(
-    index, dist_dir: Path, make_venv, py311: Path, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    index: PackageIndex, dist_dir: Path, make_venv: MakeVenv, py311: Path, tmp_path: Path
+) -> None:
     """The problem pipfresh solves, shown with the same index: pip 26.3 trusts max-age."""
     import subprocess
 
@@ -69,7 +74,7 @@ def test_plain_pip_263_installs_the_stale_version(
         assert installed_version(venv.python, "demo") == "1.0"  # stale on the second run
 
 
-def _workload(index, dist_dir: Path) -> None:  # type: ignore[no-untyped-def]
+def _workload(index: PackageIndex, dist_dir: Path) -> None:
     index.publish(
         build_wheel(dist_dir, "app", "1.0", requires=["lib>=1", "built"]),
         build_wheel(dist_dir, "lib", "1.0"),
@@ -80,13 +85,16 @@ def _workload(index, dist_dir: Path) -> None:  # type: ignore[no-untyped-def]
 
 @pytest.mark.parametrize("pip_version", ["23.0.1", "26.3"])
 def test_second_run_downloads_nothing_and_revalidates_every_page(
-    pip_version: str, index, dist_dir: Path, make_venv, py311: Path, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    pip_version: str,
+    index: PackageIndex,
+    dist_dir: Path,
+    make_venv: MakeVenv,
+    py311: Path,
+    tmp_path: Path,
+) -> None:
     _workload(index, dist_dir)
     first = make_venv(py311, pip=pip_version)
-    cold = pipfresh(
-        "install", "--python", first.python, *index_args(index), "app", summary=tmp_path / "s.json"
-    ).ok()
+    cold = install(first, "app", summary=tmp_path / "s.json", index=index).ok()
     assert cold.summary is not None
     assert cold.summary["installed"] == 3 and cold.summary["built"] == 1
     assert cold.summary["downloaded"] >= 2
@@ -94,9 +102,7 @@ def test_second_run_downloads_nothing_and_revalidates_every_page(
 
     index.reset_counters()
     second = make_venv(py311, pip=pip_version)
-    warm = pipfresh(
-        "install", "--python", second.python, *index_args(index), "app", summary=tmp_path / "s.json"
-    ).ok()
+    warm = install(second, "app", summary=tmp_path / "s.json", index=index).ok()
     counters = index.counters()
     assert counters.file_bytes == 0 and counters.metadata_bytes == 0, counters
     assert counters.index_requests > 0 and counters.index_304 == counters.index_requests, counters
@@ -113,22 +119,24 @@ def test_second_run_downloads_nothing_and_revalidates_every_page(
 
 
 def test_partitions_keep_built_wheels_apart(
-    index, dist_dir: Path, make_venv, interpreters: dict[str, Path], tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    index: PackageIndex,
+    dist_dir: Path,
+    make_venv: MakeVenv,
+    interpreters: dict[str, Path],
+    tmp_path: Path,
+) -> None:
     if not {"3.11", "3.12"} <= interpreters.keys():
         pytest.skip("needs Python 3.11 and 3.12")
     index.publish(build_sdist(dist_dir, "built", "0.3"), build_wheel(dist_dir, "pure", "1.0"))
     dirs = {}
     for version in ("3.11", "3.12"):
         venv = make_venv(interpreters[version], pip="26.3")
-        run = pipfresh(
-            "install",
-            "--python",
-            venv.python,
-            *index_args(index),
+        run = install(
+            venv,
             "built",
             "pure",
             summary=tmp_path / "s.json",
+            index=index,
         ).ok()
         assert run.summary is not None and run.summary["built"] == 1, (
             f"{version} must build its own wheel"
@@ -159,18 +167,18 @@ def test_partitions_keep_built_wheels_apart(
 
 
 def test_venv_without_pip_uses_pipfreshs_pip(
-    index, dist_dir: Path, make_venv, py311: Path, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    index: PackageIndex, dist_dir: Path, make_venv: MakeVenv, py311: Path, tmp_path: Path
+) -> None:
     index.publish(build_wheel(dist_dir, "demo", "1.0"))
     venv = make_venv(py311, pip=None)
-    run = pipfresh(
-        "install", "--python", venv.path, *index_args(index), "demo", summary=tmp_path / "s.json"
-    ).ok()
+    run = install(venv.path, "demo", summary=tmp_path / "s.json", index=index).ok()
     assert installed_version(venv.python, "demo") == "1.0"
     assert run.summary is not None and "via --python" in run.summary["pip"]
 
 
-def test_virtual_env_is_the_default_target(index, dist_dir: Path, make_venv, py311: Path) -> None:  # type: ignore[no-untyped-def]
+def test_virtual_env_is_the_default_target(
+    index: PackageIndex, dist_dir: Path, make_venv: MakeVenv, py311: Path
+) -> None:
     index.publish(build_wheel(dist_dir, "demo", "1.0"))
     venv = make_venv(py311, pip="26.3")
     env = dict(os.environ, VIRTUAL_ENV=str(venv.path))
@@ -179,15 +187,19 @@ def test_virtual_env_is_the_default_target(index, dist_dir: Path, make_venv, py3
     assert "(VIRTUAL_ENV)" in run.stderr
 
 
-def test_pip_exit_code_passes_through(index, make_venv, py311: Path) -> None:  # type: ignore[no-untyped-def]
+def test_pip_exit_code_passes_through(
+    index: PackageIndex, make_venv: MakeVenv, py311: Path
+) -> None:
     venv = make_venv(py311, pip="26.3")
-    run = pipfresh("install", "--python", venv.python, *index_args(index), "no-such-package")
+    run = install(venv, "no-such-package", index=index)
     assert run.code == 1
     assert "pip exited 1" in run.stderr
     assert pipfresh("install", "--python", venv.python, "--no-such-option").code == 2
 
 
-def test_quiet_silences_the_summary(index, dist_dir: Path, make_venv, py311: Path) -> None:  # type: ignore[no-untyped-def]
+def test_quiet_silences_the_summary(
+    index: PackageIndex, dist_dir: Path, make_venv: MakeVenv, py311: Path
+) -> None:
     index.publish(build_wheel(dist_dir, "demo", "1.0"))
     venv = make_venv(py311, pip="26.3")
     run = pipfresh("install", "-q", "--python", venv.python, *index_args(index), "demo").ok()
@@ -195,8 +207,8 @@ def test_quiet_silences_the_summary(index, dist_dir: Path, make_venv, py311: Pat
 
 
 def test_explicit_no_cache_dir_wins(
-    index, dist_dir: Path, make_venv, py311: Path, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    index: PackageIndex, dist_dir: Path, make_venv: MakeVenv, py311: Path, tmp_path: Path
+) -> None:
     index.publish(build_wheel(dist_dir, "demo", "1.0"))
     venv = make_venv(py311, pip="26.3")
     run = pipfresh(
@@ -209,8 +221,8 @@ def test_explicit_no_cache_dir_wins(
 
 
 def test_other_pip_commands_pass_through_with_the_cache(
-    index, dist_dir: Path, make_venv, py311: Path, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    index: PackageIndex, dist_dir: Path, make_venv: MakeVenv, py311: Path, tmp_path: Path
+) -> None:
     index.publish(build_wheel(dist_dir, "demo", "1.0"))
     venv = make_venv(py311, pip="26.3")
     out = tmp_path / "dl"
@@ -219,11 +231,11 @@ def test_other_pip_commands_pass_through_with_the_cache(
     ).ok()
     assert [p.name for p in out.iterdir()] == ["demo-1.0-py3-none-any.whl"]
     index.reset_counters()
-    pipfresh("install", "--python", venv.python, *index_args(index), "demo").ok()
+    install(venv, "demo", index=index).ok()
     assert index.counters().file_bytes == 0  # the download filled the same partition
 
 
-def test_machine_pip_configuration_does_not_leak(make_venv, py311: Path) -> None:  # type: ignore[no-untyped-def]
+def test_machine_pip_configuration_does_not_leak(make_venv: MakeVenv, py311: Path) -> None:
     venv = make_venv(py311, pip="26.3")
     run = pipfresh("config", "list", "--python", venv.python).ok()
     assert "find-links" not in run.stdout and "index-url" not in run.stdout

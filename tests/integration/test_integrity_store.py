@@ -20,9 +20,11 @@ from typing import Any
 
 import pytest
 
+from conftest import MakeVenv
 from helpers import index_args, pipfresh, store_env
 from pipfresh.store.entries import STORE_LAYOUT, Compiler, Store
 from pipfresh.testing.dists import build_wheel
+from pipfresh.testing.index import PackageIndex
 
 NOBODY = 65534
 ORIGINAL, TAMPERED = "original-value", "tampered-value"  # same length: same size after an edit
@@ -101,8 +103,14 @@ def _edit_keeping_stat(path: Path, old: str, new: str) -> None:
 @pytest.mark.parametrize("link_mode", ["hardlink", "copy"])
 @pytest.mark.parametrize("edited", [".py", ".pyc"])
 def test_an_edit_that_keeps_size_and_mtime_never_reaches_the_next_venv(
-    index, dist_dir: Path, make_venv, tmp_path: Path, edited: str, link_mode: str, then: str
-) -> None:  # type: ignore[no-untyped-def]
+    index: PackageIndex,
+    dist_dir: Path,
+    make_venv: MakeVenv,
+    tmp_path: Path,
+    edited: str,
+    link_mode: str,
+    then: str,
+) -> None:
     _publish(index, dist_dir)
     first = make_venv(pip=None)
     _install(index, first, tmp_path, PIPFRESH_LINK_MODE=link_mode)
@@ -173,8 +181,8 @@ def _chown(paths: list[Path], uid: int) -> None:
 
 @pytest.mark.parametrize("foreign", ["files-only", "everything"])
 def test_ownership_never_crosses_users_through_shared_inodes(
-    index, dist_dir: Path, make_venv, tmp_path: Path, foreign: str
-) -> None:  # type: ignore[no-untyped-def]
+    index: PackageIndex, dist_dir: Path, make_venv: MakeVenv, tmp_path: Path, foreign: str
+) -> None:
     """nobody's venv shares inodes with a store that (in part) belongs to nobody; root then
     installs. Root's venv gets no file nobody can write; nobody's venv keeps its owner."""
     if not hasattr(os, "geteuid") or os.geteuid() != 0:
@@ -221,8 +229,8 @@ def _pyc_matches_source(pyc: Path, source: Path) -> bool:
 
 
 def test_rounded_mtimes_after_a_restore_are_reverified_by_hash_not_rebuilt(
-    index, dist_dir: Path, make_venv, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    index: PackageIndex, dist_dir: Path, make_venv: MakeVenv, tmp_path: Path
+) -> None:
     _publish(index, dist_dir)
     _install(index, make_venv(pip=None), tmp_path)
     store = _store()

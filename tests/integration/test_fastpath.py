@@ -10,14 +10,9 @@ from typing import Any
 
 import pytest
 
-from conftest import pip_wheel
-from helpers import index_args, installed_version, pipfresh, store_env
-from pipfresh.pip.args import split
-from pipfresh.store.fastpath import decide, unsupported_option
-from pipfresh.store.obtain import fetch_options
-from pipfresh.target.interpreter import Target, probe
-from pipfresh.testing.dists import build_sdist, build_wheel
-from test_fastpath_parity import (
+from conftest import MakeVenv, pip_wheel
+from helpers import index_args, install, installed_version, pipfresh, store_env
+from integration.test_fastpath_parity import (
     EndState,
     assert_behaves,
     assert_records_valid,
@@ -25,6 +20,12 @@ from test_fastpath_parity import (
     fancy_wheels,
     tree,
 )
+from pipfresh.pip.args import split
+from pipfresh.store.fastpath import decide, unsupported_option
+from pipfresh.store.obtain import fetch_options
+from pipfresh.target.interpreter import Target, probe
+from pipfresh.testing.dists import build_sdist, build_wheel
+from pipfresh.testing.index import PackageIndex
 
 
 def same_path_venv(make_venv: Any, python: Path, venv: Any, pip: str) -> Any:
@@ -34,8 +35,13 @@ def same_path_venv(make_venv: Any, python: Path, venv: Any, pip: str) -> Any:
 
 @pytest.mark.parametrize("pip_version", ["23.0.1", "26.3"])
 def test_store_path_ends_where_pip_ends(
-    pip_version: str, index, dist_dir: Path, make_venv, py311: Path, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    pip_version: str,
+    index: PackageIndex,
+    dist_dir: Path,
+    make_venv: MakeVenv,
+    py311: Path,
+    tmp_path: Path,
+) -> None:
     """Cold and warm through the store, each compared with pipfresh running plain pip."""
     index.publish(
         *fancy_wheels(dist_dir, py311),
@@ -72,21 +78,19 @@ def test_store_path_ends_where_pip_ends(
 
 
 def test_a_version_published_a_second_ago_is_installed(
-    index, dist_dir: Path, make_venv, py311: Path, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    index: PackageIndex, dist_dir: Path, make_venv: MakeVenv, py311: Path, tmp_path: Path
+) -> None:
     index.publish(build_wheel(dist_dir, "demo", "1.0"))
     first = make_venv(py311)
-    pipfresh("install", "--python", first.python, *index_args(index), "demo", env=store_env()).ok()
+    install(first, "demo", env=store_env(), index=index).ok()
     index.publish(build_wheel(dist_dir, "demo", "1.1"))
     second = make_venv(py311)
-    run = pipfresh(
-        "install",
-        "--python",
-        second.python,
-        *index_args(index),
+    run = install(
+        second,
         "demo",
         env=store_env(),
         summary=tmp_path / "s.json",
+        index=index,
     ).ok()
     assert installed_version(second.python, "demo") == "1.1"
     assert run.summary is not None and run.summary["installer"] == "store"
@@ -94,8 +98,8 @@ def test_a_version_published_a_second_ago_is_installed(
 
 
 def test_upgrade_uninstalls_the_replaced_version_first(
-    index, dist_dir: Path, make_venv, py311: Path, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    index: PackageIndex, dist_dir: Path, make_venv: MakeVenv, py311: Path, tmp_path: Path
+) -> None:
     old = {"demo/__init__.py": "V = 1\n", "demo/gone.py": "GONE = True\n"}
     index.publish(build_wheel(dist_dir, "demo", "1.0", modules=old))
     venv = make_venv(py311)
@@ -118,8 +122,8 @@ def test_upgrade_uninstalls_the_replaced_version_first(
 
 
 def test_direct_wheel_file_gets_pips_direct_url(
-    dist_dir: Path, make_venv, py311: Path, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    dist_dir: Path, make_venv: MakeVenv, py311: Path, tmp_path: Path
+) -> None:
     wheel = build_wheel(dist_dir, "direct", "1.0")
     venv = make_venv(py311, name="env")
     pipfresh("install", "--python", venv.python, "--no-index", wheel).ok()
@@ -155,15 +159,20 @@ def _project(root: Path, name: str) -> Path:
     ],
 )
 def test_outside_the_supported_set_plain_pip_runs(
-    extra: list[str], reason: str, index, make_venv, py311: Path, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    extra: list[str],
+    reason: str,
+    index: PackageIndex,
+    make_venv: MakeVenv,
+    py311: Path,
+    tmp_path: Path,
+) -> None:
     project = _project(tmp_path / "proj", "localproj")
     (tmp_path / "reqs.txt").write_text(f"{project}\n")
     venv = make_venv(py311)
     args = [a.format(project=project, tmp=tmp_path) for a in extra]
-    run = pipfresh(
-        "install", "--python", venv.python, *index_args(index), *args,
-        env=store_env(), summary=tmp_path / "s.json",
+    run = install(
+        venv, *args,
+        env=store_env(), summary=tmp_path / "s.json", index=index,
     ).ok()  # fmt: skip
     assert run.summary is not None
     assert run.summary["installer"] == "pip"
@@ -176,8 +185,8 @@ def test_outside_the_supported_set_plain_pip_runs(
 
 
 def test_the_store_is_the_default_and_plain_pip_a_choice(
-    index, dist_dir: Path, make_venv, py311: Path, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    index: PackageIndex, dist_dir: Path, make_venv: MakeVenv, py311: Path, tmp_path: Path
+) -> None:
     index.publish(build_wheel(dist_dir, "demo", "1.0"))
     venv = make_venv(py311)
     args = ["install", "--python", venv.python, *index_args(index), "demo"]
@@ -251,8 +260,8 @@ def test_decisions_for_targets_and_options(py311: Path, tmp_path: Path) -> None:
 
 
 def test_store_survives_a_partial_add(
-    index, dist_dir: Path, make_venv, py311: Path, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    index: PackageIndex, dist_dir: Path, make_venv: MakeVenv, py311: Path, tmp_path: Path
+) -> None:
     """A leftover half-added entry (killed run) is never used; the next run adds it again."""
     index.publish(build_wheel(dist_dir, "demo", "1.0"))
     venv = make_venv(py311)
@@ -264,9 +273,9 @@ def test_store_survives_a_partial_add(
     entry.rename(half)
     (half / "manifest.json").unlink()  # as if killed before the manifest was written
     second = make_venv(py311)
-    run = pipfresh(
-        "install", "--python", second.python, *index_args(index), "demo",
-        env=store_env(), summary=tmp_path / "s.json",
+    run = install(
+        second, "demo",
+        env=store_env(), summary=tmp_path / "s.json", index=index,
     ).ok()  # fmt: skip
     assert run.summary is not None and run.summary["installer_reason"].endswith("1 added")
     assert installed_version(second.python, "demo") == "1.0"
@@ -274,21 +283,19 @@ def test_store_survives_a_partial_add(
 
 
 def test_pip_itself_is_installed_by_pip_and_the_rest_by_the_store(
-    index, dist_dir: Path, make_venv, py311: Path, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    index: PackageIndex, dist_dir: Path, make_venv: MakeVenv, py311: Path, tmp_path: Path
+) -> None:
     """pip writes its own launchers (pip3.11) for pip: one ``pip install --no-deps``,
     not a whole second install through pip."""
     index.publish(build_wheel(dist_dir, "app", "1.0"), pip_wheel("26.3"))
     venv = make_venv(py311, pip="26.1.2")
-    run = pipfresh(
-        "install",
-        "--python",
-        venv.python,
-        *index_args(index),
+    run = install(
+        venv,
         "app",
         "pip==26.3",
         env=store_env(),
         summary=tmp_path / "s.json",
+        index=index,
     ).ok()
     assert run.summary is not None and run.summary["installer"] == "store", run.summary
     assert run.summary["installer_reason"] == "0 from the store, 1 added"
@@ -301,16 +308,16 @@ def test_pip_itself_is_installed_by_pip_and_the_rest_by_the_store(
 
 
 def test_a_wheel_shipping_a_tmp_file_stays_in_the_store(
-    index, dist_dir: Path, make_venv, py311: Path, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    index: PackageIndex, dist_dir: Path, make_venv: MakeVenv, py311: Path, tmp_path: Path
+) -> None:
     """Leftover cleanup (``*.tmp`` files of unfinished writes) never reaches into the store."""
     modules = {"odd/__init__.py": "", "odd/cache.tmp": "shipped on purpose\n"}
     index.publish(build_wheel(dist_dir, "odd", "1.0", modules=modules))
     for added in (1, 0):
         venv = make_venv(py311)
-        run = pipfresh(
-            "install", "--python", venv.python, *index_args(index), "odd",
-            summary=tmp_path / "s.json",
+        run = install(
+            venv, "odd",
+            summary=tmp_path / "s.json", index=index,
         ).ok()  # fmt: skip
         assert run.summary is not None
         assert run.summary["installer_reason"] == f"{1 - added} from the store, {added} added"
@@ -319,13 +326,13 @@ def test_a_wheel_shipping_a_tmp_file_stays_in_the_store(
 
 
 def test_config_settings_on_a_pip_too_old_for_them_per_requirement_run_plain_pip(
-    index, dist_dir: Path, make_venv, py311: Path, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    index: PackageIndex, dist_dir: Path, make_venv: MakeVenv, py311: Path, tmp_path: Path
+) -> None:
     index.publish(build_wheel(dist_dir, "demo", "1.0"))
     venv = make_venv(py311, pip="23.0.1")
-    run = pipfresh(
-        "install", "--python", venv.python, *index_args(index), "--config-settings", "flavour=red", "demo",
-        summary=tmp_path / "s.json",
+    run = install(
+        venv, "--config-settings", "flavour=red", "demo",
+        summary=tmp_path / "s.json", index=index,
     ).ok()  # fmt: skip
     assert run.summary is not None and run.summary["installer"] == "pip", run.summary
     assert run.summary["installer_reason"] == "-C needs pip >= 23.1 to build for the store"

@@ -19,10 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from helpers import Run, index_args, pipfresh, store_env
+from conftest import MakeVenv
+from helpers import Run, Venv, index_args, install, pipfresh, store_env
+from integration.test_fastpath_parity import assert_records_valid
+from integration.test_reliability import _group_gone, popen_pipfresh
 from pipfresh.testing.dists import build_wheel
-from test_fastpath_parity import assert_records_valid
-from test_reliability import _group_gone, popen_pipfresh
+from pipfresh.testing.index import PackageIndex
 
 # -- wheels pip rejects --------------------------------------------------------------
 
@@ -113,11 +115,11 @@ BAD_WHEELS: dict[str, tuple[dict[str, bytes], str, str, str, str]] = {
 }
 
 
-def _site_packages(venv) -> Path:  # type: ignore[no-untyped-def]
+def _site_packages(venv: Venv) -> Path:
     return next(venv.path.glob("lib/python*/site-packages"))
 
 
-def _nothing_of_misname(venv) -> list[str]:  # type: ignore[no-untyped-def]
+def _nothing_of_misname(venv: Venv) -> list[str]:
     site = _site_packages(venv)
     return sorted(p.name for p in site.iterdir() if p.name.lower().startswith(("misname", "other")))
 
@@ -128,8 +130,8 @@ def _output(run: Run) -> str:
 
 @pytest.mark.parametrize("case", list(BAD_WHEELS))
 def test_a_wheel_pip_rejects_is_rejected_on_every_run(
-    case: str, index, dist_dir: Path, make_venv, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    case: str, index: PackageIndex, dist_dir: Path, make_venv: MakeVenv, tmp_path: Path
+) -> None:
     """Plain pip, then pipfresh twice (cold, then with the wheel's body in pip's cache):
     each fails, with pip's message, no traceback, nothing of the wheel installed."""
     members, dist_info, version, wheel_version, message = BAD_WHEELS[case]
@@ -153,7 +155,7 @@ def test_a_wheel_pip_rejects_is_rejected_on_every_run(
     env = store_env()
     for round_ in ("first", "second"):
         venv = make_venv()
-        run = pipfresh("install", "--python", venv.python, *index_args(index), "misname", env=env)
+        run = install(venv, "misname", env=env, index=index)
         assert run.code == 1, (round_, run)
         assert message in _output(run), (round_, run)
         assert "Traceback" not in _output(run), (round_, run)
@@ -161,8 +163,8 @@ def test_a_wheel_pip_rejects_is_rejected_on_every_run(
 
 
 def test_a_newer_minor_wheel_version_is_installed_with_pips_warning(
-    index, dist_dir: Path, make_venv
-) -> None:  # type: ignore[no-untyped-def]
+    index: PackageIndex, dist_dir: Path, make_venv: MakeVenv
+) -> None:
     """Wheel-Version 1.9: pip warns and installs; so does pipfresh, both runs."""
     index.publish(
         raw_wheel(
@@ -182,9 +184,7 @@ def test_a_newer_minor_wheel_version_is_installed_with_pips_warning(
     env = store_env()
     for round_ in ("first", "second"):
         venv = make_venv()
-        run = pipfresh(
-            "install", "--python", venv.python, *index_args(index), "misname", env=env
-        ).ok()
+        run = install(venv, "misname", env=env, index=index).ok()
         assert warning in _output(run), (round_, run)
         assert venv.run("-c", "import misname; print(misname.VALUE)").stdout == "1\n"
         assert _nothing_of_misname(venv) == _nothing_of_misname(plain)
@@ -196,7 +196,7 @@ _BIG_MODULES = 1600  # files enough that linking one wheel takes measurable time
 _IMPORTS = "import kapp, kbig, klib, ksmall, kbig.p07.m0742; print(kapp.main())"
 
 
-def publish_link_workload(index, dist_dir: Path) -> None:  # type: ignore[no-untyped-def]
+def publish_link_workload(index: PackageIndex, dist_dir: Path) -> None:
     """Four wheels: one with thousands of files and a licenses/ directory in its .dist-info,
     one with a launcher and data files, the rest small; kapp needs all of them."""
     big = {"kbig/__init__.py": "VALUE = 'big'\n"}
@@ -256,8 +256,8 @@ def _state(site: Path) -> str:
 
 @pytest.mark.slow
 def test_a_kill_while_linking_never_leaves_a_distribution_that_looks_installed(
-    index, dist_dir: Path, make_venv, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    index: PackageIndex, dist_dir: Path, make_venv: MakeVenv, tmp_path: Path
+) -> None:
     """SIGKILL pipfresh's process group at stepped delays after linking starts (and random
     ones until enough kills landed mid-link). At every point each .dist-info present is
     complete; the next run (pipfresh, or at two points plain ``pip install
@@ -266,7 +266,7 @@ def test_a_kill_while_linking_never_leaves_a_distribution_that_looks_installed(
     publish_link_workload(index, dist_dir)
     env = store_env()  # the default installer, the store warmed by a first install
     warm = make_venv(pip=None)
-    pipfresh("install", "--python", warm.python, *index_args(index), "kapp", env=env).ok()
+    install(warm, "kapp", env=env, index=index).ok()
 
     by_pip = {0.01, 0.08}  # repaired by plain pip (26.3, in the venv) instead of pipfresh
 
@@ -289,7 +289,7 @@ def test_a_kill_while_linking_never_leaves_a_distribution_that_looks_installed(
             victim.pip("install", "--force-reinstall", *index_args(index), "kapp")
             check = victim.pip("check", check=False)
         else:
-            pipfresh("install", "--python", victim.python, *index_args(index), "kapp", env=env).ok()
+            install(victim, "kapp", env=env, index=index).ok()
             pip_check = [sys.executable, "-m", "pip", "--python", str(victim.python), "check"]
             check = subprocess.run(pip_check, capture_output=True, text=True)
         assert victim.run("-c", _IMPORTS).stdout == "0\n", where
@@ -323,8 +323,8 @@ def test_a_kill_while_linking_never_leaves_a_distribution_that_looks_installed(
 
 
 def test_a_reinstall_reports_a_distribution_changed_in_place(
-    index, dist_dir: Path, make_venv
-) -> None:  # type: ignore[no-untyped-def]
+    index: PackageIndex, dist_dir: Path, make_venv: MakeVenv
+) -> None:
     """An installed file edited (same size, mtime kept, a new inode so the store is not
     touched) and one deleted: ``--force-reinstall`` says so in one note, then the files
     are whole again and the next reinstall has nothing to report."""

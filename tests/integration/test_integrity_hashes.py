@@ -14,11 +14,13 @@ from typing import Any
 
 import pytest
 
-from helpers import index_args, installed_version, pipfresh, store_env
+from conftest import MakeVenv
+from helpers import index_args, install, installed_version, pipfresh, store_env
 from pipfresh.pip.resolved import Item
 from pipfresh.resolve import hashpins
 from pipfresh.target.interpreter import probe
 from pipfresh.testing.dists import build_wheel
+from pipfresh.testing.index import PackageIndex
 
 MISMATCH = "THESE PACKAGES DO NOT MATCH THE HASHES"
 
@@ -58,8 +60,13 @@ def plain_pip(venv: Any, index: Any, *args: str | Path, **env: str) -> Any:
     "require_hashes", [False, True], ids=["hashes-in-file", "PIP_REQUIRE_HASHES"]
 )
 def test_a_pinned_setuptools_beside_a_build_tagged_twin_is_the_pinned_file(
-    require_hashes: bool, index, dist_dir: Path, make_venv, py311: Path, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    require_hashes: bool,
+    index: PackageIndex,
+    dist_dir: Path,
+    make_venv: MakeVenv,
+    py311: Path,
+    tmp_path: Path,
+) -> None:
     """pip prefers a build tag (``-1-``) but not over a --hash pin: the second
     ``pip install`` pipfresh runs for setuptools must carry the pin too."""
     plain = build_wheel(
@@ -85,9 +92,9 @@ def test_a_pinned_setuptools_beside_a_build_tagged_twin_is_the_pinned_file(
 
     venv = make_venv(py311, name="env")
     summary = tmp_path / "s.json"
-    run = pipfresh(
-        "install", "--python", venv.python, *index_args(index), "-r", reqs,
-        env=store_env(**extra), summary=summary,
+    run = install(
+        venv, "-r", reqs,
+        env=store_env(**extra), summary=summary, index=index,
     ).ok()  # fmt: skip
     assert run.summary is not None and run.summary["installer"] == "store", run.summary
     assert flavour(venv, "setuptools") == "plain"
@@ -100,8 +107,8 @@ def test_a_pinned_setuptools_beside_a_build_tagged_twin_is_the_pinned_file(
 
 @pytest.mark.parametrize("mode", ["hash-checking", "--no-require-hashes"])
 def test_a_wrong_hash_pin_fails_as_pip_fails_and_installs_nothing(
-    mode: str, index, dist_dir: Path, make_venv, py311: Path, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    mode: str, index: PackageIndex, dist_dir: Path, make_venv: MakeVenv, py311: Path, tmp_path: Path
+) -> None:
     """The index lists the wheel with its real hash and PEP 658 metadata. In
     hash-checking mode pip's dry run downloads and checks it; with
     ``--no-require-hashes`` pip still checks the pin on install, but its dry run
@@ -123,12 +130,12 @@ def test_a_wrong_hash_pin_fails_as_pip_fails_and_installs_nothing(
     good = tmp_path / "good.txt"
     good.write_text(f"dep==1.0 --hash=sha256:{sha256(dep)}\n")
     other = make_venv(py311, name="other")
-    pipfresh("install", "--python", other.python, *index_args(index), "-r", good).ok()
+    install(other, "-r", good, index=index).ok()
     for name in ("env", "again"):
         venv = make_venv(py311, name=name)
-        run = pipfresh(
-            "install", "--python", venv.python, *index_args(index), "-r", reqs,
-            env=store_env(), summary=tmp_path / "s.json",
+        run = install(
+            venv, "-r", reqs,
+            env=store_env(), summary=tmp_path / "s.json", index=index,
         )  # fmt: skip
         assert run.code == proc.returncode and MISMATCH in run.stdout + run.stderr, run
         assert installed_version(venv.python, "app") is None
@@ -151,8 +158,8 @@ def _replace(index: Any, dist_dir: Path, name: str, content: str) -> Path:
 
 
 def test_a_file_replaced_on_a_page_without_hashes_is_installed_new(
-    index, dist_dir: Path, make_venv, py311: Path, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    index: PackageIndex, dist_dir: Path, make_venv: MakeVenv, py311: Path, tmp_path: Path
+) -> None:
     """Nothing on a static listing pins a file: the recorded resolution of run A may not
     be reused (its page answers 304 while the file changed), pip's download decides."""
     index.serve_statically("pkg")
@@ -184,8 +191,8 @@ def test_a_file_replaced_on_a_page_without_hashes_is_installed_new(
 
 
 def test_a_file_replaced_on_a_page_with_hashes_heals_without_a_purge(
-    index, dist_dir: Path, make_venv, py311: Path, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    index: PackageIndex, dist_dir: Path, make_venv: MakeVenv, py311: Path, tmp_path: Path
+) -> None:
     """The page shows the new hash, pip's HTTP cache still holds the old body (files are
     served ``immutable``): the old body is dropped, so ``pip wheel`` fetches the new one."""
     _replace(index, dist_dir, "pkg", "old")
