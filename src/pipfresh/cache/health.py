@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from pipfresh.cache import fs
-from pipfresh.layout import Partition, write_json
+from pipfresh.layout import DROPPED_LOG, VERIFIED, Partition, write_json
 from pipfresh.pip import httpcache
 
 BREAKS_PIP = frozenset(
@@ -34,8 +34,6 @@ BREAKS_PIP = frozenset(
         httpcache.Problem.BAD_ARCHIVE,
     }
 )
-VERIFIED = "verified-v1.json"
-DROPPED_LOG = "dropped-v1.jsonl"
 
 
 def drop_broken(partition: Partition, http_dir: str) -> list[tuple[str, str]]:

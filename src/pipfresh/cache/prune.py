@@ -31,9 +31,9 @@ from packaging.version import InvalidVersion, Version
 
 from pipfresh.cache import fs, lock, usage
 from pipfresh.errors import CacheRootError, PipfreshError
-from pipfresh.layout import RESOLUTIONS, Partition
+from pipfresh.layout import RESOLUTIONS, STORE_LAYOUT, Partition
 from pipfresh.pip import httpcache
-from pipfresh.store.entries import STORE_LAYOUT, Store
+from pipfresh.store.entries import Store
 
 Kind = httpcache.Kind
 

@@ -30,8 +30,7 @@ from pathlib import Path
 
 from pipfresh.cache import fs
 from pipfresh.errors import CacheNotWritable
-from pipfresh.layout import Partition
-from pipfresh.store.entries import STORE_LAYOUT
+from pipfresh.layout import STORE_LAYOUT, Partition
 
 _OWNER_RW = stat.S_IRUSR | stat.S_IWUSR
 _OWNER_RWX = _OWNER_RW | stat.S_IXUSR

@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipfresh.cache import fs
-
-WATCHED = ("http", "http-v2", "wheels")
+from pipfresh.layout import WATCHED
 
 
 @dataclass(frozen=True)

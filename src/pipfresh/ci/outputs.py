@@ -22,11 +22,8 @@ from pipfresh.cache import fs
 from pipfresh.ci import keys
 from pipfresh.ci.keys import CacheKey
 from pipfresh.errors import PipfreshError
-from pipfresh.layout import CacheRoot, Partition, partition_id
+from pipfresh.layout import STATE_DIRS, CacheRoot, Partition, partition_id
 from pipfresh.target.interpreter import Facts
-
-#: Directories of pip's cache whose content decides what a run can reuse.
-STATE_DIRS = ("http", "http-v2", "wheels")
 
 
 def github_output(environ: Mapping[str, str]) -> Path | None:

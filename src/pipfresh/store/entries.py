@@ -48,12 +48,11 @@ from types import TracebackType
 from typing import IO, BinaryIO, NamedTuple
 
 from pipfresh.errors import PipfreshError
+from pipfresh.layout import FINGERPRINT, MANIFEST
+from pipfresh.layout import STORE_LAYOUT as STORE_LAYOUT  # re-exported: callers name it here
 from pipfresh.pip import process
 from pipfresh.store import wheelcheck
 
-STORE_LAYOUT = "store-v1"
-MANIFEST = "manifest.json"
-FINGERPRINT = "fingerprint-v1.json"
 # Entries of an older layout are discarded and added again. 2: every file's sha256;
 # 3: bytecode names its source relative to its scheme's directory (``installed_name``).
 _MANIFEST_VERSION = 3

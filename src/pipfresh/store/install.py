@@ -46,6 +46,7 @@ from packaging.utils import canonicalize_name, canonicalize_version
 from packaging.version import Version
 
 from pipfresh.errors import PipfreshError
+from pipfresh.layout import PLAN_FILE
 from pipfresh.store import clone, wheelcheck
 from pipfresh.store.entries import Compiler, Entry, current_umask
 from pipfresh.target.interpreter import Facts
@@ -385,9 +386,6 @@ def _entry_point_names(source: StoreSource) -> set[str]:
         if config.has_section(section)
         for name in config.options(section)
     }
-
-
-PLAN_FILE = "plan-v2.json"  # v2: made only after ``wheelcheck`` passed the entry
 
 
 @dataclass(frozen=True)
