@@ -28,7 +28,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -312,11 +312,6 @@ class Partition:
             }
         )
         write_json(self.info_file, info)
-
-    def walk(self) -> Iterator[Path]:
-        """Every file in the partition, never following a link out of it."""
-        for path, _st in fs.walk(self.path):
-            yield Path(path)
 
 
 def _not_writable(what: str, path: Path, root: Path) -> str:

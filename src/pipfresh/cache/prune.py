@@ -373,7 +373,7 @@ def prune(
                     kept.append(candidate)
             candidates = kept
         _remove_leftovers(partition, result)
-        _remove_empty_dirs(pip_cache)
+        fs.remove_empty_dirs(pip_cache)
     return result
 
 
@@ -486,10 +486,6 @@ def _remove_leftovers(partition: Partition, result: PruneResult) -> None:
     for path, _st in fs.walk(partition.path):
         if path.endswith(fs.TEMP_SUFFIX) and not path.startswith(store):
             result.add("temporary", fs.remove_file(path))
-
-
-def _remove_empty_dirs(top: Path) -> None:
-    fs.remove_empty_dirs(top)
 
 
 def purge(

@@ -51,31 +51,17 @@ class Finding:
 def _walk(
     top: Path, recursive: bool, skip: frozenset[str] = frozenset()
 ) -> Iterator[tuple[Path, os.stat_result]]:
-    """``top`` and (when ``recursive``) everything under it, never following a link:
-    links are yielded themselves, never entered (nor is ``top`` when it is one).
-
-    Directories in ``skip`` are yielded themselves but not entered.
+    """``top`` and (when ``recursive``) everything under it, directories included, never
+    following a link (``fs.walk``). Directories in ``skip`` are yielded but not entered.
     """
     try:
         st = top.lstat()
     except OSError:
         return
     yield top, st
-    stack = [top] if recursive and stat.S_ISDIR(st.st_mode) else []
-    while stack:
-        current = stack.pop()
-        try:
-            entries = list(os.scandir(current))
-        except OSError:
-            continue  # unreadable: reported by its own stat
-        for entry in entries:
-            try:
-                st = entry.stat(follow_symlinks=False)
-            except OSError:
-                continue
-            yield Path(entry.path), st
-            if stat.S_ISDIR(st.st_mode) and entry.path not in skip:
-                stack.append(Path(entry.path))
+    if recursive and stat.S_ISDIR(st.st_mode):
+        for path, child in fs.walk(top, skip, dirs=True):
+            yield Path(path), child
 
 
 def survey(

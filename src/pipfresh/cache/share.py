@@ -75,9 +75,7 @@ def _link_if_same(root: Path, mine: Path, theirs: Path, st: os.stat_result) -> b
             return False
         if not filecmp.cmp(mine, theirs, shallow=False):
             return False
-        tmp = mine.with_name(f"{mine.name}.{os.getpid()}.link.tmp")
-        os.link(theirs, tmp, follow_symlinks=False)
-        os.replace(tmp, mine)
+        fs.link_atomic(theirs, mine)
     except (OSError, LinkInCache):
         return False  # another filesystem, protected hardlinks, a concurrent prune: keep the copy
     return True

@@ -300,20 +300,21 @@ def _stray(http_dir: Path, fmt: Format, path: Path) -> EntryFiles:
     return EntryFiles(key=rel, fmt=fmt, meta=None, body=None, strays=(path,))
 
 
-def _group_leaf(http_dir: Path, fmt: Format, leaf: Path, prefix: str) -> Iterator[EntryFiles]:
+def _group_leaf(
+    http_dir: Path, fmt: Format, leaf: Path, prefix: str, files: list[tuple[str, bool]]
+) -> Iterator[EntryFiles]:
+    """The entries of one leaf directory from its files, ``(name, is a regular file)``
+    sorted by name: grouped by key, then the files that belong to no key."""
     groups: dict[str, dict[str, list[Path]]] = {}
     loose: list[Path] = []
-    for de in _scandir_sorted(leaf):
-        path = leaf / de.name
-        if de.is_dir(follow_symlinks=False):
-            continue  # pip never creates these; leave them alone
-        key = de.name[:56]
+    for name, regular in files:
+        path = leaf / name
+        key = name[:56]
         if not (_KEY_RE.fullmatch(key) and key.startswith(prefix)):
             loose.append(path)
             continue
-        rest = de.name[56:]
+        rest = name[56:]
         slots = groups.setdefault(key, {"meta": [], "body": [], "temps": [], "strays": []})
-        regular = _is_regular(de)
         if regular and rest == "":
             slots["meta"].append(path)
         elif regular and rest == ".body" and fmt == "http-v2":
@@ -345,20 +346,42 @@ def iter_entry_files(http_dir: Path, fmt: Format | None = None) -> Iterator[Entr
     """
     http_dir = Path(http_dir)
     fmt = fmt or _infer_format(http_dir)
+    yield from group_files(http_dir, fmt, fs.walk(http_dir, enter=hex_dirs(http_dir)))
 
-    def walk(path: Path, depth: int, prefix: str) -> Iterator[EntryFiles]:
-        if depth == 5:
-            yield from _group_leaf(http_dir, fmt, path, prefix)
-            return
-        for de in _scandir_sorted(path):
-            child = path / de.name
-            if not de.is_dir(follow_symlinks=False):  # files and symlinks of any kind
-                yield _stray(http_dir, fmt, child)
-                continue
-            if len(de.name) == 1 and de.name in _HEX_DIGIT:
-                yield from walk(child, depth + 1, prefix + de.name)
 
-    yield from walk(http_dir, 0, "")
+def hex_dirs(http_dir: Path) -> fs.Enter:
+    """``fs.walk``'s rule for a cache directory: only pip's five levels of hex digits."""
+    top = os.path.join(os.fspath(http_dir), "")
+
+    def enter(path: str) -> bool:
+        parts = path[len(top) :].split(os.sep)
+        return len(parts) <= 5 and all(len(p) == 1 and p in _HEX_DIGIT for p in parts)
+
+    return enter
+
+
+def group_files(
+    http_dir: Path, fmt: Format, found: Iterable[tuple[str, os.stat_result]]
+) -> Iterator[EntryFiles]:
+    """The entries of ``http_dir`` from its walk's files, in the order of names
+    (each leaf's keyed entries before its stray files)."""
+    top = os.path.join(os.fspath(http_dir), "")
+    leaves: dict[tuple[str, ...], list[tuple[str, bool]]] = {}
+    rows: list[tuple[tuple[tuple[int, str], ...], EntryFiles]] = []
+    for full, st in found:
+        parts = tuple(full[len(top) :].split(os.sep))
+        if len(parts) == 6:
+            leaves.setdefault(parts[:5], []).append((parts[5], stat.S_ISREG(st.st_mode)))
+        else:
+            rows.append((tuple((0, p) for p in parts), _stray(http_dir, fmt, Path(full))))
+    for dirs, files in leaves.items():
+        files.sort()
+        where = tuple((0, p) for p in dirs)
+        grouped = _group_leaf(http_dir, fmt, http_dir.joinpath(*dirs), "".join(dirs), files)
+        rows += (((*where, (0, str(i).zfill(9))), entry) for i, entry in enumerate(grouped))
+    rows.sort(key=lambda row: row[0])
+    for _where, entry in rows:
+        yield entry
 
 
 def entry_files_for(meta: Path, fmt: Format | None = None) -> EntryFiles:
@@ -374,7 +397,8 @@ def entry_files_for(meta: Path, fmt: Format | None = None) -> EntryFiles:
     http_dir = meta.parents[5]
     fmt = fmt or _infer_format(http_dir)
     prefix = "".join(leaf.parts[-5:])
-    for entry in _group_leaf(http_dir, fmt, leaf, prefix):
+    files = [(de.name, _is_regular(de)) for de in _scandir_sorted(leaf)]
+    for entry in _group_leaf(http_dir, fmt, leaf, prefix, files):
         if entry.key == meta.name:
             return entry
     return EntryFiles(key=meta.name, fmt=fmt, meta=None, body=None)

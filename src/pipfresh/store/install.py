@@ -45,6 +45,7 @@ from installer.utils import Scheme as SchemeName
 from packaging.utils import canonicalize_name, canonicalize_version
 from packaging.version import Version
 
+from pipfresh.cache import fs
 from pipfresh.errors import PipfreshError
 from pipfresh.layout import PLAN_FILE
 from pipfresh.store import clone, wheelcheck
@@ -479,10 +480,9 @@ class Plan:
         tid = threading.get_ident()
         tmp = final.parent.with_name(f".tmp-plan-{entry.sha256[:16]}-{os.getpid()}-{tid}")
         try:
-            tmp.write_text(json.dumps(data), encoding="utf-8")
-            os.replace(tmp, final)
+            fs.write_atomic(final, json.dumps(data), tmp=tmp)
         except OSError:
-            _unlink_if_present(str(tmp))  # a read-only store: plan again next time
+            pass  # a read-only store: plan again next time
 
 
 def _check_entry(entry: Entry) -> None:
@@ -832,10 +832,8 @@ def unrequest(facts: Facts, name: str, version: str) -> bool:
         kept = [line for line in lines if _first_field(line) != row]
         mode = stat.S_IMODE(os.stat(record).st_mode)
         tmp = record + ".pipfresh-new.tmp"
-        with open(tmp, "wb") as out:
-            out.writelines(kept)
-        os.chmod(tmp, mode)
-        os.replace(tmp, record)  # RECORD whole, then the file it no longer lists
+        # RECORD whole, then the file it no longer lists
+        fs.write_bytes_atomic(record, b"".join(kept), tmp=tmp, mode=mode)
         os.unlink(os.path.join(dist_info, "REQUESTED"))
     except OSError as exc:
         raise InstallError(f"{name} {version}: cannot drop its REQUESTED: {exc}") from None
