@@ -28,21 +28,44 @@ import json
 import os
 import re
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipfresh.cache import fs
 from pipfresh.errors import CacheNotWritable, CacheRootError
-from pipfresh.target.interpreter import PROBE_LAYOUT, Facts
 
+if TYPE_CHECKING:
+    from pipfresh.target.interpreter import Facts
+
+# Every on-disk name and format version pipfresh uses, in one place (like uv's
+# ``CacheBucket``): a bucket's version is in its name, so a format change starts a
+# new bucket and never misreads an old one.
 LAYOUT_VERSION = 1
+MARKER = ".pipfresh-root"
+PROBE_LAYOUT = "probes-v1"  # in the root: cached interpreter probes (target/interpreter)
 PARTITIONS = f"partitions-v{LAYOUT_VERSION}"
 LOCKS = "locks-v1"
-RESOLUTIONS = "resolutions-v1"  # in a partition's ``pipfresh/``: reuse.py
-MARKER = ".pipfresh-root"
-PIP_DIRS = ("http-v2", "http", "wheels", "selfcheck")  # pip's own, inside ``<id>/pip/``
+PIP_DIR = "pip"  # in a partition: pip's cache (PIP_CACHE_DIR)
+STATE_DIR = "pipfresh"  # in a partition: pipfresh's own records
+INFO_FILE = "partition.json"  # in ``pipfresh/``: who used the partition last
+RESOLUTIONS = "resolutions-v1"  # in ``pipfresh/``: saved resolutions (resolve/reuse)
+STORE_LAYOUT = "store-v1"  # in ``pipfresh/``: installed-wheel store (store/entries)
+MANIFEST = "manifest.json"  # in a store entry
+FINGERPRINT = "fingerprint-v1.json"  # in a store entry
+PLAN_FILE = "plan-v2.json"  # in a store entry; v2: made only after ``wheelcheck`` passed it
+USAGE_FILE = "usage-v1.json"  # in ``pipfresh/``: which runs used which entries (cache/usage)
+VERIFIED = "verified-v1.json"  # in ``pipfresh/``: entries health checked (cache/health)
+DROPPED_LOG = "dropped-v1.jsonl"  # in ``pipfresh/``: entries health dropped
+# pip's own buckets, inside ``<id>/pip/``.
+HTTP = "http"  # pip < 23.3's HTTP cache (legacy format)
+HTTP_V2 = "http-v2"  # pip >= 23.3's HTTP cache
+WHEELS = "wheels"  # wheels pip built from sdists
+SELFCHECK = "selfcheck"
+PIP_DIRS = (HTTP_V2, HTTP, WHEELS, SELFCHECK)
+WATCHED = (HTTP, HTTP_V2, WHEELS)  # what a run can add or change (snapshot)
+STATE_DIRS = WATCHED  # what decides what a run can reuse (ci)
 CACHEDIR_TAG = (
     "Signature: 8a477f597d28d172789f06886806bc55\n"
     "# This file is a cache directory tag created by pipfresh.\n"
@@ -221,11 +244,11 @@ class Partition:
 
     @property
     def pip_cache(self) -> Path:
-        return self.path / "pip"
+        return self.path / PIP_DIR
 
     @property
     def state_dir(self) -> Path:
-        return self.path / "pipfresh"
+        return self.path / STATE_DIR
 
     @property
     def lock_file(self) -> Path:
@@ -233,7 +256,7 @@ class Partition:
 
     @property
     def info_file(self) -> Path:
-        return self.state_dir / "partition.json"
+        return self.state_dir / INFO_FILE
 
     def check(self) -> Partition:
         """Refuse (``LinkInCache``) a partition in which pipfresh or pip would follow a link.
@@ -243,8 +266,6 @@ class Partition:
         entries, saved resolutions, the lock's directory and the lock file. About twenty
         ``lstat`` calls and one listing of the store: cheap enough for every run.
         """
-        from pipfresh.store.entries import STORE_LAYOUT
-
         store = self.state_dir / STORE_LAYOUT
         self.root.check()
         fs.require_real_dirs(
@@ -291,11 +312,6 @@ class Partition:
             }
         )
         write_json(self.info_file, info)
-
-    def walk(self) -> Iterator[Path]:
-        """Every file in the partition, never following a link out of it."""
-        for path, _st in fs.walk(self.path):
-            yield Path(path)
 
 
 def _not_writable(what: str, path: Path, root: Path) -> str:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Protocol
 
 from pipfresh.cache import health, lock, repair, share, snapshot, usage
+from pipfresh.cache.scan import PartitionScan
 from pipfresh.cli.progress import Progress
 from pipfresh.cli.summary import Summary, account
 from pipfresh.errors import CacheNotWritable, CacheRootError, Interrupted, LockTimeout
@@ -105,10 +106,10 @@ def _run_pip_command(
     target = resolve_target(parsed.python, environ, root)
     program = invoke.select(target)
     invoke.require_command(program, command)
-    partition = None
+    partition, scan = None, None
     if user_choice is None:
         if root is not None:
-            partition, unusable = _usable_partition(root, partition_id(target.facts), note)
+            partition, unusable, scan = _usable_partition(root, partition_id(target.facts), note)
         for text in invoke.user_env_notes(environ):
             note(text)
     env = invoke.environment(environ, program, partition.pip_cache if partition else None)
@@ -136,12 +137,12 @@ def _run_pip_command(
     try:
         with tempfile.TemporaryDirectory(prefix="pipfresh-") as scratch:
             pip_args, report_path = _pip_args(command, parsed, Path(scratch))
-            if partition is None:
+            if partition is None or scan is None:
                 code = invoke.run(program.command(pip_args), env, f"pip {command}")
             else:
                 code = _run_in_partition(
                     partition, target, program, pip_args, env, summary, report_path, console,
-                    installs,
+                    installs, scan,
                 )  # fmt: skip
     except Interrupted as stop:
         summary.exit_code, summary.interrupted = stop.status, stop.phase
@@ -183,17 +184,19 @@ def _pip_args(command: str, parsed: PipArgs, scratch: Path) -> tuple[list[str], 
 
 def _usable_partition(
     root: CacheRoot, pid: str, note: Callable[[str], None]
-) -> tuple[Partition | None, str | None]:
-    """The partition, repaired if another user's restore left it unusable; else why not."""
+) -> tuple[Partition | None, str | None, PartitionScan | None]:
+    """The partition, repaired if another user's restore left it unusable, and its one
+    scan before pip; else why not."""
     partition = root.partition(pid)
+    scan = PartitionScan(partition)
     try:
-        repaired = repair.make_usable(partition)
+        repaired = repair.make_usable(partition, scan)
         partition.ensure()
     except CacheNotWritable as exc:
-        return None, str(exc)
+        return None, str(exc), None
     if repaired:
         note(repaired)
-    return partition, None
+    return partition, None, scan
 
 
 def _run_in_partition(
@@ -206,6 +209,7 @@ def _run_in_partition(
     report_path: Path | None,
     console: Console,
     installs: bool,
+    scan: PartitionScan,
 ) -> int:
     def waiting() -> None:
         console.waiting(partition.id)
@@ -213,16 +217,16 @@ def _run_in_partition(
     with process.phase("checking the cache"):
         try:  # alone, an interrupted or disk-full run's temporary files are dead weight
             with lock.hold(partition.lock_file, shared=False, timeout=0):
-                repair.remove_leftovers(partition)
+                repair.remove_leftovers(partition, scan)
         except LockTimeout:
             pass  # other runs are writing: their temporary files are not leftovers
     held = lock.hold(partition.lock_file, shared=True, on_wait=waiting)
     with held as lock_fd, process.children_inherit(lock_fd):
         with process.phase("checking the cache"):
-            dropped = health.drop_broken(partition, program.http_dir)
+            dropped = health.drop_broken(partition, program.http_dir, scan)
             summary.dropped = len(dropped)
-            share.seed_from_siblings(partition, program.http_dir)
-            before = snapshot.take(partition.pip_cache)
+            share.seed_from_siblings(partition, program.http_dir, scan)
+            before = scan.snapshot()
         stored: list[str] = []  # store entries the run used, by key
         if summary.installer == "store" and report_path is not None:
             shown = console.progress(pip_args, env, target.facts.prefix)

@@ -110,24 +110,46 @@ def require_no_links_in(directory: str | Path) -> None:
         return
 
 
-def walk(top: str | Path, skip: Collection[str] = ()) -> Iterator[tuple[str, os.stat_result]]:
-    """``(path, lstat)`` of every entry below ``top`` that is not a directory: files, and
-    links of any kind, reported as themselves and never entered. Directories in ``skip``
-    are not entered; nothing is walked when ``top`` itself is a link; entries that
-    vanish meanwhile are skipped.
+Enter = Callable[[str], bool]
+
+
+def walk(
+    top: str | Path,
+    skip: Collection[str] = (),
+    *,
+    dirs: bool = False,
+    enter: Enter | None = None,
+) -> Iterator[tuple[str, os.stat_result]]:
+    """THE walk of the cache: ``(path, lstat)`` of every entry below ``top`` that is not
+    a directory: files, and links of any kind, reported as themselves and never
+    entered. With ``dirs``, each directory is reported too, before what it holds.
+    Directories in ``skip``, or for which ``enter(path)`` is false, are not entered;
+    nothing is walked when ``top`` itself is a link; entries that vanish meanwhile,
+    and directories that cannot be opened, are skipped.
     """
     top = os.fspath(top)
+    rule = _Rule(skip, dirs, enter)
     if _BY_FD:
         try:
             fd = os.open(top, _DIR_FLAGS)
         except OSError:  # absent, a link (ELOOP), not a directory
             return
-        yield from _walk_fd(top, fd, skip)
+        yield from _walk_fd(top, fd, rule)
     elif os.path.isdir(top) and not os.path.islink(top):  # pragma: no cover - Windows
-        yield from _walk_paths(top, skip)
+        yield from _walk_paths(top, rule)
 
 
-def _walk_fd(path: str, fd: int, skip: Collection[str]) -> Iterator[tuple[str, os.stat_result]]:
+class _Rule:
+    """What ``walk`` reports and enters."""
+
+    def __init__(self, skip: Collection[str], dirs: bool, enter: Enter | None) -> None:
+        self.skip, self.dirs, self.test = skip, dirs, enter
+
+    def enters(self, path: str) -> bool:
+        return path not in self.skip and (self.test is None or self.test(path))
+
+
+def _walk_fd(path: str, fd: int, rule: _Rule) -> Iterator[tuple[str, os.stat_result]]:
     """Walk the directory open as ``fd`` (closed at the end), children by ``dir_fd``."""
     try:
         with os.scandir(fd) as it:
@@ -141,13 +163,15 @@ def _walk_fd(path: str, fd: int, skip: Collection[str]) -> Iterator[tuple[str, o
             if not stat.S_ISDIR(st.st_mode):
                 yield full, st
                 continue
-            if full in skip:
+            if rule.dirs:
+                yield full, st
+            if not rule.enters(full):
                 continue
             try:
                 child = os.open(entry.name, _DIR_FLAGS, dir_fd=fd)
             except OSError:
-                continue  # replaced by a link or removed since the listing
-            yield from _walk_fd(full, child, skip)
+                continue  # replaced by a link or removed since the listing, or unreadable
+            yield from _walk_fd(full, child, rule)
     except OSError:
         return
     finally:
@@ -155,7 +179,7 @@ def _walk_fd(path: str, fd: int, skip: Collection[str]) -> Iterator[tuple[str, o
 
 
 def _walk_paths(
-    path: str, skip: Collection[str]
+    path: str, rule: _Rule
 ) -> Iterator[tuple[str, os.stat_result]]:  # pragma: no cover - Windows
     try:
         entries = list(os.scandir(path))
@@ -168,8 +192,11 @@ def _walk_paths(
             continue
         if not stat.S_ISDIR(st.st_mode):
             yield entry.path, st
-        elif entry.path not in skip:
-            yield from _walk_paths(entry.path, skip)
+            continue
+        if rule.dirs:
+            yield entry.path, st
+        if rule.enters(entry.path):
+            yield from _walk_paths(entry.path, rule)
 
 
 def remove_file(path: str | Path) -> int:
@@ -269,31 +296,31 @@ def read_text(path: str | Path) -> str:
         return stream.read().decode("utf-8")
 
 
-def write_atomic(path: str | Path, text: str) -> None:
+def write_atomic(path: str | Path, text: str, *, tmp: str | Path | None = None) -> None:
     """Replace ``path`` with ``text``: a reader never sees half a file, and no link is
-    followed (the temporary ``<name>.<pid>.tmp`` is created new; the rename replaces a
-    link at ``path`` itself, not its target)."""
-    write_bytes_atomic(path, text.encode("utf-8"))
+    followed (the temporary file is created new; the rename replaces a link at ``path``
+    itself, not its target, and a hardlinked copy of the old file keeps the old one).
+    ``tmp`` is where the temporary file goes, by default ``<name>.<pid>.tmp`` beside it.
+    """
+    write_bytes_atomic(path, text.encode("utf-8"), tmp=tmp)
 
 
-def write_bytes_atomic(path: str | Path, data: bytes) -> None:
-    """``write_atomic`` for bytes."""
-    _replace_with(path, lambda stream: stream.write(data))
+def write_bytes_atomic(
+    path: str | Path, data: bytes, *, tmp: str | Path | None = None, mode: int | None = None
+) -> None:
+    """``write_atomic`` for bytes; ``mode``, when given, is the new file's permissions."""
+    _replace_with(path, lambda stream: stream.write(data), tmp, mode)
 
 
-def copy_atomic(source: str | Path, path: str | Path) -> None:
-    """Replace ``path`` with a hardlink to ``source`` (a copy across filesystems), as
-    ``write_atomic`` replaces: a reader sees the old file or the whole new one."""
+def link_atomic(source: str | Path, path: str | Path, *, follow_symlinks: bool = False) -> None:
+    """Replace ``path`` with a hardlink to ``source``, as ``write_atomic`` replaces.
+    ``OSError`` when it cannot be linked (another filesystem, protected hardlinks)."""
     tmp = _temp_name(path)
     try:
-        os.link(source, tmp)
+        os.link(source, tmp, follow_symlinks=follow_symlinks)
     except FileExistsError:
         os.unlink(tmp)
-        os.link(source, tmp)
-    except OSError:
-        with open(source, "rb") as src:
-            _replace_with(path, lambda stream: shutil.copyfileobj(src, stream, 1 << 20))
-        return
+        os.link(source, tmp, follow_symlinks=follow_symlinks)
     try:
         os.replace(tmp, path)
     except BaseException:
@@ -301,12 +328,28 @@ def copy_atomic(source: str | Path, path: str | Path) -> None:
         raise
 
 
+def copy_atomic(source: str | Path, path: str | Path) -> None:
+    """Replace ``path`` with a hardlink to ``source`` (a copy across filesystems), as
+    ``write_atomic`` replaces: a reader sees the old file or the whole new one."""
+    try:
+        link_atomic(source, path, follow_symlinks=True)
+    except OSError:
+        with open(source, "rb") as src:
+            _replace_with(path, lambda stream: shutil.copyfileobj(src, stream, 1 << 20))
+
+
 def _temp_name(path: str | Path) -> str:
     return f"{os.fspath(path)}.{os.getpid()}{TEMP_SUFFIX}"
 
 
-def _replace_with(path: str | Path, fill: Callable[[BinaryIO], object]) -> None:
-    tmp = _temp_name(path)
+def _replace_with(
+    path: str | Path,
+    fill: Callable[[BinaryIO], object],
+    tmp: str | Path | None = None,
+    mode: int | None = None,
+) -> None:
+    """THE atomic write: fill a new temporary file, then rename it over ``path``."""
+    tmp = os.fspath(tmp) if tmp is not None else _temp_name(path)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _BINARY
     try:
         fd = os.open(tmp, flags, 0o666)
@@ -316,6 +359,8 @@ def _replace_with(path: str | Path, fill: Callable[[BinaryIO], object]) -> None:
     try:
         with os.fdopen(fd, "wb") as stream:
             fill(stream)
+        if mode is not None:
+            os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:  # a full disk must not leave our half-written file behind
         remove_file(tmp)

@@ -21,7 +21,8 @@ import time
 from pathlib import Path
 
 from pipfresh.cache import fs
-from pipfresh.layout import Partition, write_json
+from pipfresh.cache.scan import PartitionScan
+from pipfresh.layout import DROPPED_LOG, VERIFIED, Partition, write_json
 from pipfresh.pip import httpcache
 
 BREAKS_PIP = frozenset(
@@ -34,12 +35,13 @@ BREAKS_PIP = frozenset(
         httpcache.Problem.BAD_ARCHIVE,
     }
 )
-VERIFIED = "verified-v1.json"
-DROPPED_LOG = "dropped-v1.jsonl"
 
 
-def drop_broken(partition: Partition, http_dir: str) -> list[tuple[str, str]]:
-    """Check the entries of ``http_dir`` that changed since the last check; drop broken ones."""
+def drop_broken(
+    partition: Partition, http_dir: str, scan: PartitionScan | None = None
+) -> list[tuple[str, str]]:
+    """Check the entries of ``http_dir`` (as ``scan`` found them) that changed since the
+    last check; drop broken ones."""
     directory = partition.pip_cache / http_dir
     if not directory.is_dir():
         return []
@@ -47,11 +49,14 @@ def drop_broken(partition: Partition, http_dir: str) -> list[tuple[str, str]]:
     known = _load(record)
     verified: dict[str, list[int]] = {}
     dropped: list[tuple[str, str]] = []
-    for entry in httpcache.iter_entry_files(directory):
+    entries = scan.http_entries(http_dir) if scan else httpcache.iter_entry_files(directory)
+    for entry in entries:
         if entry.meta is None:
             continue
         ident = f"{http_dir}/{entry.key}"
         fingerprint = [int(x) for x in entry.fingerprint()]
+        if fingerprint[0] == -1:
+            continue  # removed since the scan (a prune in between): nothing to check
         if known.get(ident) == fingerprint:
             verified[ident] = fingerprint
             continue
@@ -60,6 +65,8 @@ def drop_broken(partition: Partition, http_dir: str) -> list[tuple[str, str]]:
             verified[ident] = fingerprint
         elif problem in BREAKS_PIP:
             httpcache.remove_entry(entry)
+            if scan:
+                scan.forget(entry.paths)
             dropped.append((ident, problem.value))
     try:
         write_json(record, verified)

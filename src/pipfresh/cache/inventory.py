@@ -11,9 +11,8 @@ import os
 from dataclasses import asdict, dataclass, field
 
 from pipfresh.cache import fs, health
-from pipfresh.layout import RESOLUTIONS, Partition
+from pipfresh.layout import RESOLUTIONS, STORE_LAYOUT, Partition
 from pipfresh.pip import httpcache
-from pipfresh.store.entries import STORE_LAYOUT
 
 
 @dataclass

@@ -24,14 +24,14 @@ from __future__ import annotations
 import os
 import shutil
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from pipfresh.cache import fs
+from pipfresh.cache.scan import PartitionScan
 from pipfresh.errors import CacheNotWritable
-from pipfresh.layout import Partition
-from pipfresh.store.entries import STORE_LAYOUT
+from pipfresh.layout import STORE_LAYOUT, Partition
 
 _OWNER_RW = stat.S_IRUSR | stat.S_IWUSR
 _OWNER_RWX = _OWNER_RW | stat.S_IXUSR
@@ -52,39 +52,30 @@ class Finding:
 def _walk(
     top: Path, recursive: bool, skip: frozenset[str] = frozenset()
 ) -> Iterator[tuple[Path, os.stat_result]]:
-    """``top`` and (when ``recursive``) everything under it, never following a link:
-    links are yielded themselves, never entered (nor is ``top`` when it is one).
-
-    Directories in ``skip`` are yielded themselves but not entered.
+    """``top`` and (when ``recursive``) everything under it, directories included, never
+    following a link (``fs.walk``). Directories in ``skip`` are yielded but not entered.
     """
     try:
         st = top.lstat()
     except OSError:
         return
     yield top, st
-    stack = [top] if recursive and stat.S_ISDIR(st.st_mode) else []
-    while stack:
-        current = stack.pop()
-        try:
-            entries = list(os.scandir(current))
-        except OSError:
-            continue  # unreadable: reported by its own stat
-        for entry in entries:
-            try:
-                st = entry.stat(follow_symlinks=False)
-            except OSError:
-                continue
-            yield Path(entry.path), st
-            if stat.S_ISDIR(st.st_mode) and entry.path not in skip:
-                stack.append(Path(entry.path))
+    if recursive and stat.S_ISDIR(st.st_mode):
+        for path, child in fs.walk(top, skip, dirs=True):
+            yield Path(path), child
 
 
 def survey(
     top: Path, euid: int, *, recursive: bool = True, skip: frozenset[str] = frozenset()
 ) -> list[Finding]:
     """What under ``top`` this user cannot use: for root, whatever root does not own."""
+    return _findings(top, euid, _walk(top, recursive, skip))
+
+
+def _findings(top: Path, euid: int, walked: Iterable[tuple[Path, os.stat_result]]) -> list[Finding]:
+    """``survey`` of what a walk of ``top`` (``top`` included) found."""
     found = []
-    for path, st in _walk(top, recursive, skip):
+    for path, st in walked:
         is_dir = stat.S_ISDIR(st.st_mode)
         if stat.S_ISLNK(st.st_mode):
             if path != top:  # the root may be a link (``CacheRoot.ensure`` vets it)
@@ -109,34 +100,44 @@ def _read_only_fs(path: Path) -> bool:
         return False
 
 
-def make_usable(partition: Partition) -> str | None:
+def make_usable(partition: Partition, scan: PartitionScan | None = None) -> str | None:
     """Make the partition usable by this user; a note of what was repaired, or None.
 
-    Raises ``CacheNotWritable`` when it cannot be repaired (``LinkInCache`` for a link
-    where the layout has a directory): pip must then run without it.
+    Surveys what ``scan`` found (walked now if not yet); after a repair the scan is
+    walked again when next read. Raises ``CacheNotWritable`` when it cannot be
+    repaired (``LinkInCache`` for a link where the layout has a directory): pip must
+    then run without it.
     """
     partition.check()
+    scan = scan if scan is not None else PartitionScan(partition)
     if not hasattr(os, "geteuid"):  # pragma: no cover - Windows: pip does not check owners
         return None
     euid = os.geteuid()
     if _read_only_fs(partition.path):
         raise CacheNotWritable(f"cache partition {partition.path} is on a read-only file system")
-    links = _Links(partition)
+    links = _Links(partition, scan)
     notes = [_repair(partition, euid, links), links.note()]
+    if any(notes):
+        scan.refresh()
     return "; ".join(note for note in notes if note) or None
 
 
 class _Links:
     """Links planted among the partition's files, unlinked as the surveys meet them."""
 
-    def __init__(self, partition: Partition) -> None:
+    def __init__(self, partition: Partition, scan: PartitionScan) -> None:
         self.partition = partition
+        self.scan = scan
         self.removed = 0
+        self.surveys = 0
 
     def survey(self, euid: int) -> list[Finding]:
         """``_survey_all`` without the links, which are gone once it returns."""
+        if self.surveys:
+            self.scan.refresh()  # the first survey reads the scan; after a repair, walk again
+        self.surveys += 1
         found = []
-        for f in _survey_all(self.partition, euid):
+        for f in _survey_all(self.partition, euid, self.scan):
             if not f.is_link:
                 found.append(f)
                 continue
@@ -205,14 +206,26 @@ def _take_over(f: Finding) -> None:
         raise
 
 
-def _survey_all(partition: Partition, euid: int) -> list[Finding]:
+def _survey_all(partition: Partition, euid: int, scan: PartitionScan) -> list[Finding]:
     store = partition.state_dir / STORE_LAYOUT
     return (
         survey(partition.root.path, euid, recursive=False)
         + survey(partition.lock_file.parent, euid)
-        + survey(partition.path, euid, skip=frozenset({str(store)}))
+        + _findings(partition.path, euid, _scanned(partition.path, scan))
         + _survey_store(store, euid)
     )
+
+
+def _scanned(top: Path, scan: PartitionScan) -> Iterator[tuple[Path, os.stat_result]]:
+    """``_walk(top, True, skip the store)`` from the scan."""
+    try:
+        st = top.lstat()
+    except OSError:
+        return
+    yield top, st
+    if stat.S_ISDIR(st.st_mode):
+        for path, child in scan.below(top):
+            yield Path(path), child
 
 
 def _survey_store(store: Path, euid: int) -> list[Finding]:
@@ -238,18 +251,20 @@ def _survey_store(store: Path, euid: int) -> list[Finding]:
     return found
 
 
-def remove_leftovers(partition: Partition) -> int:
-    """Delete ``*.tmp`` files, writes that never finished; bytes freed.
+def remove_leftovers(partition: Partition, scan: PartitionScan | None = None) -> int:
+    """Delete ``*.tmp`` files (found by ``scan``), writes that never finished; bytes freed.
 
     Call only while holding the partition alone: then no pip is writing, and every
     temporary file is dead weight (pip never removes its own after a full disk).
     """
     store = partition.state_dir / STORE_LAYOUT  # a wheel may ship a *.tmp file of its own
-    return (
-        fs.remove_temp_files(partition.path, skip={str(store)})
-        + _remove_store_staging(store)
-        + _remove_dead_writers_files(partition.root.probes)
-    )
+    if scan is None:
+        freed = fs.remove_temp_files(partition.path, skip={str(store)})
+    else:
+        temps = scan.leftovers()
+        freed = sum(fs.remove_file(path) for path in temps)
+        scan.forget(temps)
+    return freed + _remove_store_staging(store) + _remove_dead_writers_files(partition.root.probes)
 
 
 def _remove_store_staging(store: Path) -> int:

@@ -24,8 +24,9 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from pipfresh.cache import fs
+from pipfresh.cache.scan import PartitionScan
 from pipfresh.errors import LinkInCache
-from pipfresh.layout import Partition
+from pipfresh.layout import HTTP_V2, Partition
 from pipfresh.pip import httpcache
 
 
@@ -75,9 +76,7 @@ def _link_if_same(root: Path, mine: Path, theirs: Path, st: os.stat_result) -> b
             return False
         if not filecmp.cmp(mine, theirs, shallow=False):
             return False
-        tmp = mine.with_name(f"{mine.name}.{os.getpid()}.link.tmp")
-        os.link(theirs, tmp, follow_symlinks=False)
-        os.replace(tmp, mine)
+        fs.link_atomic(theirs, mine)
     except (OSError, LinkInCache):
         return False  # another filesystem, protected hardlinks, a concurrent prune: keep the copy
     return True
@@ -86,17 +85,22 @@ def _link_if_same(root: Path, mine: Path, theirs: Path, st: os.stat_result) -> b
 IMMUTABLE = frozenset({httpcache.Kind.WHEEL, httpcache.Kind.SDIST, httpcache.Kind.METADATA})
 
 
-def seed_from_siblings(partition: Partition, http_dir: str) -> int:
+def seed_from_siblings(
+    partition: Partition, http_dir: str, scan: PartitionScan | None = None
+) -> int:
     """A partition's first run starts with the files its sibling partitions downloaded.
 
     pip names an entry by its URL, and a file behind a URL never changes, so a wheel,
     sdist or ``.metadata`` entry another partition holds is valid here too; pip only
     asks for URLs that fit this interpreter, the rest stay unused (and a ``recent``
     prune drops them). Index pages are not seeded: they are revalidated anyway. Runs
-    only while the partition has no entries, so it costs nothing afterwards.
+    only while the partition has no entries (as ``scan`` found it), so it costs
+    nothing afterwards; what it seeds, the scan walks again when next read.
     """
     mine = partition.pip_cache / http_dir
-    if http_dir != "http-v2" or next(fs.walk(mine), None) is not None:
+    if http_dir != HTTP_V2:
+        return 0
+    if scan.has_files(mine) if scan else next(fs.walk(mine), None) is not None:
         return 0
     linked = 0
     for other in _siblings(partition):
@@ -112,6 +116,8 @@ def seed_from_siblings(partition: Partition, http_dir: str) -> int:
             dest = mine / entry.meta.relative_to(theirs)
             if _link_entry(partition.root.path, entry.meta, entry.body, dest):
                 linked += 1
+    if linked and scan:
+        scan.refresh()
     return linked
 
 

@@ -9,12 +9,13 @@ so a changed file has a new inode or mtime).
 from __future__ import annotations
 
 import os
+import stat
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from pipfresh.cache import fs
-
-WATCHED = ("http", "http-v2", "wheels")
+from pipfresh.layout import WATCHED
 
 
 @dataclass(frozen=True)
@@ -29,15 +30,25 @@ Snapshot = dict[str, FileState]
 
 def take(pip_cache: Path) -> Snapshot:
     """``relative path -> FileState`` for every file pip's run could add or change."""
+    top = os.path.join(os.fspath(pip_cache), "")
+
+    def enter(path: str) -> bool:
+        return path[len(top) :].split(os.sep, 1)[0] in WATCHED
+
+    return from_files(pip_cache, fs.walk(pip_cache, enter=enter))
+
+
+def from_files(pip_cache: Path, found: Iterable[tuple[str, os.stat_result]]) -> Snapshot:
+    """The snapshot of what a walk of (or below) ``pip_cache`` found: the files of the
+    ``WATCHED`` buckets, temporary files aside."""
+    top = os.path.join(os.fspath(pip_cache), "")
     result: Snapshot = {}
-    for bucket in WATCHED:
-        top = pip_cache / bucket
-        if not top.is_dir():
+    for full, st in found:
+        rel = full[len(top) :]
+        if rel.split(os.sep, 1)[0] not in WATCHED or os.sep not in rel:
             continue
-        for full, st in fs.walk(top):
-            if not full.endswith(fs.TEMP_SUFFIX):
-                rel = os.path.relpath(full, pip_cache)
-                result[rel] = FileState(st.st_size, st.st_mtime_ns, st.st_ino)
+        if not full.endswith(fs.TEMP_SUFFIX) and not stat.S_ISDIR(st.st_mode):
+            result[rel] = FileState(st.st_size, st.st_mtime_ns, st.st_ino)
     return result
 
 

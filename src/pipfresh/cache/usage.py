@@ -34,12 +34,10 @@ from packaging.version import InvalidVersion, Version
 
 from pipfresh.cache import lock
 from pipfresh.cache.snapshot import Snapshot, changed
-from pipfresh.layout import Partition, write_json
+from pipfresh.layout import STORE_LAYOUT, USAGE_FILE, Partition, write_json
 from pipfresh.pip import httpcache
 from pipfresh.pip.report import Installed
-from pipfresh.store.entries import STORE_LAYOUT
 
-USAGE_FILE = "usage-v1.json"
 STORE_PREFIX = f"{STORE_LAYOUT}/"  # names of store entries; pip's cache has no such directory
 
 

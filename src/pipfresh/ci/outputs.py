@@ -18,10 +18,7 @@ from pathlib import Path
 from pipfresh.cache import fs
 from pipfresh.ci.keys import CacheKey
 from pipfresh.errors import PipfreshError
-from pipfresh.layout import Partition
-
-#: Directories of pip's cache whose content decides what a run can reuse.
-STATE_DIRS = ("http", "http-v2", "wheels")
+from pipfresh.layout import STATE_DIRS, Partition
 
 
 def github_output(environ: Mapping[str, str]) -> Path | None:

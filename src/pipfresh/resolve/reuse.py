@@ -27,7 +27,6 @@ import json
 import os
 import re
 import ssl
-import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -40,6 +39,7 @@ from typing import Any
 from packaging.utils import canonicalize_name
 
 from pipfresh import __version__
+from pipfresh.cache import fs
 from pipfresh.layout import RESOLUTIONS, Partition
 from pipfresh.pip import httpcache, invoke
 from pipfresh.pip.args import option_values
@@ -390,14 +390,7 @@ def _write(path: Path, text: str) -> None:
     """Replace ``path`` atomically: a reader never sees half a file, and a copy that
     shares the old file's inode (a hardlinked backup) keeps the old one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fp:
-            fp.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    fs.write_atomic(path, text)
 
 
 @dataclass(frozen=True)

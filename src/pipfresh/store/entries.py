@@ -42,9 +42,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pipfresh.layout import FINGERPRINT, MANIFEST
+from pipfresh.layout import STORE_LAYOUT as STORE_LAYOUT  # re-exported: callers name it here
 from pipfresh.store.compile import Compiler
 from pipfresh.store.verify import (
-    FINGERPRINT,
     Check,
     Fingerprint,
     Stat,
@@ -59,8 +60,6 @@ from pipfresh.store.verify import (
 if TYPE_CHECKING:
     from pipfresh.store.adding import Adding
 
-STORE_LAYOUT = "store-v1"
-MANIFEST = "manifest.json"
 # Entries of an older layout are discarded and added again. 2: every file's sha256;
 # 3: bytecode names its source relative to its scheme's directory (``installed_name``).
 MANIFEST_VERSION = 3

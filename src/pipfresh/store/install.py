@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from pipfresh.errors import InstallError
+from pipfresh.layout import PLAN_FILE
 from pipfresh.store import record
 from pipfresh.store.compile import Compiler
 from pipfresh.store.entries import Entry
@@ -41,7 +42,7 @@ from pipfresh.store.linking import (
     link_mode,
     linker_from_env,
 )
-from pipfresh.store.plan import PLAN_FILE, Plan, plan_for, plans
+from pipfresh.store.plan import Plan, plan_for, plans
 from pipfresh.store.schemes import TargetScheme
 from pipfresh.store.scripts import launcher, script_template, shebang
 from pipfresh.store.source import StoreSource

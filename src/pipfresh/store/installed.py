@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from packaging.utils import canonicalize_name, canonicalize_version
 
+from pipfresh.cache import fs
 from pipfresh.errors import InstallError
 from pipfresh.target.interpreter import Facts
 
@@ -37,10 +38,8 @@ def unrequest(facts: Facts, name: str, version: str) -> bool:
         kept = [line for line in lines if _first_field(line) != row]
         mode = stat.S_IMODE(os.stat(record).st_mode)
         tmp = record + ".pipfresh-new.tmp"
-        with open(tmp, "wb") as out:
-            out.writelines(kept)
-        os.chmod(tmp, mode)
-        os.replace(tmp, record)  # RECORD whole, then the file it no longer lists
+        # RECORD whole, then the file it no longer lists
+        fs.write_bytes_atomic(record, b"".join(kept), tmp=tmp, mode=mode)
         os.unlink(os.path.join(dist_info, "REQUESTED"))
     except OSError as exc:
         raise InstallError(f"{name} {version}: cannot drop its REQUESTED: {exc}") from None

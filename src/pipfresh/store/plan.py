@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
@@ -16,13 +15,13 @@ import installer
 from installer.exceptions import InstallerError
 from installer.records import InvalidRecordEntry
 
+from pipfresh.cache import fs
 from pipfresh.errors import InstallError
+from pipfresh.layout import PLAN_FILE
 from pipfresh.store import wheelcheck
 from pipfresh.store.destination import Recorder, entry_point_names
 from pipfresh.store.entries import Entry
 from pipfresh.store.source import StoreSource
-
-PLAN_FILE = "plan-v2.json"  # v2: made only after ``wheelcheck`` passed the entry
 
 
 @dataclass(frozen=True)
@@ -116,11 +115,9 @@ class Plan:
         tid = threading.get_ident()
         tmp = final.parent.with_name(f".tmp-plan-{entry.sha256[:16]}-{os.getpid()}-{tid}")
         try:
-            tmp.write_text(json.dumps(data), encoding="utf-8")
-            os.replace(tmp, final)
+            fs.write_atomic(final, json.dumps(data), tmp=tmp)
         except OSError:
-            with contextlib.suppress(FileNotFoundError):  # a read-only store: plan again next time
-                os.unlink(tmp)
+            pass  # a read-only store: plan again next time
 
 
 def _check_entry(entry: Entry) -> None:

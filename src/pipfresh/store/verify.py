@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-FINGERPRINT = "fingerprint-v1.json"
+from pipfresh.layout import FINGERPRINT
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,6 @@ from pipfresh.cache import fs
 from pipfresh.errors import InterpreterError
 from pipfresh.target import _probe
 
-PROBE_LAYOUT = "probes-v1"
-
 
 @dataclass(frozen=True)
 class Facts:
