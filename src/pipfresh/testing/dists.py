@@ -172,6 +172,27 @@ def _toml_str(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def _pyproject_toml(
+    name: str, version: str, requires: list[str], requires_python: str | None
+) -> str:
+    """A flit_core ``pyproject.toml`` declaring the same metadata as ``PKG-INFO``."""
+    pyproject = [
+        "[build-system]",
+        'requires = ["flit_core>=3.2,<5"]',
+        'build-backend = "flit_core.buildapi"',
+        "",
+        "[project]",
+        f"name = {_toml_str(name)}",
+        f"version = {_toml_str(version)}",
+        f"description = {_toml_str(f'{name}: a tiny sdist built by pipfresh.testing.dists')}",
+        "dependencies = [" + ", ".join(_toml_str(r) for r in requires) + "]",
+    ]
+    if requires_python is not None:
+        pyproject.append(f"requires-python = {_toml_str(requires_python)}")
+    pyproject.append(f"\n[tool.flit.module]\nname = {_toml_str(import_name(name))}\n")
+    return "\n".join(pyproject)
+
+
 def build_sdist(
     out_dir: Path,
     name: str,
@@ -189,22 +210,8 @@ def build_sdist(
     """
     requires = list(requires)
     stem = f"{dist_name(name)}-{version}"
-    pyproject = [
-        "[build-system]",
-        'requires = ["flit_core>=3.2,<5"]',
-        'build-backend = "flit_core.buildapi"',
-        "",
-        "[project]",
-        f"name = {_toml_str(name)}",
-        f"version = {_toml_str(version)}",
-        f"description = {_toml_str(f'{name}: a tiny sdist built by pipfresh.testing.dists')}",
-        "dependencies = [" + ", ".join(_toml_str(r) for r in requires) + "]",
-    ]
-    if requires_python is not None:
-        pyproject.append(f"requires-python = {_toml_str(requires_python)}")
-    pyproject.append(f"\n[tool.flit.module]\nname = {_toml_str(import_name(name))}\n")
     files: dict[str, bytes] = {
-        "pyproject.toml": "\n".join(pyproject).encode(),
+        "pyproject.toml": _pyproject_toml(name, version, requires, requires_python).encode(),
         "PKG-INFO": _metadata(name, version, requires, requires_python).encode(),
     }
     for path, text in (modules if modules is not None else _default_modules(name, version)).items():
@@ -213,6 +220,12 @@ def build_sdist(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / f"{stem}.tar.gz"
+    _write_tar_gz(target, stem, files)
+    return target
+
+
+def _write_tar_gz(target: Path, stem: str, files: Mapping[str, bytes]) -> None:
+    """``files`` under ``stem/`` with their directories, sorted, at a fixed time."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
         dirs = sorted(
@@ -232,4 +245,3 @@ def build_sdist(
         gzip.GzipFile(filename="", mode="wb", fileobj=fh, mtime=_EPOCH) as gz,
     ):
         gz.write(buf.getvalue())
-    return target
