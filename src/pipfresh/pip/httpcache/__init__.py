@@ -19,10 +19,8 @@ One job per module: ``model`` (the data), ``keys`` (cachecontrol's key),
 
 from pipfresh.pip.httpcache.entries import (
     check_entry,
-    explain,
     read_body,
     read_entry,
-    scan,
     write_response,
 )
 from pipfresh.pip.httpcache.files import (
@@ -30,9 +28,7 @@ from pipfresh.pip.httpcache.files import (
     group_files,
     hex_dirs,
     iter_entry_files,
-    prune_empty_dirs,
     remove_entry,
-    remove_temps,
 )
 from pipfresh.pip.httpcache.keys import cache_url, entry_path
 from pipfresh.pip.httpcache.model import (
@@ -45,7 +41,6 @@ from pipfresh.pip.httpcache.model import (
     Headers,
     Kind,
     Problem,
-    Scanned,
 )
 from pipfresh.pip.httpcache.sniff import classify
 
@@ -59,21 +54,16 @@ __all__ = [
     "Headers",
     "Kind",
     "Problem",
-    "Scanned",
     "cache_url",
     "check_entry",
     "classify",
     "entry_files_for",
     "entry_path",
-    "explain",
     "group_files",
     "hex_dirs",
     "iter_entry_files",
-    "prune_empty_dirs",
     "read_body",
     "read_entry",
     "remove_entry",
-    "remove_temps",
-    "scan",
     "write_response",
 ]

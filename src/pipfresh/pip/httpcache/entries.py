@@ -15,17 +15,15 @@ import msgpack  # type: ignore[import-untyped]
 
 from pipfresh.cache import fs
 from pipfresh.pip.httpcache import legacy
-from pipfresh.pip.httpcache.files import _open_nofollow, iter_entry_files
+from pipfresh.pip.httpcache.files import _open_nofollow
 from pipfresh.pip.httpcache.keys import _infer_format, entry_path
 from pipfresh.pip.httpcache.metadata import _parse_metadata
 from pipfresh.pip.httpcache.model import (
     CachedResponse,
     CorruptEntry,
     EntryFiles,
-    Format,
     Headers,
     Problem,
-    Scanned,
 )
 from pipfresh.pip.httpcache.sniff import _build, _decoded, _encodings, _Inspection
 
@@ -152,19 +150,6 @@ def check_entry(entry: EntryFiles) -> tuple[CachedResponse | None, Problem | Non
     """
     response, problem, _detail = _check(entry)
     return response, problem
-
-
-def explain(entry: EntryFiles) -> str | None:
-    """Human-readable form of :func:`check_entry`'s problem, None if healthy."""
-    _response, problem, detail = _check(entry)
-    if problem is None:
-        return None
-    return f"{problem.value}: {detail}" if detail else problem.value
-
-
-def scan(http_dir: Path, fmt: Format | None = None) -> list[Scanned]:
-    """check_entry over every entry of one cache directory."""
-    return [Scanned(e, *check_entry(e)) for e in iter_entry_files(http_dir, fmt)]
 
 
 def write_response(http_dir: Path, url: str, headers: Mapping[str, str], body: Path) -> None:

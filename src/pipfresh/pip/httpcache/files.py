@@ -179,36 +179,3 @@ def remove_entry(entry: EntryFiles) -> int:
     """
     return _unlink_all(entry.paths)
 
-
-def remove_temps(entry: EntryFiles) -> int:
-    """Delete only the entry's temp leftovers; return bytes freed."""
-    return _unlink_all(entry.temps)
-
-
-def prune_empty_dirs(http_dir: Path) -> int:
-    """Remove empty hex directories under ``http_dir`` (not it); return how many.
-
-    A concurrent pip that just created a directory will at worst fail to
-    cache one response (pip ignores cache write errors).
-    """
-    removed = 0
-
-    def walk(path: Path, depth: int) -> bool:
-        nonlocal removed
-        empty = True
-        for de in _scandir_sorted(path):
-            hexdir = len(de.name) == 1 and de.name in _HEX_DIGIT
-            if depth < 5 and hexdir and de.is_dir(follow_symlinks=False):
-                child = path / de.name
-                if walk(child, depth + 1):
-                    try:
-                        os.rmdir(child)
-                        removed += 1
-                        continue
-                    except OSError:
-                        pass
-            empty = False
-        return empty
-
-    walk(Path(http_dir), 0)
-    return removed

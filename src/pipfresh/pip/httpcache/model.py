@@ -7,7 +7,7 @@ import os
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import Literal
 
 Format = Literal["http", "http-v2"]
 
@@ -155,10 +155,3 @@ class EntryFiles:
                 out += (st.st_ino, st.st_size, st.st_mtime_ns)
         return tuple(out)
 
-
-class Scanned(NamedTuple):
-    """One row of :func:`scan`."""
-
-    entry: EntryFiles
-    response: CachedResponse | None
-    problem: Problem | None
