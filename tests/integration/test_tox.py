@@ -298,7 +298,7 @@ def test_the_package_is_built_once_per_env(index: Any, dist_dir: Path, tmp_path:
     """tox builds the sdist in its packaging env; installing it into the env through the
     store builds its wheel once, as pip would (the backend logs each hook it runs: those
     outside ``.tox`` ran in pip's build environments)."""
-    from test_local_builds import ONE_BUILD, calls, logged_project
+    from integration.test_local_builds import ONE_BUILD, calls, logged_project
 
     index.publish(build_wheel(dist_dir, "dep", "1.0"))
     log = tmp_path / "hooks.log"
