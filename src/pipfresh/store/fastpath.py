@@ -34,7 +34,7 @@ from pipfresh.cli.progress import Progress
 from pipfresh.cli.summary import Summary
 from pipfresh.errors import PipfreshError
 from pipfresh.layout import Partition
-from pipfresh.pip import invoke, output, process, resolved
+from pipfresh.pip import invoke, output, resolved
 from pipfresh.pip.args import PipArgs
 from pipfresh.pip.config import ConfigError, effective, strtobool
 from pipfresh.pip.resolved import Item
@@ -219,6 +219,11 @@ class Job:
     quiet: bool
     progress: Progress = field(default_factory=Progress.silent)  # long phases, on stderr
 
+    @property
+    def pip(self) -> invoke.PipInvocation:
+        """The user's pip command: this pip, this environment, the user's arguments."""
+        return invoke.PipInvocation(self.program, self.env, tuple(self.pip_args), self.quiet)
+
 
 def install_with_store(job: Job, summary: Summary) -> Outcome:
     """``run``, with the summary told how pip resolved, which installer ran and why."""
@@ -245,7 +250,7 @@ def run(job: Job) -> Outcome:
     if job.program.version < _PER_REQUIREMENT_SETTINGS:
         prefix = job.target.facts.prefix
         if BuildOptions.of(job.pip_args, job.env, prefix).config_settings:
-            code = invoke.run(job.program.command(job.pip_args), job.env, "pip install")
+            code = job.pip.run(label="pip install")
             old = f"-C needs pip >= {_PER_REQUIREMENT_SETTINGS} to build for the store"
             return Outcome(code, fallback=old)
     with kept.Capture() as capture:
@@ -259,11 +264,9 @@ def _build_then_run(job: Job, capture: kept.Capture) -> Outcome:
         return _run(job, None, capture)
     with tempfile.TemporaryDirectory(prefix="pipfresh-local-") as tmp:
         default = BuildOptions.of(job.pip_args, job.env, job.target.facts.prefix).default
-        code, builds = localbuild.build(
-            found, job.program, job.pip_args, job.env, default, Path(tmp)
-        )
+        code, builds = localbuild.build(found, job.pip, default, Path(tmp))
         if code != 0:  # pip builds it again, and fails in its own words
-            code = invoke.run(job.program.command(job.pip_args), job.env, "pip install")
+            code = job.pip.run(label="pip install")
             named = " ".join(job.pip_args[f.position] for f in found)
             return Outcome(code, fallback=f"pip wheel could not build {named}")
         return _run(job, builds, capture)
@@ -285,9 +288,9 @@ def _run(job: Job, builds: localbuild.Builds | None, capture: kept.Capture) -> O
     resolution = _resolve(job, builds, capture)
     how = resolution.how
     if builds is not None and (
-        resolution.code != 0 or builds.complete(job.report_path, job.pip_args, job.env) != 0
+        resolution.code != 0 or builds.complete(job.report_path) != 0
     ):  # pip says why in its own words, naming the project rather than its wheel
-        code = invoke.run(job.program.command(job.pip_args), job.env, "pip install")
+        code = job.pip.run(label="pip install")
         return Outcome(code, fallback="pip's dry run of the built wheel failed", resolution=how)
     if resolution.code != 0:
         return Outcome(resolution.code, resolution=how)
@@ -299,7 +302,7 @@ def _run(job: Job, builds: localbuild.Builds | None, capture: kept.Capture) -> O
     except (OSError, ValueError) as exc:
         items, why = [], f"cannot read pip's report: {exc}"
     if why is not None:
-        code = invoke.run(job.program.command(job.pip_args), job.env, "pip install")
+        code = job.pip.run(label="pip install")
         return Outcome(code, fallback=why, resolution=how)
     if not items:
         return Outcome(0, resolution=how, revalidated=resolution.revalidated)
@@ -307,7 +310,7 @@ def _run(job: Job, builds: localbuild.Builds | None, capture: kept.Capture) -> O
     # nothing (or a reused report) checked nothing: what the pins refuse is pip's to refuse.
     why = hashpins.read(job.pip_args, job.env, job.target.facts).refusal(items)
     if why is not None:
-        code = invoke.run(job.program.command(job.pip_args), job.env)
+        code = job.pip.run()
         return Outcome(code, fallback=why, resolution=how)
 
     # sha256 -> file pip checked in this run, of what pip's HTTP cache does not hold
@@ -324,24 +327,15 @@ def _run(job: Job, builds: localbuild.Builds | None, capture: kept.Capture) -> O
     missing = [i for i in by_store if i.sha256 not in entries]
     try:  # a wheel pip would reject (or only pip installs as pip does): pip runs, and says so
         if missing:
-            code, added = obtain.obtain(
-                store,
-                missing,
-                job.target,
-                job.program,
-                job.pip_args,
-                job.env,
-                job.quiet,
-                job.partition.pip_cache,
-                downloaded,
-                job.progress,
-            )
+            http_dir = job.partition.pip_cache / job.program.http_dir
+            sources = obtain.Sources(http_dir, downloaded)
+            code, added = obtain.obtain(store, missing, job.target, job.pip, sources, job.progress)
             if code != 0:
                 return Outcome(code, resolution=how)
             entries.update(added)
         plans = install.plans(entries)
     except wheelcheck.UnsupportedWheel as exc:
-        code = invoke.run(job.program.command(job.pip_args), job.env)
+        code = job.pip.run()
         return Outcome(code, fallback=str(exc), resolution=how)
     for changed in install.changed_in_place(
         job.target.facts, [(i.name, i.version) for i in by_store]
@@ -476,9 +470,9 @@ def _dry_run_keeping(
     replaced under its URL (its page lists another hash) is dropped, and pip resolves once
     more: as plain pip would, it then downloads the new one."""
     argv = [*args, "--dry-run", *(["--log", str(log)] if add_log else [])]
-    command = capture.command(job.program.command(argv))
+    pip = capture.hooked(job.pip.with_args(argv))
     start = _size(log)
-    code = _dry_run(command, job.env, hidden, errors)
+    code = _dry_run(pip, hidden, errors)
     text = _read_log(log, start)
     if code == 0:
         return code, text
@@ -493,7 +487,7 @@ def _dry_run_keeping(
             file=sys.stderr,
         )
     start = _size(log)  # pip appends to its log
-    code = _dry_run(command, job.env, hidden, errors)
+    code = _dry_run(pip, hidden, errors)
     return code, _read_log(log, start)
 
 
@@ -547,8 +541,7 @@ def _record(job: Job, digest: str, pages: list[reuse.Page], names: Mapping[str, 
 
 
 def _dry_run(
-    argv: list[str],
-    env: Mapping[str, str],
+    pip: invoke.PipInvocation,
     hidden: Callable[[bytes], bool] | None = None,
     errors: BinaryIO | None = None,
 ) -> int:
@@ -563,7 +556,7 @@ def _dry_run(
             sys.stdout.buffer.write(line)
             sys.stdout.flush()
 
-    return process.run(argv, env, "pip's dry run", each_line=show, stderr=errors)
+    return pip.run(label="pip's dry run", each_line=show, stderr=errors)
 
 
 def _installed_names(target: Target) -> set[str]:
@@ -633,7 +626,7 @@ def _run_gathering(
         take(line.decode("utf-8", "replace").rstrip("\r\n"))
 
     seen = len(uninstalls.raw)
-    code = process.run(job.program.command(argv), job.env, label, each_line=each)
+    code = job.pip.run(argv, label, each_line=each)
     if code != 0:
         for line in uninstalls.raw[seen:]:
             print(line)

@@ -14,6 +14,7 @@ import tempfile
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence, Set
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
@@ -27,7 +28,7 @@ from packaging.utils import (
 from pipfresh.cache import fs
 from pipfresh.cli.progress import Progress
 from pipfresh.errors import PipfreshError
-from pipfresh.pip import httpcache, invoke, process, reqfiles
+from pipfresh.pip import httpcache, invoke, reqfiles
 from pipfresh.pip.args import option_values
 from pipfresh.pip.resolved import Item
 from pipfresh.resolve.buildkey import BuildOptions
@@ -69,58 +70,56 @@ _REQ_FILE_OPTIONS = {"-i", "--index-url", "--extra-index-url", "-f", "--find-lin
                      "--only-binary", "--no-binary"}  # fmt: skip
 
 
+@dataclass(frozen=True)
+class Sources:
+    """Where wheels may be already: pip's HTTP cache, and what its dry run downloaded."""
+
+    http_dir: Path
+    kept: Mapping[str, Path] = field(default_factory=dict)  # sha256 -> file, the report's
+
+
 def obtain(
     store: Store,
     missing: list[Item],
     target: Target,
-    program: invoke.PipProgram,
-    pip_args: Sequence[str],
-    env: Mapping[str, str],
-    quiet: bool,
-    pip_cache: Path,
-    kept: Mapping[str, Path],
+    pip: invoke.PipInvocation,
+    sources: Sources,
     progress: Progress | None = None,
 ) -> tuple[int, dict[str, Entry]]:
-    """Store the missing items: wheels pip's dry run downloaded (``kept``: sha256 -> file,
-    each the report's) or left in its HTTP cache (hash-checked), the rest through
-    ``pip wheel`` (download or build, via the managed cache).
+    """Store the missing items: wheels pip's dry run downloaded (``sources.kept``) or
+    left in its HTTP cache (hash-checked), the rest through ``pip wheel`` (download or
+    build, via the managed cache).
 
     Each wheel is unpacked as soon as it is there, and compiled while the next
     ones download or unpack: pip's downloads land in its HTTP cache one by one,
     so they are taken from there while ``pip wheel`` is still running. ``progress``
     shows the three phases, overlapping as they do.
     """
-    build = BuildOptions.of(pip_args, env, target.facts.prefix)
-    keys = store_keys(missing, pip_args, env, target)  # fastpath looked them up already
-    http_dir = pip_cache / program.http_dir
+    build = BuildOptions.of(pip.args, pip.env, target.facts.prefix)
+    keys = store_keys(missing, pip.args, pip.env, target)  # fastpath looked them up already
     shown, wanted = progress or Progress.silent(), set(keys.values())
     obtaining = shown.phase("obtaining", len(wanted), "wheel")
     unpacking = shown.phase("unpacking", len(wanted), "wheel")
     compiling = shown.phase("compiling", len(wanted), "wheel", counting=False)
     scratch = tempfile.TemporaryDirectory(prefix="pipfresh-wheels-")
-    staging = store.adding(Compiler(target.python, env), unpacking.advance)
+    staging = store.adding(Compiler(target.python, pip.env), unpacking.advance)
     with obtaining, unpacking, compiling, scratch as tmp, staging as adding:
 
         def obtained() -> None:  # one count per wheel: each is shown
             for _new in range(sum(1 for key in wanted if key in adding) - obtaining.done):
                 obtaining.advance()
 
-        for item in missing:
-            path = kept.get(item.sha256) if item.is_wheel else None
-            if path is not None:
-                opened = open(path, "rb")  # noqa: SIM115 (adding closes it)
-                adding.submit(item.sha256, Path(item.filename), opened)
+        _take_kept(missing, sources.kept, adding)
         _take_local(missing, adding)
-        _take_cached(missing, http_dir, adding)
+        _take_cached(missing, sources.http_dir, adding)
         obtained()
         rest = [i for i in missing if keys[i.sha256] not in adding]
         if rest:
             # pip's wheel cache ignores build options: a build under options must not use it
             fresh = not build.default and any(not i.is_wheel for i in rest)
-            code = _pip_wheel(
-                rest, Path(tmp), program, [*pip_args, *["--no-cache-dir"] * fresh], env, quiet,
-                http_dir, adding, build.config_settings, obtained,
-            )  # fmt: skip
+            wheel_pip = pip.with_args([*pip.args, *["--no-cache-dir"] * fresh])
+            poll = _taking_downloads(rest, sources.http_dir, adding, obtained)
+            code = _pip_wheel(rest, Path(tmp), wheel_pip, build.config_settings, poll)
             if code != 0:
                 for phase in (obtaining, unpacking, compiling):
                     phase.abandon()  # pip's error follows
@@ -146,41 +145,50 @@ def store_keys(
     return {i.sha256: i.sha256 if i.is_wheel else build.key(i.sha256) for i in items}
 
 
+def _take_kept(items: list[Item], kept: Mapping[str, Path], adding: Adding) -> None:
+    """Submit the wheels pip's dry run downloaded (each checked by pip against the report)."""
+    for item in items:
+        path = kept.get(item.sha256) if item.is_wheel else None
+        if path is not None:
+            opened = open(path, "rb")  # noqa: SIM115 (adding closes it)
+            adding.submit(item.sha256, Path(item.filename), opened)
+
+
+def _taking_downloads(
+    items: list[Item], http_dir: Path, adding: Adding, taken: Callable[[], None]
+) -> Callable[[], None]:
+    """What ``pip wheel``'s wait calls: take the wheels it downloaded meanwhile from pip's
+    HTTP cache (``taken`` is told after each look)."""
+    waiting = [i for i in items if i.is_wheel]
+    rejected: dict[str, tuple[int, int, int]] = {}
+
+    def take_downloaded() -> None:
+        nonlocal waiting
+        waiting = [i for i in waiting if not _take_cached([i], http_dir, adding, rejected)]
+        taken()
+
+    return take_downloaded
+
+
 def _pip_wheel(
     items: list[Item],
     tmp: Path,
-    program: invoke.PipProgram,
-    pip_args: Sequence[str],
-    env: Mapping[str, str],
-    quiet: bool,
-    http_dir: Path,
-    adding: Adding,
-    config_settings: Sequence[str] = (),
-    taken: Callable[[], None] | None = None,
+    pip: invoke.PipInvocation,
+    config_settings: Sequence[str],
+    poll: Callable[[], None],
 ) -> int:
-    """``pip wheel --no-deps`` for ``items``; wheels it downloads are taken meanwhile
-    (``taken`` is told after each look)."""
+    """``pip wheel --no-deps`` for ``items`` (``poll`` called while it runs); its output
+    is shown only when it fails."""
     reqs = tmp / "requirements.txt"
     # pip applies -C to command-line requirements only: each built one gets them on its line
     settings = "".join(f" --config-settings={shlex.quote(v)}" for v in config_settings)
     reqs_lines = [i.requirement() + ("" if i.is_wheel else settings) for i in items]
-    lines = [*fetch_options_from_files(pip_args), *reqs_lines]
+    lines = [*fetch_options_from_files(pip.args), *reqs_lines]
     reqs.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    argv = ["wheel", "--no-deps", "--wheel-dir", str(tmp / "wheels"), *fetch_options(pip_args)]
-    argv += ["-q"] * int(quiet) + ["-r", str(reqs)]
+    argv = ["wheel", "--no-deps", "--wheel-dir", str(tmp / "wheels"), *fetch_options(pip.args)]
+    argv += ["-q"] * int(pip.quiet) + ["-r", str(reqs)]
     with open(tmp / "pip-wheel.log", "w+b") as log:
-        waiting = [i for i in items if i.is_wheel]
-        rejected: dict[str, tuple[int, int, int]] = {}
-
-        def take_downloaded() -> None:
-            nonlocal waiting
-            waiting = [i for i in waiting if not _take_cached([i], http_dir, adding, rejected)]
-            if taken is not None:
-                taken()
-
-        code = process.run(
-            program.command(argv), env, "pip wheel", stdout=log, poll=take_downloaded
-        )
+        code = pip.run(argv, "pip wheel", stdout=log, poll=poll)
         if code != 0:
             log.seek(0)
             sys.stdout.write(log.read().decode("utf-8", "replace"))
