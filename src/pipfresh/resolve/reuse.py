@@ -41,7 +41,7 @@ from packaging.utils import canonicalize_name
 
 from pipfresh import __version__
 from pipfresh.layout import RESOLUTIONS, Partition
-from pipfresh.pip import httpcache, invoke
+from pipfresh.pip import httpcache, invoke, options
 from pipfresh.pip.args import option_values
 from pipfresh.pip.config import ConfigError, config_files, effective
 from pipfresh.pip.resolved import Item
@@ -62,9 +62,10 @@ _WORKERS = 32  # uv fetches 50 at once; pip, one after another
 _PAGE_LIMIT = 64 << 20  # as httpcache.read_body
 
 # Options whose value names a file whose contents are part of the inputs.
-_FILE_OPTIONS = {"-r", "--requirement", "-c", "--constraint"}
+_FILE_OPTIONS = options.named(options.INPUTS)
 # Options pip reads a log file from: pipfresh needs its own --log for the dry run.
-_LOG_OPTIONS = {"--log", "--log-file", "--local-log"}
+_LOG_OPTIONS = options.named(options.LOG)
+_LISTING_OPTIONS = options.named(options.LISTING)  # -f, --find-links, --no-index
 _LOG_ENV = ("PIP_LOG", "PIP_LOG_FILE", "PIP_LOCAL_LOG")
 # Environment that can change what pip sees, besides PIP_*.
 _OTHER_ENV = ("PYTHONPATH", "PYTHONNOUSERSITE", "PYTHONUSERBASE", "PYTHONHOME")
@@ -167,9 +168,7 @@ def _unsupported(args: Sequence[str], env: Mapping[str, str]) -> str | None:
             return f"{name} given"
         if name.startswith("--uploaded-prior"):
             return "an upload cut-off can move with time"
-        if name in ("--no-index", "-f", "--find-links") or (
-            name.startswith("-f") and not name.startswith("--")
-        ):
+        if name in _LISTING_OPTIONS or (name.startswith("-f") and not name.startswith("--")):
             return f"{name} (local listings cannot be revalidated)"
     for key in (*_LOG_ENV, "PIP_UPLOADED_PRIOR_TO", "PIP_NO_INDEX", "PIP_FIND_LINKS"):
         if env.get(key):
@@ -213,7 +212,7 @@ def _collect(path: Path, seen: list[Path]) -> None:
             continue
         words = line.replace("=", " ", 1).split()
         name = words[0]
-        if name in ("-f", "--find-links", "--no-index") or line.startswith("-f"):
+        if name in _LISTING_OPTIONS or line.startswith("-f"):
             raise _Unsupported(f"{path} uses {name} (local listings cannot be revalidated)")
         for value in option_values(words, _FILE_OPTIONS):
             included = Path(value)

@@ -34,7 +34,7 @@ from pipfresh.cli.progress import Progress
 from pipfresh.cli.summary import Summary
 from pipfresh.errors import PipfreshError
 from pipfresh.layout import Partition
-from pipfresh.pip import invoke, output, resolved
+from pipfresh.pip import invoke, options, output, resolved
 from pipfresh.pip.args import PipArgs
 from pipfresh.pip.config import ConfigError, effective, strtobool
 from pipfresh.pip.resolved import Item
@@ -49,32 +49,9 @@ DEFAULT_INSTALLER = "store"
 INSTALLERS = ("store", "pip")
 
 # pip install options the store installer does not handle: plain pip runs instead.
-_UNSUPPORTED = {
-    "-e": "editable installs",
-    "--editable": "editable installs",
-    "--src": "editable installs",
-    "-t": "--target",
-    "--target": "--target",
-    "--prefix": "--prefix",
-    "--root": "--root",
-    "--user": "--user",
-    "--dry-run": "--dry-run",
-    "--no-compile": "--no-compile",
-    "-I": "--ignore-installed",
-    "--ignore-installed": "--ignore-installed",
-    "-h": "--help",
-    "--help": "--help",
-}
-# pip install options that take a value (the next token when not given with "=").
-_VALUED = {
-    "-r", "--requirement", "-c", "--constraint", "-i", "--index-url", "--extra-index-url",
-    "-f", "--find-links", "--trusted-host", "--cert", "--client-cert", "--proxy", "--timeout",
-    "--retries", "-C", "--config-settings", "--only-binary", "--no-binary", "--progress-bar",
-    "--upgrade-strategy", "--root-user-action", "--report", "--platform", "--python-version",
-    "--implementation", "--abi", "--log", "--exists-action", "--keyring-provider",
-    "--use-feature", "--use-deprecated", "--global-option", "--build-option", "--resume-retries",
-}  # fmt: skip
-_NOT_ABBREVIATIONS = {"--pre", "--progress-bar", "--use-pep517", "--use-feature"}
+_UNSUPPORTED = options.UNSUPPORTED
+# Short options taking a value: the rest of a group (``-Ue DIR``, ``-rFILE``) is it.
+_SHORT_VALUED = "".join(sorted(n[1] for n in options.VALUED if len(n) == 2))
 
 
 @dataclass(frozen=True)
@@ -168,13 +145,13 @@ def unsupported_option(args: Sequence[str]) -> str | None:
         if not token.startswith("-") or token == "-":
             continue
         name = token.split("=", 1)[0]
-        if "=" not in token and name in _VALUED:
+        if name in _UNSUPPORTED:
+            return _UNSUPPORTED[name]
+        if "=" not in token and name in options.VALUED:
             skip = True
             continue
         if name.startswith("--"):
-            if name in _UNSUPPORTED:
-                return _UNSUPPORTED[name]
-            if name in _NOT_ABBREVIATIONS:
+            if name in options.ALL:  # an option of its own (--pre), not an abbreviation
                 continue
             # optparse accepts any unambiguous prefix: --edit, --targ, --us...
             hits = [o for o in _UNSUPPORTED if o.startswith("--") and o.startswith(name)]
@@ -184,7 +161,7 @@ def unsupported_option(args: Sequence[str]) -> str | None:
             for char in name[1:]:  # grouped short flags: -qI, -Ue DIR
                 if "-" + char in _UNSUPPORTED:
                     return _UNSUPPORTED["-" + char]
-                if char in "rcifC":  # takes a value: the rest of the token is it
+                if char in _SHORT_VALUED:  # takes a value: the rest of the token is it
                     break
     return None
 
@@ -275,7 +252,7 @@ def _build_then_run(job: Job, capture: kept.Capture) -> Outcome:
 def _local_projects(job: Job) -> list[localbuild.Local]:
     """The local projects to build first, unless hash-checking mode is on (pip refuses
     to install a directory then, or an sdist pinned by no --hash: its error)."""
-    found = localbuild.find(job.pip_args, _VALUED)
+    found = localbuild.find(job.pip_args)
     if found:
         pins = hashpins.read(job.pip_args, job.env, job.target.facts)
         if pins.checking or pins.unknown is not None:

@@ -16,7 +16,7 @@ a wheel built from the same bytes (without build options) is reused from pip's w
 cache, as for an sdist from an index. Each wheel is stored by its own sha256, so a
 project that builds the same bytes again links what is stored.
 
-    found = localbuild.find(pip_args, valued)       # the command line's local projects
+    found = localbuild.find(pip_args)               # the command line's local projects
     code, builds = localbuild.build(found, pip, default, tmp)     # pip: invoke.PipInvocation
     argv = builds.arguments(pip_args)               # for pip's dry run
 """
@@ -30,7 +30,7 @@ import sys
 import tempfile
 import urllib.parse
 import urllib.request
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -45,7 +45,7 @@ from packaging.utils import (
 from packaging.version import Version
 
 from pipfresh.cache import fs
-from pipfresh.pip import invoke
+from pipfresh.pip import invoke, options
 from pipfresh.pip.resolved import Item
 from pipfresh.store.obtain import (
     BUILD_FLAGS,
@@ -84,12 +84,12 @@ class Local:
         return urllib.parse.urljoin("file:", urllib.request.pathname2url(self.path))
 
 
-def find(pip_args: Sequence[str], valued: Collection[str]) -> list[Local]:
+def find(pip_args: Sequence[str]) -> list[Local]:
     """The positional requirements of ``pip install`` that pip reads as a local source
     tree or sdist (``.``, ``./proj[extra]``, ``dist/proj-1.0.tar.gz``), as pip's
     ``parse_req_from_line`` does; URLs, ``name @ url`` and markers are left alone."""
     found = []
-    for position, token in _positionals(pip_args, valued):
+    for position, token in _positionals(pip_args):
         if ";" in token or "@" in token or _URL.match(token):
             continue
         match = _EXTRAS.match(token)
@@ -104,7 +104,7 @@ def find(pip_args: Sequence[str], valued: Collection[str]) -> list[Local]:
     return found
 
 
-def _positionals(args: Sequence[str], valued: Collection[str]) -> Iterator[tuple[int, str]]:
+def _positionals(args: Sequence[str]) -> Iterator[tuple[int, str]]:
     """Each positional argument after the command, with its index (optparse's reading)."""
     i = 1  # args[0] is the command
     while i < len(args):
@@ -113,26 +113,17 @@ def _positionals(args: Sequence[str], valued: Collection[str]) -> Iterator[tuple
             yield from ((j, args[j]) for j in range(i + 1, len(args)))
             return
         if token.startswith("--"):
-            i += 2 if "=" not in token and _takes_value(token, valued) else 1
+            i += 2 if "=" not in token and options.takes_value(token) else 1
             continue
         if token.startswith("-") and token != "-":
             i += 1
             for at, char in enumerate(token[1:], start=2):
-                if "-" + char in valued:  # -rFILE, or -r FILE
+                if "-" + char in options.VALUED:  # -rFILE, or -r FILE
                     i += 0 if token[at:] else 1
                     break
             continue
         yield i, token
         i += 1
-
-
-def _takes_value(option: str, valued: Collection[str]) -> bool:
-    """Whether pip reads the next argument as this long option's value (optparse
-    accepts any unambiguous prefix: ``--req FILE``)."""
-    if option in valued:
-        return True
-    longs = {o for o in valued if o.startswith("--")}
-    return len(option) > 3 and any(o.startswith(option) for o in longs)
 
 
 def _is_file(url: str, path: Path) -> bool:

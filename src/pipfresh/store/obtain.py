@@ -28,7 +28,7 @@ from packaging.utils import (
 from pipfresh.cache import fs
 from pipfresh.cli.progress import Progress
 from pipfresh.errors import PipfreshError
-from pipfresh.pip import httpcache, invoke, reqfiles
+from pipfresh.pip import httpcache, invoke, options, reqfiles
 from pipfresh.pip.args import option_values
 from pipfresh.pip.resolved import Item
 from pipfresh.resolve.buildkey import BuildOptions
@@ -36,38 +36,10 @@ from pipfresh.store.entries import Adding, Compiler, Entry, Store
 from pipfresh.target.interpreter import Target
 
 # Options that tell pip where and how to fetch and build; ``pip wheel`` needs the same.
-_FETCH_VALUED = {
-    "-i",
-    "--index-url",
-    "--extra-index-url",
-    "-f",
-    "--find-links",
-    "--trusted-host",
-    "--cert",
-    "--client-cert",
-    "--proxy",
-    "--timeout",
-    "--retries",
-    "--keyring-provider",
-    "-C",
-    "--config-settings",
-    "--only-binary",
-    "--no-binary",
-    "--use-feature",
-}
-_FETCH_FLAGS = {
-    "--no-index",
-    "--no-cache-dir",
-    "--pre",
-    "--prefer-binary",
-    "--no-build-isolation",
-    "--isolated",
-    "--check-build-dependencies",
-    "--use-pep517",
-}
-_REQ_FILE_OPTIONS = {"-i", "--index-url", "--extra-index-url", "-f", "--find-links",
-                     "--trusted-host", "--no-index", "--pre", "--prefer-binary",
-                     "--only-binary", "--no-binary"}  # fmt: skip
+_FETCH_VALUED = options.named(options.FETCH, valued=True)
+_FETCH_FLAGS = options.named(options.FETCH, valued=False)
+_FETCH_SHORT = tuple(sorted(name for name in _FETCH_VALUED if len(name) == 2))  # -iURL
+_REQ_FILE_OPTIONS = options.named(options.INDEX)
 
 
 @dataclass(frozen=True)
@@ -304,8 +276,8 @@ def _match_wheels(missing: list[Item], wheel_dir: Path) -> dict[str, Path]:
 
 # What else a local project's build takes from ``pip install`` (``localbuild``): pip
 # applies these to the command line's requirements, and checks its Requires-Python.
-BUILD_VALUED = frozenset({"--build-option", "--global-option", "--build-constraint"})
-BUILD_FLAGS = frozenset({"--no-use-pep517", "--ignore-requires-python"})
+BUILD_VALUED = options.named(options.LOCAL_BUILD, valued=True)
+BUILD_FLAGS = options.named(options.LOCAL_BUILD, valued=False)
 
 
 def fetch_options(
@@ -325,7 +297,7 @@ def fetch_options(
             if not eq and i + 1 < len(args):
                 out.append(args[i + 1])
                 i += 1
-        elif len(name) > 2 and name[:2] in ("-i", "-f", "-C") and not name.startswith("--"):
+        elif len(name) > 2 and name[:2] in _FETCH_SHORT and not name.startswith("--"):
             out.append(token)  # -iURL
         i += 1
     return out
