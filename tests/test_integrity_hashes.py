@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from helpers import index_args, installed_version, pipfresh, store_env
-from pipfresh.pip.resolved import Item
+from pipfresh.pip.report import Item
 from pipfresh.resolve import hashpins
 from pipfresh.target.interpreter import probe
 from pipfresh.testing.dists import build_wheel

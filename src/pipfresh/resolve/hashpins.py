@@ -27,7 +27,7 @@ from packaging.utils import canonicalize_name
 from pipfresh.pip import reqfiles
 from pipfresh.pip.args import option_values
 from pipfresh.pip.config import ConfigError, effective, strtobool
-from pipfresh.pip.resolved import Item
+from pipfresh.pip.report import Item
 from pipfresh.target.interpreter import Facts
 
 _REQUIRE = "--require-hashes"

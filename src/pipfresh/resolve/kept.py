@@ -38,7 +38,7 @@ from packaging.utils import canonicalize_name
 from pipfresh.cache import fs
 from pipfresh.errors import LinkInCache
 from pipfresh.pip import httpcache, invoke
-from pipfresh.pip.resolved import Item
+from pipfresh.pip.report import Item
 from pipfresh.resolve.reuse import Listings
 
 #: The header marking an entry pipfresh wrote; its value is the body's sha256.

@@ -44,7 +44,7 @@ from pipfresh.layout import RESOLUTIONS, Partition
 from pipfresh.pip import httpcache, invoke, options
 from pipfresh.pip.args import option_values
 from pipfresh.pip.config import ConfigError, config_files, effective
-from pipfresh.pip.resolved import Item
+from pipfresh.pip.report import Item
 from pipfresh.target.interpreter import Target
 
 # What pip sends for an index page (invoke._internal.index.collector._get_simple_response).

@@ -34,10 +34,10 @@ from pipfresh.cli.progress import Progress
 from pipfresh.cli.summary import Summary
 from pipfresh.errors import PipfreshError
 from pipfresh.layout import Partition
-from pipfresh.pip import invoke, options, output, resolved
+from pipfresh.pip import invoke, options, output, report
 from pipfresh.pip.args import PipArgs
 from pipfresh.pip.config import ConfigError, effective, strtobool
-from pipfresh.pip.resolved import Item
+from pipfresh.pip.report import Item
 from pipfresh.resolve import hashpins, kept, reuse
 from pipfresh.resolve.buildkey import BuildOptions
 from pipfresh.store import install, localbuild, obtain, wheelcheck
@@ -272,7 +272,7 @@ def _run(job: Job, builds: localbuild.Builds | None, capture: kept.Capture) -> O
     if resolution.code != 0:
         return Outcome(resolution.code, resolution=how)
     try:
-        items, why = resolved.from_report(job.report_path)
+        items, why = report.items(job.report_path)
         if builds is not None:
             items = builds.items(items)
             builds.restore(job.report_path)
@@ -499,7 +499,7 @@ def _lines(job: Job, names: Mapping[str, str]) -> output.Lines | None:
 def _record(job: Job, digest: str, pages: list[reuse.Page], names: Mapping[str, str]) -> str:
     """Keep this resolution for next time, unless it holds something a page does not pin."""
     try:
-        items, why = resolved.from_report(job.report_path)
+        items, why = report.items(job.report_path)
     except (OSError, ValueError) as exc:
         return f"not recorded: {exc}"
     if why is not None:

@@ -46,7 +46,7 @@ from packaging.version import Version
 
 from pipfresh.cache import fs
 from pipfresh.pip import invoke, options
-from pipfresh.pip.resolved import Item
+from pipfresh.pip.report import Item
 from pipfresh.store.obtain import (
     BUILD_FLAGS,
     BUILD_VALUED,

@@ -30,7 +30,7 @@ from pipfresh.cli.progress import Progress
 from pipfresh.errors import PipfreshError
 from pipfresh.pip import httpcache, invoke, options, reqfiles
 from pipfresh.pip.args import option_values
-from pipfresh.pip.resolved import Item
+from pipfresh.pip.report import Item
 from pipfresh.resolve.buildkey import BuildOptions
 from pipfresh.store.entries import Adding, Compiler, Entry, Store
 from pipfresh.target.interpreter import Target
