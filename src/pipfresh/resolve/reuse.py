@@ -43,7 +43,7 @@ from pipfresh import __version__
 from pipfresh.layout import RESOLUTIONS, Partition
 from pipfresh.pip import httpcache, invoke, options
 from pipfresh.pip.args import option_values
-from pipfresh.pip.config import ConfigError, config_files, effective
+from pipfresh.pip.config import ConfigError, PipConfig, config_files
 from pipfresh.pip.report import Item
 from pipfresh.target.interpreter import Target
 
@@ -279,15 +279,17 @@ def fetched_pages(log_text: str) -> list[str]:
     return list(dict.fromkeys(_FETCHING.findall(log_text)))
 
 
-def user_log(pip_args: Sequence[str], env: Mapping[str, str], prefix: str) -> Path | None:
+def user_log(
+    pip_args: Sequence[str], env: Mapping[str, str], prefix: str, config: PipConfig | None = None
+) -> Path | None:
     """The log the user has pip write, if any (pip takes one ``--log``: pipfresh then
     adds none), as pip chooses it: the command line, then ``PIP_LOG`` and pip's
-    configuration files (``effective`` reads both as pip does)."""
+    configuration files (``PipConfig`` reads both as pip does)."""
     given = list(option_values(pip_args, _LOG_OPTIONS))
     if given:
         return Path(given[-1])
     try:
-        values = effective(env, prefix, "install")
+        values = (config or PipConfig.load(pip_args, env, prefix)).values()
     except ConfigError:
         return None
     found = next((values[k] for k in ("log", "log-file", "local-log") if values.get(k)), None)

@@ -21,7 +21,8 @@ import tempfile
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import BinaryIO
 
@@ -36,7 +37,7 @@ from pipfresh.errors import PipfreshError
 from pipfresh.layout import Partition
 from pipfresh.pip import invoke, options, output, report
 from pipfresh.pip.args import PipArgs
-from pipfresh.pip.config import ConfigError, effective, strtobool
+from pipfresh.pip.config import ConfigError, PipConfig, strtobool
 from pipfresh.pip.report import Item
 from pipfresh.resolve import hashpins, kept, reuse
 from pipfresh.resolve.buildkey import BuildOptions
@@ -68,8 +69,10 @@ def decide(
     target: Target,
     partition: Partition | None,
     environ: Mapping[str, str],
+    config: PipConfig | None = None,
 ) -> Decision:
-    """Whether this run may use the store; the reason is for the summary."""
+    """Whether this run may use the store; the reason is for the summary (``config``:
+    pip's configuration, when read already)."""
     if command != "install":
         return Decision("pip", f"not an install ({command})")
     given = environ.get(INSTALLER_ENV, "").strip().lower()
@@ -88,7 +91,7 @@ def decide(
         return Decision("pip", "the target is not a virtual environment")
     if parsed.report == "-":
         return Decision("pip", "--report - (to stdout)")
-    unsupported = unsupported_option(parsed.args) or configured_option(environ, target)
+    unsupported = unsupported_option(parsed.args) or configured_option(environ, target, config)
     if unsupported is not None:
         return Decision("pip", f"{unsupported} (not supported by the store installer)")
     return Decision("store", f"{INSTALLER_ENV}=store" if given else "default")
@@ -107,10 +110,12 @@ _UNSUPPORTED_FLAGS = ("user", "ignore-installed", "dry-run")
 _COMPILE_KEYS = ("compile", "no-compile")  # both are pip's ``compile``, True unless false
 
 
-def configured_option(environ: Mapping[str, str], target: Target) -> str | None:
+def configured_option(
+    environ: Mapping[str, str], target: Target, config: PipConfig | None = None
+) -> str | None:
     """An unsupported option set in pip's environment or configuration files."""
     try:
-        values = effective(environ, target.facts.prefix, "install")
+        values = (config or PipConfig.load((), environ, target.facts.prefix)).values()
         for key in _UNSUPPORTED_VALUED:
             if values.get(key):
                 return _where(key, environ)
@@ -195,11 +200,17 @@ class Job:
     report_path: Path
     quiet: bool
     progress: Progress = field(default_factory=Progress.silent)  # long phases, on stderr
+    config: PipConfig | None = None  # pip's configuration, read once (``run`` reads it else)
 
     @property
     def pip(self) -> invoke.PipInvocation:
         """The user's pip command: this pip, this environment, the user's arguments."""
         return invoke.PipInvocation(self.program, self.env, tuple(self.pip_args), self.quiet)
+
+    @cached_property
+    def pins(self) -> hashpins.Pins:
+        """The user's ``--hash`` pins (and whether pip checks hashes), read once."""
+        return hashpins.read(self.pip_args, self.env, self.target.facts, self.config)
 
 
 def install_with_store(job: Job, summary: Summary) -> Outcome:
@@ -230,6 +241,8 @@ def run(job: Job) -> Outcome:
             code = job.pip.run(label="pip install")
             old = f"-C needs pip >= {_PER_REQUIREMENT_SETTINGS} to build for the store"
             return Outcome(code, fallback=old)
+    if job.config is None:
+        job = replace(job, config=PipConfig.load(job.pip_args, job.env, job.target.facts.prefix))
     with kept.Capture() as capture:
         return _build_then_run(job, capture)
 
@@ -254,7 +267,7 @@ def _local_projects(job: Job) -> list[localbuild.Local]:
     to install a directory then, or an sdist pinned by no --hash: its error)."""
     found = localbuild.find(job.pip_args)
     if found:
-        pins = hashpins.read(job.pip_args, job.env, job.target.facts)
+        pins = job.pins
         if pins.checking or pins.unknown is not None:
             return []
     return found
@@ -285,7 +298,7 @@ def _run(job: Job, builds: localbuild.Builds | None, capture: kept.Capture) -> O
         return Outcome(0, resolution=how, revalidated=resolution.revalidated)
     # pip checks each archive against the user's --hash pins; a dry run that downloaded
     # nothing (or a reused report) checked nothing: what the pins refuse is pip's to refuse.
-    why = hashpins.read(job.pip_args, job.env, job.target.facts).refusal(items)
+    why = job.pins.refusal(items)
     if why is not None:
         code = job.pip.run()
         return Outcome(code, fallback=why, resolution=how)
@@ -396,7 +409,7 @@ def _resolve(job: Job, builds: localbuild.Builds | None, capture: kept.Capture) 
             how = f"reused: {unchanged} index pages unchanged"
             return _Resolution(0, how, unchanged, recorded.names)
         changed = f"{first_changed}; "
-    theirs = reuse.user_log(job.pip_args, job.env, job.target.facts.prefix)
+    theirs = reuse.user_log(job.pip_args, job.env, job.target.facts.prefix, job.config)
     with tempfile.TemporaryDirectory(prefix="pipfresh-log-") as tmp:
         log = theirs or Path(tmp, "pip.log")
         code, text = _dry_run_keeping(job, capture, job.pip_args, log, theirs is None)
@@ -423,7 +436,7 @@ def _dry_run_alone(
     """pip's dry run, nothing recorded; logged to read the names pip spells (into the
     user's own log when there is one: pip writes one log, appending). With ``builds``,
     of their wheels in the local projects' places (``errors``: where its stderr goes)."""
-    own = reuse.user_log(job.pip_args, job.env, job.target.facts.prefix)
+    own = reuse.user_log(job.pip_args, job.env, job.target.facts.prefix, job.config)
     args = job.pip_args if builds is None else builds.arguments(job.pip_args)
     hidden = None if builds is None else builds.hidden
     with tempfile.TemporaryDirectory(prefix="pipfresh-log-") as tmp:
@@ -493,7 +506,7 @@ def _lines(job: Job, names: Mapping[str, str]) -> output.Lines | None:
         return None
     spelled = {str(canonicalize_name(k)): v for k, v in names.items()}
     facts, version = job.target.facts, job.program.version
-    return output.Lines.of(report, spelled, facts, job.pip_args, job.env, version)
+    return output.Lines.of(report, spelled, facts, job.pip_args, job.env, version, job.config)
 
 
 def _record(job: Job, digest: str, pages: list[reuse.Page], names: Mapping[str, str]) -> str:
