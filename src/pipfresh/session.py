@@ -26,6 +26,7 @@ from pipfresh.errors import CacheNotWritable, CacheRootError, Interrupted, LockT
 from pipfresh.layout import CacheRoot, Partition, default_root, partition_id
 from pipfresh.pip import httpcache, invoke, process, report
 from pipfresh.pip.args import PipArgs, split
+from pipfresh.pip.config import PipConfig
 from pipfresh.store import fastpath
 from pipfresh.target import interpreter
 from pipfresh.target.interpreter import Target
@@ -127,7 +128,8 @@ def _run_pip_command(
         python_source=target.source,
         pip=program.description,
     )
-    decision = fastpath.decide(command, parsed, target, partition, environ)
+    config = PipConfig.load(parsed.args, env, target.facts.prefix)  # read once per run
+    decision = fastpath.decide(command, parsed, target, partition, environ, config)
     summary.installer, summary.installer_reason = decision.installer, decision.reason
     helped = bool({"-h", "--help"} & set(parsed.args))
     summary.dry_run = "--dry-run" in parsed.args

@@ -16,7 +16,7 @@ import pytest
 
 from conftest import MakeVenv
 from helpers import index_args, install, installed_version, pipfresh, store_env
-from pipfresh.pip.resolved import Item
+from pipfresh.pip.report import Item
 from pipfresh.resolve import hashpins
 from pipfresh.target.interpreter import probe
 from pipfresh.testing.dists import build_wheel

@@ -14,7 +14,7 @@ import pytest
 from packaging.version import Version
 
 from pipfresh.pip import httpcache
-from pipfresh.pip.resolved import Item
+from pipfresh.pip.report import Item
 from pipfresh.store import install
 from pipfresh.store.entries import STORE_LAYOUT, Compiler, Entry, Store
 from pipfresh.store.obtain import _take_cached

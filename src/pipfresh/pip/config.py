@@ -11,6 +11,7 @@ from __future__ import annotations
 import configparser
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from pipfresh.pip.args import option_values
@@ -83,14 +84,50 @@ def strtobool(value: str) -> bool:
     raise ConfigError(f"{value!r} is not a boolean")
 
 
-def progress_bar(args: Sequence[str], env: Mapping[str, str], prefix: str | None) -> str:
+@dataclass(frozen=True)
+class PipConfig:
+    """pip install's configuration for one run, read once (``load``) and passed down:
+    the ``PIP_*`` environment and config files as ``effective`` merges them.
+
+        config = PipConfig.load(pip_args, env, target.facts.prefix)
+        config.values()        # ConfigError when pip could not read it either
+    """
+
+    args: tuple[str, ...]
+    env: Mapping[str, str]
+    prefix: str | None
+    settings: Mapping[str, str] | None  # None: unreadable (``error`` says why)
+    error: ConfigError | None = None
+
+    @classmethod
+    def load(cls, args: Sequence[str], env: Mapping[str, str], prefix: str | None) -> PipConfig:
+        try:
+            return cls(tuple(args), env, prefix, effective(env, prefix, "install"))
+        except ConfigError as exc:
+            return cls(tuple(args), env, prefix, None, exc)
+
+    def values(self) -> dict[str, str]:
+        """``effective(env, prefix, "install")``, as read at ``load``."""
+        if self.settings is None:
+            raise self.error or ConfigError("pip's configuration was not read")
+        return dict(self.settings)
+
+
+def progress_bar(
+    args: Sequence[str],
+    env: Mapping[str, str],
+    prefix: str | None,
+    config: PipConfig | None = None,
+) -> str:
     """pip's ``--progress-bar`` as pip settles it (``on`` unless set): the command line's
-    last, else ``PIP_PROGRESS_BAR`` or pip's configuration. Both pip's console lines
-    (``pipoutput``) and pipfresh's own progress (``progress``) follow it."""
+    last, else ``PIP_PROGRESS_BAR`` or pip's configuration (``config``, when read
+    already). Both pip's console lines (``output``) and pipfresh's own progress
+    (``cli.progress``) follow it."""
     given = list(option_values(args, {"--progress-bar"}))
     if not given:
+        config = config or PipConfig.load(args, env, prefix)
         try:
-            given = [effective(env, prefix, "install").get("progress-bar", "on")]
+            given = [config.values().get("progress-bar", "on")]
         except ConfigError:
             given = ["on"]  # pip reports the bad file itself
     return given[-1].strip().lower()

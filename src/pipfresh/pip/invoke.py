@@ -7,12 +7,12 @@ variables, so only the environment reaches every pip that a run starts.
 
 from __future__ import annotations
 
-import signal
 import sys
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
+from typing import IO
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
@@ -41,6 +41,44 @@ class PipProgram:
 
     def command(self, pip_args: Sequence[str]) -> list[str]:
         return [*self.argv, *pip_args]
+
+
+@dataclass(frozen=True)
+class PipInvocation:
+    """How this run starts pip: which pip, its environment, the user's arguments.
+
+    Every pip a run starts (the install, its dry run, ``pip wheel``, an uninstall)
+    is one of these, run by ``process.run``: ``run()`` is the user's own command,
+    ``run(argv)`` another pip command with the same pip and environment.
+    """
+
+    program: PipProgram
+    env: Mapping[str, str]
+    args: tuple[str, ...] = ()
+    quiet: bool = False
+
+    def with_args(self, args: Sequence[str]) -> PipInvocation:
+        """The same pip, resolving ``args`` instead of the user's arguments."""
+        return replace(self, args=tuple(args))
+
+    def command(self, argv: Sequence[str] | None = None) -> list[str]:
+        return self.program.command(self.args if argv is None else argv)
+
+    def run(
+        self,
+        argv: Sequence[str] | None = None,
+        label: str = "pip",
+        *,
+        stdout: IO[bytes] | None = None,
+        stderr: IO[bytes] | None = None,
+        each_line: Callable[[bytes], None] | None = None,
+        poll: Callable[[], None] | None = None,
+    ) -> int:
+        """``process.run`` of ``argv`` (default: the user's arguments)."""
+        command, env = self.command(argv), self.env
+        return process.run(
+            command, env, label, stdout=stdout, stderr=stderr, each_line=each_line, poll=poll
+        )
 
 
 def _version(text: str | None) -> Version | None:
@@ -137,13 +175,4 @@ def user_env_notes(base: Mapping[str, str]) -> list[str]:
     return notes
 
 
-def signal_name(code: int) -> str | None:
-    if code > 128:
-        try:
-            return signal.Signals(code - 128).name
-        except ValueError:
-            return None
-    return None
-
-
-__all__ = ["PipProgram", "environment", "run", "select"]
+__all__ = ["PipInvocation", "PipProgram", "environment", "run", "select"]

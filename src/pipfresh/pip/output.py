@@ -38,7 +38,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from pipfresh.pip.config import ConfigError, effective, progress_bar, strtobool
+from pipfresh.pip.config import ConfigError, PipConfig, progress_bar, strtobool
 from pipfresh.target.interpreter import Facts
 
 PYTHON = "<Python from Requires-Python>"  # pip's REQUIRES_PYTHON_IDENTIFIER
@@ -272,8 +272,9 @@ class Lines:
         pip_args: Sequence[str],
         env: Mapping[str, str],
         pip_version: Version,
+        config: PipConfig | None = None,
     ) -> Lines:
-        options = _Options.of(pip_args, env, facts.prefix)
+        options = _Options.of(config or PipConfig.load(pip_args, env, facts.prefix))
         order = installation_order(
             report,
             installed_dists(facts),
@@ -331,9 +332,10 @@ class _Options:
     progress_bar: str = "on"
 
     @classmethod
-    def of(cls, args: Sequence[str], env: Mapping[str, str], prefix: str) -> _Options:
+    def of(cls, config: PipConfig) -> _Options:
+        args = config.args
         try:
-            values = effective(env, prefix, "install")
+            values = config.values()
         except ConfigError:
             values = {}
 
@@ -348,7 +350,7 @@ class _Options:
         return cls(
             with_deps=not flag("no-deps", "no-dependencies"),
             requires_python=not flag("ignore-requires-python"),
-            progress_bar=progress_bar(args, env, prefix),
+            progress_bar=progress_bar(args, config.env, config.prefix, config),
         )
 
 

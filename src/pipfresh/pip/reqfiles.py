@@ -14,10 +14,11 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipfresh.pip import options
 from pipfresh.pip.args import option_values
 
-REQUIREMENTS = frozenset({"-r", "--requirement"})
-CONSTRAINTS = frozenset({"-c", "--constraint"})
+REQUIREMENTS = options.spellings("-r")
+CONSTRAINTS = options.spellings("-c")
 ALL = REQUIREMENTS | CONSTRAINTS
 _COMMENT = re.compile(r"(^|\s+)#.*$")  # pip's COMMENT_RE
 _URL = re.compile(r"^(http|https|file):", re.I)  # pip's SCHEME_RE

@@ -18,11 +18,12 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from pipfresh.pip import options
 from pipfresh.pip.config import config_files
 
 # pip install options that change what a build produces (valued, then flags).
-_VALUED = {"-C", "--config-settings", "--build-option", "--global-option", "--build-constraint"}
-_FLAGS = {"--no-build-isolation", "--use-pep517", "--no-use-pep517"}
+_VALUED = options.named(options.BUILD, valued=True)
+_FLAGS = options.named(options.BUILD, valued=False)
 _SPELLING = {"--config-settings": "-C"}
 # The same, as pip reads them from the environment and from config files.
 _NAMES = {

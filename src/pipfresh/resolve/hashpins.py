@@ -26,8 +26,8 @@ from packaging.utils import canonicalize_name
 
 from pipfresh.pip import reqfiles
 from pipfresh.pip.args import option_values
-from pipfresh.pip.config import ConfigError, effective, strtobool
-from pipfresh.pip.resolved import Item
+from pipfresh.pip.config import ConfigError, PipConfig, strtobool
+from pipfresh.pip.report import Item
 from pipfresh.target.interpreter import Facts
 
 _REQUIRE = "--require-hashes"
@@ -63,16 +63,18 @@ class Pins:
         return None
 
 
-def read(pip_args: Sequence[str], env: Mapping[str, str], facts: Facts) -> Pins:
+def read(
+    pip_args: Sequence[str], env: Mapping[str, str], facts: Facts, config: PipConfig | None = None
+) -> Pins:
     """The pins of the requirement, constraint and lock files pip reads for ``pip_args``.
 
     A line whose marker does not hold for the target is skipped, as pip skips it
     (its ``--hash`` still turns hash-checking mode on); the pins of the lines that
     name one project are intersected, so the store never accepts a hash pip
-    would refuse.
+    would refuse. ``config``: pip's configuration, when read already.
     """
     try:
-        settings = effective(env, facts.prefix, "install")
+        settings = (config or PipConfig.load(pip_args, env, facts.prefix)).values()
         given = {o: _flag(pip_args, o) or strtobool(settings.get(o[2:], "0")) for o in _FLAGS}
     except ConfigError as exc:
         return Pins(False, {}, f"pip's configuration: {exc}")

@@ -28,6 +28,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from email.utils import formatdate
 from pathlib import Path
 from types import TracebackType
@@ -36,8 +37,8 @@ from packaging.utils import canonicalize_name
 
 from pipfresh.cache import fs
 from pipfresh.errors import LinkInCache
-from pipfresh.pip import httpcache
-from pipfresh.pip.resolved import Item
+from pipfresh.pip import httpcache, invoke
+from pipfresh.pip.report import Item
 from pipfresh.resolve.reuse import Listings
 
 #: The header marking an entry pipfresh wrote; its value is the body's sha256.
@@ -103,13 +104,15 @@ class Capture:
             shutil.rmtree(self.dir, ignore_errors=True)
             self.dir = None
 
-    def command(self, argv: Sequence[str]) -> list[str]:
+    def hooked(self, pip: invoke.PipInvocation) -> invoke.PipInvocation:
         """``python -m pip ARGS`` run with the hook. pipfresh's own pip with ``--python``
         runs the target's pip in a process of its own, which the hook would not see:
         that runs as it is (and nothing is kept)."""
+        argv = pip.program.argv
         if self.dir is None or list(argv[1:3]) != ["-m", "pip"] or "--python" in argv[3:4]:
-            return list(argv)
-        return [argv[0], "-c", _BOOTSTRAP.format(dest=str(self.dir)), *argv[1:]]
+            return pip
+        hooked = (argv[0], "-c", _BOOTSTRAP.format(dest=str(self.dir)), *argv[1:])
+        return replace(pip, program=replace(pip.program, argv=hooked))
 
     def matching(self, items: Iterable[Item], http_dir: Path) -> dict[str, Path]:
         """The kept files that are what the report resolved, of those pip's HTTP cache

@@ -41,10 +41,10 @@ from packaging.utils import canonicalize_name
 from pipfresh import __version__
 from pipfresh.cache import fs
 from pipfresh.layout import RESOLUTIONS, Partition
-from pipfresh.pip import httpcache, invoke
+from pipfresh.pip import httpcache, invoke, options
 from pipfresh.pip.args import option_values
-from pipfresh.pip.config import ConfigError, config_files, effective
-from pipfresh.pip.resolved import Item
+from pipfresh.pip.config import ConfigError, PipConfig, config_files
+from pipfresh.pip.report import Item
 from pipfresh.target.interpreter import Target
 
 # What pip sends for an index page (invoke._internal.index.collector._get_simple_response).
@@ -62,9 +62,10 @@ _WORKERS = 32  # uv fetches 50 at once; pip, one after another
 _PAGE_LIMIT = 64 << 20  # as httpcache.read_body
 
 # Options whose value names a file whose contents are part of the inputs.
-_FILE_OPTIONS = {"-r", "--requirement", "-c", "--constraint"}
+_FILE_OPTIONS = options.named(options.INPUTS)
 # Options pip reads a log file from: pipfresh needs its own --log for the dry run.
-_LOG_OPTIONS = {"--log", "--log-file", "--local-log"}
+_LOG_OPTIONS = options.named(options.LOG)
+_LISTING_OPTIONS = options.named(options.LISTING)  # -f, --find-links, --no-index
 _LOG_ENV = ("PIP_LOG", "PIP_LOG_FILE", "PIP_LOCAL_LOG")
 # Environment that can change what pip sees, besides PIP_*.
 _OTHER_ENV = ("PYTHONPATH", "PYTHONNOUSERSITE", "PYTHONUSERBASE", "PYTHONHOME")
@@ -167,9 +168,7 @@ def _unsupported(args: Sequence[str], env: Mapping[str, str]) -> str | None:
             return f"{name} given"
         if name.startswith("--uploaded-prior"):
             return "an upload cut-off can move with time"
-        if name in ("--no-index", "-f", "--find-links") or (
-            name.startswith("-f") and not name.startswith("--")
-        ):
+        if name in _LISTING_OPTIONS or (name.startswith("-f") and not name.startswith("--")):
             return f"{name} (local listings cannot be revalidated)"
     for key in (*_LOG_ENV, "PIP_UPLOADED_PRIOR_TO", "PIP_NO_INDEX", "PIP_FIND_LINKS"):
         if env.get(key):
@@ -213,7 +212,7 @@ def _collect(path: Path, seen: list[Path]) -> None:
             continue
         words = line.replace("=", " ", 1).split()
         name = words[0]
-        if name in ("-f", "--find-links", "--no-index") or line.startswith("-f"):
+        if name in _LISTING_OPTIONS or line.startswith("-f"):
             raise _Unsupported(f"{path} uses {name} (local listings cannot be revalidated)")
         for value in option_values(words, _FILE_OPTIONS):
             included = Path(value)
@@ -280,15 +279,17 @@ def fetched_pages(log_text: str) -> list[str]:
     return list(dict.fromkeys(_FETCHING.findall(log_text)))
 
 
-def user_log(pip_args: Sequence[str], env: Mapping[str, str], prefix: str) -> Path | None:
+def user_log(
+    pip_args: Sequence[str], env: Mapping[str, str], prefix: str, config: PipConfig | None = None
+) -> Path | None:
     """The log the user has pip write, if any (pip takes one ``--log``: pipfresh then
     adds none), as pip chooses it: the command line, then ``PIP_LOG`` and pip's
-    configuration files (``effective`` reads both as pip does)."""
+    configuration files (``PipConfig`` reads both as pip does)."""
     given = list(option_values(pip_args, _LOG_OPTIONS))
     if given:
         return Path(given[-1])
     try:
-        values = effective(env, prefix, "install")
+        values = (config or PipConfig.load(pip_args, env, prefix)).values()
     except ConfigError:
         return None
     found = next((values[k] for k in ("log", "log-file", "local-log") if values.get(k)), None)

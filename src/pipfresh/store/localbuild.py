@@ -16,8 +16,8 @@ a wheel built from the same bytes (without build options) is reused from pip's w
 cache, as for an sdist from an index. Each wheel is stored by its own sha256, so a
 project that builds the same bytes again links what is stored.
 
-    found = localbuild.find(pip_args, valued)       # the command line's local projects
-    code, builds = localbuild.build(found, program, pip_args, env, default, tmp)
+    found = localbuild.find(pip_args)               # the command line's local projects
+    code, builds = localbuild.build(found, pip, default, tmp)     # pip: invoke.PipInvocation
     argv = builds.arguments(pip_args)               # for pip's dry run
 """
 
@@ -30,7 +30,7 @@ import sys
 import tempfile
 import urllib.parse
 import urllib.request
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -45,8 +45,8 @@ from packaging.utils import (
 from packaging.version import Version
 
 from pipfresh.cache import fs
-from pipfresh.pip import invoke, process
-from pipfresh.pip.resolved import Item
+from pipfresh.pip import invoke, options
+from pipfresh.pip.report import Item
 from pipfresh.store.obtain import (
     BUILD_FLAGS,
     BUILD_VALUED,
@@ -84,12 +84,12 @@ class Local:
         return urllib.parse.urljoin("file:", urllib.request.pathname2url(self.path))
 
 
-def find(pip_args: Sequence[str], valued: Collection[str]) -> list[Local]:
+def find(pip_args: Sequence[str]) -> list[Local]:
     """The positional requirements of ``pip install`` that pip reads as a local source
     tree or sdist (``.``, ``./proj[extra]``, ``dist/proj-1.0.tar.gz``), as pip's
     ``parse_req_from_line`` does; URLs, ``name @ url`` and markers are left alone."""
     found = []
-    for position, token in _positionals(pip_args, valued):
+    for position, token in _positionals(pip_args):
         if ";" in token or "@" in token or _URL.match(token):
             continue
         match = _EXTRAS.match(token)
@@ -104,7 +104,7 @@ def find(pip_args: Sequence[str], valued: Collection[str]) -> list[Local]:
     return found
 
 
-def _positionals(args: Sequence[str], valued: Collection[str]) -> Iterator[tuple[int, str]]:
+def _positionals(args: Sequence[str]) -> Iterator[tuple[int, str]]:
     """Each positional argument after the command, with its index (optparse's reading)."""
     i = 1  # args[0] is the command
     while i < len(args):
@@ -113,26 +113,17 @@ def _positionals(args: Sequence[str], valued: Collection[str]) -> Iterator[tuple
             yield from ((j, args[j]) for j in range(i + 1, len(args)))
             return
         if token.startswith("--"):
-            i += 2 if "=" not in token and _takes_value(token, valued) else 1
+            i += 2 if "=" not in token and options.takes_value(token) else 1
             continue
         if token.startswith("-") and token != "-":
             i += 1
             for at, char in enumerate(token[1:], start=2):
-                if "-" + char in valued:  # -rFILE, or -r FILE
+                if "-" + char in options.VALUED:  # -rFILE, or -r FILE
                     i += 0 if token[at:] else 1
                     break
             continue
         yield i, token
         i += 1
-
-
-def _takes_value(option: str, valued: Collection[str]) -> bool:
-    """Whether pip reads the next argument as this long option's value (optparse
-    accepts any unambiguous prefix: ``--req FILE``)."""
-    if option in valued:
-        return True
-    longs = {o for o in valued if o.startswith("--")}
-    return len(option) > 3 and any(o.startswith(option) for o in longs)
 
 
 def _is_file(url: str, path: Path) -> bool:
@@ -183,7 +174,7 @@ class Builds:
     record of each project back."""
 
     built: tuple[Built, ...]
-    program: invoke.PipProgram
+    pip: invoke.PipInvocation  # the user's pip, arguments and environment
     shown: frozenset[bytes] = frozenset()  # first lines the build printed already
 
     def arguments(self, pip_args: Sequence[str]) -> list[str]:
@@ -204,7 +195,7 @@ class Builds:
         """The build whose wheel ``url`` (from pip's report) names."""
         return next((b for b in self.built if _is_file(url, b.wheel)), None)
 
-    def complete(self, report_path: Path, pip_args: Sequence[str], env: Mapping[str, str]) -> int:
+    def complete(self, report_path: Path) -> int:
         """Add the projects pip's dry run kept as installed (same version, a local wheel)
         to its report: pip reinstalls a local project. Their entries come from a dry run
         of the wheel alone, so the report holds pip's own account of them."""
@@ -217,10 +208,10 @@ class Builds:
         with tempfile.TemporaryDirectory(prefix="pipfresh-kept-") as tmp:
             extra = Path(tmp, "report.json")
             argv = ["install", "--dry-run", "--no-deps", "--force-reinstall", "-q",
-                    *fetch_options(pip_args), "--report", str(extra),
+                    *fetch_options(self.pip.args), "--report", str(extra),
                     *(b.requirement() for b in kept)]  # fmt: skip
             with open(Path(tmp, "out.log"), "wb") as out:
-                code = process.run(self.program.command(argv), env, "pip's dry run", stdout=out)
+                code = self.pip.run(argv, "pip's dry run", stdout=out)
             if code != 0:
                 return code
             entries += json.loads(extra.read_text(encoding="utf-8")).get("install") or []
@@ -233,7 +224,7 @@ class Builds:
         for item in items:
             built = self.of_url(item.url)
             if built is not None:
-                item = replace(item, direct_url=built.direct_url(self.program.version))
+                item = replace(item, direct_url=built.direct_url(self.pip.program.version))
             out.append(item)
         return out
 
@@ -244,7 +235,7 @@ class Builds:
         for entry in data.get("install") or []:
             built = self.of_url(_url(entry))
             if built is not None:
-                entry["download_info"] = built.report_info(self.program.version)
+                entry["download_info"] = built.report_info(self.pip.program.version)
         report_path.write_text(json.dumps(data, indent=2), encoding="utf-8")
 
 
@@ -253,12 +244,7 @@ def _url(entry: dict[str, Any]) -> str:
 
 
 def build(
-    found: Sequence[Local],
-    program: invoke.PipProgram,
-    pip_args: Sequence[str],
-    env: Mapping[str, str],
-    default_build: bool,
-    tmp: Path,
+    found: Sequence[Local], pip: invoke.PipInvocation, default_build: bool, tmp: Path
 ) -> tuple[int, Builds]:
     """``pip wheel --no-deps`` of each project, with the options and environment pip's
     install would build it with (``default_build``: no build-affecting option is set).
@@ -266,6 +252,7 @@ def build(
     a failure shows nothing, for plain pip to say it."""
     built = []
     shown: set[bytes] = set()
+    pip_args = pip.args
     options = [*fetch_options(pip_args, BUILD_VALUED, BUILD_FLAGS), *_output_options(pip_args)]
     lines = fetch_options_from_files(pip_args)
     for n, local in enumerate(found):
@@ -278,17 +265,17 @@ def build(
         sha256 = None if local.is_dir else fs.sha256(local.path)
         argv += _requirement(local, pip_args[local.position], sha256, default_build)
         with open(tmp / f"{n}.out", "w+b") as out, open(tmp / f"{n}.err", "w+b") as err:
-            code = process.run(program.command(argv), env, "pip wheel", stdout=out, stderr=err)
+            code = pip.run(argv, "pip wheel", stdout=out, stderr=err)
             wheels = list(out_dir.glob("*.whl")) if code == 0 else []
             if len(wheels) != 1:
-                return code or 1, Builds((), program)
+                return code or 1, Builds((), pip)
             shown |= _replay(out, err, hide=str(out_dir).encode())
         try:
             name, version, _build, _tags = parse_wheel_filename(wheels[0].name)
         except InvalidWheelFilename:
-            return 1, Builds((), program)
+            return 1, Builds((), pip)
         built.append(Built(local, wheels[0], str(canonicalize_name(name)), str(version), sha256))
-    return 0, Builds(tuple(built), program, frozenset(shown))
+    return 0, Builds(tuple(built), pip, frozenset(shown))
 
 
 def _requirement(local: Local, token: str, sha256: str | None, default_build: bool) -> list[str]:

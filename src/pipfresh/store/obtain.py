@@ -14,6 +14,7 @@ import tempfile
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence, Set
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
@@ -27,101 +28,71 @@ from packaging.utils import (
 from pipfresh.cache import fs
 from pipfresh.cli.progress import Progress
 from pipfresh.errors import PipfreshError
-from pipfresh.pip import httpcache, invoke, process, reqfiles
+from pipfresh.pip import httpcache, invoke, options, reqfiles
 from pipfresh.pip.args import option_values
-from pipfresh.pip.resolved import Item
+from pipfresh.pip.report import Item
 from pipfresh.resolve.buildkey import BuildOptions
 from pipfresh.store.adding import Adding
 from pipfresh.store.entries import Compiler, Entry, Store
 from pipfresh.target.interpreter import Target
 
 # Options that tell pip where and how to fetch and build; ``pip wheel`` needs the same.
-_FETCH_VALUED = {
-    "-i",
-    "--index-url",
-    "--extra-index-url",
-    "-f",
-    "--find-links",
-    "--trusted-host",
-    "--cert",
-    "--client-cert",
-    "--proxy",
-    "--timeout",
-    "--retries",
-    "--keyring-provider",
-    "-C",
-    "--config-settings",
-    "--only-binary",
-    "--no-binary",
-    "--use-feature",
-}
-_FETCH_FLAGS = {
-    "--no-index",
-    "--no-cache-dir",
-    "--pre",
-    "--prefer-binary",
-    "--no-build-isolation",
-    "--isolated",
-    "--check-build-dependencies",
-    "--use-pep517",
-}
-_REQ_FILE_OPTIONS = {"-i", "--index-url", "--extra-index-url", "-f", "--find-links",
-                     "--trusted-host", "--no-index", "--pre", "--prefer-binary",
-                     "--only-binary", "--no-binary"}  # fmt: skip
+_FETCH_VALUED = options.named(options.FETCH, valued=True)
+_FETCH_FLAGS = options.named(options.FETCH, valued=False)
+_FETCH_SHORT = tuple(sorted(name for name in _FETCH_VALUED if len(name) == 2))  # -iURL
+_REQ_FILE_OPTIONS = options.named(options.INDEX)
+
+
+@dataclass(frozen=True)
+class Sources:
+    """Where wheels may be already: pip's HTTP cache, and what its dry run downloaded."""
+
+    http_dir: Path
+    kept: Mapping[str, Path] = field(default_factory=dict)  # sha256 -> file, the report's
 
 
 def obtain(
     store: Store,
     missing: list[Item],
     target: Target,
-    program: invoke.PipProgram,
-    pip_args: Sequence[str],
-    env: Mapping[str, str],
-    quiet: bool,
-    pip_cache: Path,
-    kept: Mapping[str, Path],
+    pip: invoke.PipInvocation,
+    sources: Sources,
     progress: Progress | None = None,
 ) -> tuple[int, dict[str, Entry]]:
-    """Store the missing items: wheels pip's dry run downloaded (``kept``: sha256 -> file,
-    each the report's) or left in its HTTP cache (hash-checked), the rest through
-    ``pip wheel`` (download or build, via the managed cache).
+    """Store the missing items: wheels pip's dry run downloaded (``sources.kept``) or
+    left in its HTTP cache (hash-checked), the rest through ``pip wheel`` (download or
+    build, via the managed cache).
 
     Each wheel is unpacked as soon as it is there, and compiled while the next
     ones download or unpack: pip's downloads land in its HTTP cache one by one,
     so they are taken from there while ``pip wheel`` is still running. ``progress``
     shows the three phases, overlapping as they do.
     """
-    build = BuildOptions.of(pip_args, env, target.facts.prefix)
-    keys = store_keys(missing, pip_args, env, target)  # fastpath looked them up already
-    http_dir = pip_cache / program.http_dir
+    build = BuildOptions.of(pip.args, pip.env, target.facts.prefix)
+    keys = store_keys(missing, pip.args, pip.env, target)  # fastpath looked them up already
     shown, wanted = progress or Progress.silent(), set(keys.values())
     obtaining = shown.phase("obtaining", len(wanted), "wheel")
     unpacking = shown.phase("unpacking", len(wanted), "wheel")
     compiling = shown.phase("compiling", len(wanted), "wheel", counting=False)
     scratch = tempfile.TemporaryDirectory(prefix="pipfresh-wheels-")
-    staging = store.adding(Compiler(target.python, env), unpacking.advance)
+    staging = store.adding(Compiler(target.python, pip.env), unpacking.advance)
     with obtaining, unpacking, compiling, scratch as tmp, staging as adding:
 
         def obtained() -> None:  # one count per wheel: each is shown
             for _new in range(sum(1 for key in wanted if key in adding) - obtaining.done):
                 obtaining.advance()
 
-        for item in missing:
-            path = kept.get(item.sha256) if item.is_wheel else None
-            if path is not None:
-                opened = open(path, "rb")  # noqa: SIM115 (adding closes it)
-                adding.submit(item.sha256, Path(item.filename), opened)
+        _take_kept(missing, sources.kept, adding)
         _take_local(missing, adding)
-        _take_cached(missing, http_dir, adding)
+        _take_cached(missing, sources.http_dir, adding)
         obtained()
         rest = [i for i in missing if keys[i.sha256] not in adding]
         if rest:
             # pip's wheel cache ignores build options: a build under options must not use it
             fresh = not build.default and any(not i.is_wheel for i in rest)
-            code = _pip_wheel(
-                rest, Path(tmp), program, [*pip_args, *["--no-cache-dir"] * fresh], env, quiet,
-                http_dir, adding, build.config_settings, obtained,
-            )  # fmt: skip
+            wheel_pip = pip.with_args([*pip.args, *["--no-cache-dir"] * fresh])
+            poll = _taking_downloads(rest, sources.http_dir, adding, obtained)
+            code = _pip_wheel(rest, Path(tmp), wheel_pip, build.config_settings, poll)
             if code != 0:
                 for phase in (obtaining, unpacking, compiling):
                     phase.abandon()  # pip's error follows
@@ -147,41 +118,50 @@ def store_keys(
     return {i.sha256: i.sha256 if i.is_wheel else build.key(i.sha256) for i in items}
 
 
+def _take_kept(items: list[Item], kept: Mapping[str, Path], adding: Adding) -> None:
+    """Submit the wheels pip's dry run downloaded (each checked by pip against the report)."""
+    for item in items:
+        path = kept.get(item.sha256) if item.is_wheel else None
+        if path is not None:
+            opened = open(path, "rb")  # noqa: SIM115 (adding closes it)
+            adding.submit(item.sha256, Path(item.filename), opened)
+
+
+def _taking_downloads(
+    items: list[Item], http_dir: Path, adding: Adding, taken: Callable[[], None]
+) -> Callable[[], None]:
+    """What ``pip wheel``'s wait calls: take the wheels it downloaded meanwhile from pip's
+    HTTP cache (``taken`` is told after each look)."""
+    waiting = [i for i in items if i.is_wheel]
+    rejected: dict[str, tuple[int, int, int]] = {}
+
+    def take_downloaded() -> None:
+        nonlocal waiting
+        waiting = [i for i in waiting if not _take_cached([i], http_dir, adding, rejected)]
+        taken()
+
+    return take_downloaded
+
+
 def _pip_wheel(
     items: list[Item],
     tmp: Path,
-    program: invoke.PipProgram,
-    pip_args: Sequence[str],
-    env: Mapping[str, str],
-    quiet: bool,
-    http_dir: Path,
-    adding: Adding,
-    config_settings: Sequence[str] = (),
-    taken: Callable[[], None] | None = None,
+    pip: invoke.PipInvocation,
+    config_settings: Sequence[str],
+    poll: Callable[[], None],
 ) -> int:
-    """``pip wheel --no-deps`` for ``items``; wheels it downloads are taken meanwhile
-    (``taken`` is told after each look)."""
+    """``pip wheel --no-deps`` for ``items`` (``poll`` called while it runs); its output
+    is shown only when it fails."""
     reqs = tmp / "requirements.txt"
     # pip applies -C to command-line requirements only: each built one gets them on its line
     settings = "".join(f" --config-settings={shlex.quote(v)}" for v in config_settings)
     reqs_lines = [i.requirement() + ("" if i.is_wheel else settings) for i in items]
-    lines = [*fetch_options_from_files(pip_args), *reqs_lines]
+    lines = [*fetch_options_from_files(pip.args), *reqs_lines]
     reqs.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    argv = ["wheel", "--no-deps", "--wheel-dir", str(tmp / "wheels"), *fetch_options(pip_args)]
-    argv += ["-q"] * int(quiet) + ["-r", str(reqs)]
+    argv = ["wheel", "--no-deps", "--wheel-dir", str(tmp / "wheels"), *fetch_options(pip.args)]
+    argv += ["-q"] * int(pip.quiet) + ["-r", str(reqs)]
     with open(tmp / "pip-wheel.log", "w+b") as log:
-        waiting = [i for i in items if i.is_wheel]
-        rejected: dict[str, tuple[int, int, int]] = {}
-
-        def take_downloaded() -> None:
-            nonlocal waiting
-            waiting = [i for i in waiting if not _take_cached([i], http_dir, adding, rejected)]
-            if taken is not None:
-                taken()
-
-        code = process.run(
-            program.command(argv), env, "pip wheel", stdout=log, poll=take_downloaded
-        )
+        code = pip.run(argv, "pip wheel", stdout=log, poll=poll)
         if code != 0:
             log.seek(0)
             sys.stdout.write(log.read().decode("utf-8", "replace"))
@@ -297,8 +277,8 @@ def _match_wheels(missing: list[Item], wheel_dir: Path) -> dict[str, Path]:
 
 # What else a local project's build takes from ``pip install`` (``localbuild``): pip
 # applies these to the command line's requirements, and checks its Requires-Python.
-BUILD_VALUED = frozenset({"--build-option", "--global-option", "--build-constraint"})
-BUILD_FLAGS = frozenset({"--no-use-pep517", "--ignore-requires-python"})
+BUILD_VALUED = options.named(options.LOCAL_BUILD, valued=True)
+BUILD_FLAGS = options.named(options.LOCAL_BUILD, valued=False)
 
 
 def fetch_options(
@@ -318,7 +298,7 @@ def fetch_options(
             if not eq and i + 1 < len(args):
                 out.append(args[i + 1])
                 i += 1
-        elif len(name) > 2 and name[:2] in ("-i", "-f", "-C") and not name.startswith("--"):
+        elif len(name) > 2 and name[:2] in _FETCH_SHORT and not name.startswith("--"):
             out.append(token)  # -iURL
         i += 1
     return out

@@ -178,4 +178,3 @@ def remove_entry(entry: EntryFiles) -> int:
     that is writing right now; callers should skip young ones.
     """
     return _unlink_all(entry.paths)
-

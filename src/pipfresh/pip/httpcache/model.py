@@ -154,4 +154,3 @@ class EntryFiles:
             else:
                 out += (st.st_ino, st.st_size, st.st_mtime_ns)
         return tuple(out)
-

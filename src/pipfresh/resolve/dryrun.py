@@ -1,0 +1,220 @@
+"""pip's dry run: resolving with ``--report``, or reusing the last resolution, and
+reading pip's log of it.
+
+The report pip writes is the run's plan; its log gives the index pages it read
+(``reuse`` records them, to reuse the resolution while they are unchanged) and the
+names as pip spells them (``output``). What the dry run downloads is kept
+(``kept.Capture``), and a kept file pip found replaced makes it resolve again.
+
+    resolution = dryrun.resolve(job, builds, capture)   # job: fastpath.Job
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO, Protocol
+
+from pipfresh.layout import Partition
+from pipfresh.pip import invoke, output, report
+from pipfresh.pip.config import PipConfig
+from pipfresh.resolve import kept, reuse
+from pipfresh.target.interpreter import Target
+
+if TYPE_CHECKING:
+    from pipfresh.store.localbuild import Builds
+
+
+class Run(Protocol):
+    """What a dry run needs of the install (``fastpath.Job``)."""
+
+    @property
+    def partition(self) -> Partition: ...
+    @property
+    def target(self) -> Target: ...
+    @property
+    def program(self) -> invoke.PipProgram: ...
+    @property
+    def pip_args(self) -> list[str]: ...
+    @property
+    def env(self) -> Mapping[str, str]: ...
+    @property
+    def report_path(self) -> Path: ...
+    @property
+    def quiet(self) -> bool: ...
+    @property
+    def config(self) -> PipConfig | None: ...
+    @property
+    def pip(self) -> invoke.PipInvocation: ...
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """How pip's report came to be, for the summary and what follows."""
+
+    code: int
+    how: str  # for the summary: "pip (...)" or "reused: ..."
+    revalidated: int = 0
+    names: Mapping[str, str] = field(default_factory=dict)  # as pip spelled them (canonical ->)
+    pages: list[str] = field(default_factory=list)  # the index pages pip's dry run read
+
+
+def resolve(job: Run, builds: Builds | None, capture: kept.Capture) -> Resolution:
+    """pip's report at ``job.report_path``: the last one if every page it read is
+    unchanged, else from pip's dry run (with what to record for next time).
+
+    With local projects built, the dry run resolves their wheels instead (never reused:
+    pip builds a local project on every run)."""
+    if builds is not None:
+        with tempfile.TemporaryFile() as errors:  # shown unless plain pip runs instead
+            how = "pip (a local project, built this run: not reusable)"
+            resolution = _dry_run_alone(job, how, capture, builds, errors)
+            if resolution.code == 0:
+                errors.seek(0)
+                sys.stderr.buffer.write(errors.read())
+                sys.stderr.flush()
+        return resolution
+    inputs = reuse.inputs(job.pip_args, job.env, job.target, job.program)
+    if inputs.digest is None:
+        return _dry_run_alone(job, f"pip ({inputs.reason}: not reusable)", capture)
+    recorded = reuse.load(job.partition, inputs.digest)
+    changed = ""
+    if recorded is not None:
+        revalidator = reuse.Revalidator(job.pip_args, job.env)
+        unchanged, first_changed = revalidator.all_unchanged(recorded.pages)
+        if first_changed is None:
+            job.report_path.write_text(json.dumps(recorded.report), encoding="utf-8")
+            how = f"reused: {unchanged} index pages unchanged"
+            return Resolution(0, how, unchanged, recorded.names)
+        changed = f"{first_changed}; "
+    theirs = reuse.user_log(job.pip_args, job.env, job.target.facts.prefix, job.config)
+    with tempfile.TemporaryDirectory(prefix="pipfresh-log-") as tmp:
+        log = theirs or Path(tmp, "pip.log")
+        code, text = _dry_run_keeping(job, capture, job.pip_args, log, theirs is None)
+        fetched = reuse.fetched_pages(text)
+        names = output.spellings(text) if code == 0 else {}
+        if code != 0:
+            return Resolution(code, f"pip ({changed.rstrip('; ') or 'failed'})", pages=fetched)
+        if theirs is not None:  # what pip read is in their log, among other runs'
+            how = f"pip ({changed}a --log of yours: not recorded)"
+            return Resolution(0, how, names=names, pages=fetched)
+        http_dir = job.partition.pip_cache / job.program.http_dir
+        pages, why = reuse.pages_from_log(log, http_dir)
+    how = f"pip ({changed}{why or _record(job, inputs.digest, pages, names)})"
+    return Resolution(0, how, names=names, pages=fetched)
+
+
+def _dry_run_alone(
+    job: Run,
+    how: str,
+    capture: kept.Capture,
+    builds: Builds | None = None,
+    errors: BinaryIO | None = None,
+) -> Resolution:
+    """pip's dry run, nothing recorded; logged to read the names pip spells (into the
+    user's own log when there is one: pip writes one log, appending). With ``builds``,
+    of their wheels in the local projects' places (``errors``: where its stderr goes)."""
+    own = reuse.user_log(job.pip_args, job.env, job.target.facts.prefix, job.config)
+    args = job.pip_args if builds is None else builds.arguments(job.pip_args)
+    hidden = None if builds is None else builds.hidden
+    with tempfile.TemporaryDirectory(prefix="pipfresh-log-") as tmp:
+        log = own or Path(tmp, "pip.log")
+        code, text = _dry_run_keeping(job, capture, args, log, own is None, hidden, errors)
+    names = output.spellings(text) if code == 0 else {}
+    return Resolution(code, how, names=names, pages=reuse.fetched_pages(text))
+
+
+def _dry_run_keeping(
+    job: Run,
+    capture: kept.Capture,
+    args: Sequence[str],
+    log: Path,
+    add_log: bool,
+    hidden: Callable[[bytes], bool] | None = None,
+    errors: BinaryIO | None = None,
+) -> tuple[int, str]:
+    """pip's dry run of ``args``, keeping what it downloads (``kept``), and what it logged
+    to ``log`` in this run (``add_log``: ours, else the user's own). A kept file pip found
+    replaced under its URL (its page lists another hash) is dropped, and pip resolves once
+    more: as plain pip would, it then downloads the new one."""
+    argv = [*args, "--dry-run", *(["--log", str(log)] if add_log else [])]
+    pip = capture.hooked(job.pip.with_args(argv))
+    start = _size(log)
+    code = _dry_run(pip, hidden, errors)
+    text = _read_log(log, start)
+    if code == 0:
+        return code, text
+    http_dir = job.partition.pip_cache / job.program.http_dir
+    dropped = kept.drop_replaced(http_dir, text)
+    if not dropped:
+        return code, text
+    if not job.quiet:
+        print(
+            f"pipfresh: note: {len(dropped)} kept download(s) no longer match their index "
+            "page (replaced under the same URL): dropped, resolving again",
+            file=sys.stderr,
+        )
+    start = _size(log)  # pip appends to its log
+    code = _dry_run(pip, hidden, errors)
+    return code, _read_log(log, start)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _read_log(path: Path, start: int) -> str:
+    """What pip logged from ``start`` on ("" when it cannot be read: names as in metadata)."""
+    try:
+        with open(path, "rb") as fp:
+            fp.seek(start)
+            return fp.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def _record(job: Run, digest: str, pages: list[reuse.Page], names: Mapping[str, str]) -> str:
+    """Keep this resolution for next time, unless it holds something a page does not pin."""
+    try:
+        items, why = report.items(job.report_path)
+    except (OSError, ValueError) as exc:
+        return f"not recorded: {exc}"
+    if why is not None:
+        return f"not recorded: {why}"
+    unpinned = next((i for i in items if i.direct_url or not i.url.startswith("http")), None)
+    if unpinned is not None:
+        return f"not recorded: {unpinned.name} is a direct reference"
+    unlisted = reuse.unattested(items, pages, job.partition.pip_cache / job.program.http_dir)
+    if unlisted is not None:
+        return f"not recorded: {unlisted.name}'s sha256 is not on its index page"
+    try:
+        reuse.save(job.partition, digest, pages, job.report_path, names)
+    except (OSError, ValueError) as exc:
+        return f"not recorded: {exc}"
+    return f"recorded {len(pages)} index pages"
+
+
+def _dry_run(
+    pip: invoke.PipInvocation,
+    hidden: Callable[[bytes], bool] | None = None,
+    errors: BinaryIO | None = None,
+) -> int:
+    """pip's dry run, its output streamed as pip's own but for the "Would install" line
+    (and the ``hidden`` ones).
+
+    Run as every pip is (``process.run``): Ctrl-C reaches pip, we wait for its status.
+    """
+
+    def show(line: bytes) -> None:
+        if not line.startswith(b"Would install ") and not (hidden and hidden(line)):
+            sys.stdout.buffer.write(line)
+            sys.stdout.flush()
+
+    return pip.run(label="pip's dry run", each_line=show, stderr=errors)
