@@ -16,12 +16,11 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 from pipfresh.cache import health, lock, repair, share, snapshot, usage
 from pipfresh.cache.scan import PartitionScan
-from pipfresh.cli.progress import Progress
 from pipfresh.cli.summary import Summary, account
+from pipfresh.console import Console
 from pipfresh.errors import CacheNotWritable, CacheRootError, Interrupted, LockTimeout
 from pipfresh.layout import CacheRoot, Partition, default_root, partition_id
 from pipfresh.pip import httpcache, invoke, process, report
@@ -50,25 +49,6 @@ NO_CACHE_COMMANDS = frozenset(
 
 def open_root(environ: Mapping[str, str]) -> CacheRoot:
     return CacheRoot(default_root(environ)).ensure()
-
-
-class Console(Protocol):
-    """Where a run speaks while it runs: the CLI prints each line at once, so one said
-    before pip starts (a lock wait, a repair) comes before pip's own output."""
-
-    quiet: bool  # ``-q``: no notes, no progress
-
-    def note(self, text: str) -> None:
-        """A remark about the run; silenced by ``-q``."""
-
-    def warning(self, text: str) -> None:
-        """Something the user must know even with ``-q``."""
-
-    def waiting(self, partition: str) -> None:
-        """Another pipfresh holds ``partition``: this run waits for it."""
-
-    def progress(self, pip_args: list[str], env: Mapping[str, str], prefix: str) -> Progress:
-        """The store installer's phases, drawn as pip draws its own."""
 
 
 @dataclass
@@ -142,10 +122,11 @@ def _run_pip_command(
             if partition is None or scan is None:
                 code = invoke.run(program.command(pip_args), env, f"pip {command}")
             else:
-                code = _run_in_partition(
-                    partition, target, program, pip_args, env, summary, report_path, console,
-                    installs, scan,
+                run = _InPartition(
+                    partition, scan, target, program, pip_args, env, report_path, console,
+                    config, installs,
                 )  # fmt: skip
+                code = _run_in_partition(run, summary)
     except Interrupted as stop:
         summary.exit_code, summary.interrupted = stop.status, stop.phase
         summary.elapsed = time.monotonic() - started
@@ -201,20 +182,37 @@ def _usable_partition(
     return partition, None, scan
 
 
-def _run_in_partition(
-    partition: Partition,
-    target: Target,
-    program: invoke.PipProgram,
-    pip_args: list[str],
-    env: Mapping[str, str],
-    summary: Summary,
-    report_path: Path | None,
-    console: Console,
-    installs: bool,
-    scan: PartitionScan,
-) -> int:
+@dataclass(frozen=True)
+class _InPartition:
+    """A pip command run in a managed partition: what each of its steps reads."""
+
+    partition: Partition
+    scan: PartitionScan  # the partition's one walk before pip
+    target: Target
+    program: invoke.PipProgram
+    pip_args: list[str]
+    env: Mapping[str, str]
+    report_path: Path | None
+    console: Console
+    config: PipConfig  # pip's configuration, read once for the whole run
+    installs: bool  # an install that installs: a run ``cache prune --mode recent`` counts
+
+    def job(self, report_path: Path) -> fastpath.Job:
+        """The store's install of this command."""
+        progress = self.console.progress(
+            self.pip_args, self.env, self.target.facts.prefix, self.config
+        )
+        return fastpath.Job(
+            self.partition, self.target, self.program, self.pip_args, self.env, report_path,
+            self.console, progress, self.config,
+        )  # fmt: skip
+
+
+def _run_in_partition(run: _InPartition, summary: Summary) -> int:
+    partition, scan, program = run.partition, run.scan, run.program
+
     def waiting() -> None:
-        console.waiting(partition.id)
+        run.console.waiting(partition.id)
 
     with process.phase("checking the cache"):
         try:  # alone, an interrupted or disk-full run's temporary files are dead weight
@@ -230,35 +228,22 @@ def _run_in_partition(
             share.seed_from_siblings(partition, program.http_dir, scan)
             before = scan.snapshot()
         stored: list[str] = []  # store entries the run used, by key
-        if summary.installer == "store" and report_path is not None:
-            shown = console.progress(pip_args, env, target.facts.prefix)
-            job = fastpath.Job(
-                partition, target, program, pip_args, env, report_path, console.quiet, shown
-            )
+        if summary.installer == "store" and run.report_path is not None:
             with process.phase("installing from the store"):
-                outcome = fastpath.install_with_store(job, summary)
+                outcome = fastpath.install_with_store(run.job(run.report_path), summary)
             code, stored = outcome.code, outcome.store_keys
         else:
-            code = invoke.run(program.command(pip_args), env, f"pip {pip_args[0]}")
+            code = invoke.run(program.command(run.pip_args), run.env, f"pip {run.pip_args[0]}")
         with process.phase("recording the run"):
-            _account(
-                partition, target, program, summary, report_path, before, stored, code, installs
-            )
+            _account(run, summary, before, stored, code)
     return code
 
 
 def _account(
-    partition: Partition,
-    target: Target,
-    program: invoke.PipProgram,
-    summary: Summary,
-    report_path: Path | None,
-    before: snapshot.Snapshot,
-    stored: list[str],
-    code: int,
-    installs: bool,
+    run: _InPartition, summary: Summary, before: snapshot.Snapshot, stored: list[str], code: int
 ) -> None:
     """The summary's figures, shared duplicates, and (an install that installed) its usage."""
+    partition, program, report_path = run.partition, run.program, run.report_path
     after = snapshot.take(partition.pip_cache)
     items: list[report.Installed] = []
     if code == 0 and report_path is not None and report_path.exists():
@@ -274,14 +259,14 @@ def _account(
     ]
     share.link_duplicates(partition, touched)
     try:
-        partition.record_use(target.facts, str(program.version))
+        partition.record_use(run.target.facts, str(program.version))
     except OSError:
         pass
     # What this run used, for `cache prune --mode recent|size`: only an install that
     # installed something counts. `--help`, a failed install, a dry run or a no-op
     # (all satisfied) used nothing a later run needs, and counting them as runs would
     # push the last real install's entries out of `--keep-runs`.
-    if not (installs and code == 0 and items):
+    if not (run.installs and code == 0 and items):
         return
     try:
         used = usage.used_by_run(partition.pip_cache, program.http_dir, items, before, after)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TextIO
 
-from pipfresh.pip.config import progress_bar
+from pipfresh.pip.config import PipConfig, progress_bar
 
 
 @dataclass
@@ -168,6 +168,7 @@ class Progress:
         environ: Mapping[str, str] | None = None,
         stream: TextIO | None = None,
         prefix: str | None = None,
+        config: PipConfig | None = None,
     ) -> Progress:
         """Silent with ``-q``; a rewritten line on a terminal, unless pip's bars are off
         (``--progress-bar off``, ``PIP_PROGRESS_BAR=off``, ``progress-bar = off`` in pip's
@@ -177,7 +178,7 @@ class Progress:
             return cls.silent()
         out = stream if stream is not None else sys.stderr
         env = os.environ if environ is None else environ
-        plain = progress_bar(pip_args, env, prefix) == "off" or env.get("TERM") == "dumb"
+        plain = progress_bar(pip_args, env, prefix, config) == "off" or env.get("TERM") == "dumb"
         try:
             terminal = out.isatty()
         except (OSError, ValueError):

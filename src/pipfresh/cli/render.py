@@ -19,6 +19,7 @@ from pipfresh.cli.progress import Progress
 
 if TYPE_CHECKING:
     from pipfresh.cli.summary import Summary
+    from pipfresh.pip.config import PipConfig
     from pipfresh.session import RunResult
 
 _UNITS = {"B": 1, "kB": 10**3, "MB": 10**6, "GB": 10**9}
@@ -39,7 +40,7 @@ def human_size(size: float, unit: str | None = None) -> str:
 
 
 class Console:
-    """A run's live lines on stderr (``session.Console``); notes are silenced by ``-q``."""
+    """A run's live lines on stderr (``pipfresh.console.Console``); notes are silenced by ``-q``."""
 
     def __init__(self, quiet: bool) -> None:
         self.quiet = quiet
@@ -56,8 +57,23 @@ class Console:
             f"pipfresh: waiting for another pipfresh to finish with {partition}...", file=sys.stderr
         )
 
-    def progress(self, pip_args: list[str], env: Mapping[str, str], prefix: str) -> Progress:
-        return Progress.for_run(self.quiet, pip_args, env, prefix=prefix)
+    def progress(
+        self,
+        pip_args: list[str],
+        env: Mapping[str, str],
+        prefix: str,
+        config: PipConfig | None = None,
+    ) -> Progress:
+        return Progress.for_run(self.quiet, pip_args, env, prefix=prefix, config=config)
+
+    def line(self, text: str) -> None:
+        print(text, flush=True)
+
+    def relay(self, data: bytes, *, err: bool = False) -> None:
+        stream = sys.stderr if err else sys.stdout
+        stream.flush()  # what was printed as text comes first
+        stream.buffer.write(data)
+        stream.buffer.flush()
 
 
 def finish(result: RunResult, console: Console, summary_json: str | None) -> int:

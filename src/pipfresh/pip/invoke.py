@@ -17,6 +17,7 @@ from typing import IO
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
+from pipfresh.console import Console
 from pipfresh.errors import InterpreterError, PipfreshError
 from pipfresh.pip import process
 from pipfresh.target.interpreter import Target
@@ -54,8 +55,12 @@ class PipInvocation:
 
     program: PipProgram
     env: Mapping[str, str]
-    args: tuple[str, ...] = ()
-    quiet: bool = False
+    args: tuple[str, ...]
+    console: Console  # where pip's output goes when pipfresh relays it
+
+    @property
+    def quiet(self) -> bool:
+        return self.console.quiet
 
     def with_args(self, args: Sequence[str]) -> PipInvocation:
         """The same pip, resolving ``args`` instead of the user's arguments."""

@@ -12,13 +12,13 @@ names as pip spells them (``output``). What the dry run downloads is kept
 from __future__ import annotations
 
 import json
-import sys
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Protocol
 
+from pipfresh.console import Console
 from pipfresh.layout import Partition
 from pipfresh.pip import invoke, output, report
 from pipfresh.pip.config import PipConfig
@@ -46,6 +46,8 @@ class Run(Protocol):
     def report_path(self) -> Path: ...
     @property
     def quiet(self) -> bool: ...
+    @property
+    def console(self) -> Console: ...
     @property
     def config(self) -> PipConfig | None: ...
     @property
@@ -75,8 +77,7 @@ def resolve(job: Run, builds: Builds | None, capture: kept.Capture) -> Resolutio
             resolution = _dry_run_alone(job, how, capture, builds, errors)
             if resolution.code == 0:
                 errors.seek(0)
-                sys.stderr.buffer.write(errors.read())
-                sys.stderr.flush()
+                job.console.relay(errors.read(), err=True)
         return resolution
     inputs = reuse.inputs(job.pip_args, job.env, job.target, job.program)
     if inputs.digest is None:
@@ -152,12 +153,10 @@ def _dry_run_keeping(
     dropped = kept.drop_replaced(http_dir, text)
     if not dropped:
         return code, text
-    if not job.quiet:
-        print(
-            f"pipfresh: note: {len(dropped)} kept download(s) no longer match their index "
-            "page (replaced under the same URL): dropped, resolving again",
-            file=sys.stderr,
-        )
+    job.console.note(
+        f"note: {len(dropped)} kept download(s) no longer match their index "
+        "page (replaced under the same URL): dropped, resolving again"
+    )
     start = _size(log)  # pip appends to its log
     code = _dry_run(pip, hidden, errors)
     return code, _read_log(log, start)
@@ -214,7 +213,6 @@ def _dry_run(
 
     def show(line: bytes) -> None:
         if not line.startswith(b"Would install ") and not (hidden and hidden(line)):
-            sys.stdout.buffer.write(line)
-            sys.stdout.flush()
+            pip.console.relay(line)
 
     return pip.run(label="pip's dry run", each_line=show, stderr=errors)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import tempfile
 import urllib.parse
 from collections.abc import Callable, Mapping
@@ -32,6 +31,7 @@ from packaging.version import Version
 
 from pipfresh.cli.progress import Progress
 from pipfresh.cli.summary import Summary
+from pipfresh.console import Console
 from pipfresh.layout import Partition
 from pipfresh.pip import invoke, output, report
 from pipfresh.pip.config import PipConfig
@@ -73,14 +73,18 @@ class Job:
     pip_args: list[str]
     env: Mapping[str, str]
     report_path: Path
-    quiet: bool
+    console: Console  # what the install says, and pip's output it relays
     progress: Progress = field(default_factory=Progress.silent)  # long phases, on stderr
     config: PipConfig | None = None  # pip's configuration, read once (``run`` reads it else)
 
     @property
+    def quiet(self) -> bool:
+        return self.console.quiet
+
+    @property
     def pip(self) -> invoke.PipInvocation:
         """The user's pip command: this pip, this environment, the user's arguments."""
-        return invoke.PipInvocation(self.program, self.env, tuple(self.pip_args), self.quiet)
+        return invoke.PipInvocation(self.program, self.env, tuple(self.pip_args), self.console)
 
     @cached_property
     def pins(self) -> hashpins.Pins:
@@ -217,8 +221,7 @@ def _from_store(
     for changed in install.changed_in_place(
         job.target.facts, [(i.name, i.version) for i in by_store]
     ):
-        if not job.quiet:
-            print(changed.note(), file=sys.stderr)
+        job.console.note(changed.note())
     names = {  # as pip's resolver spelled them (a local project: as its metadata does)
         i.name: output.display_name(i.name, _source_url(i.url, builds), resolution.names)
         for i in items
@@ -250,7 +253,7 @@ def _install(
     by_store = [i for i in items if not i.via_pip]
     lines = None if job.quiet else _lines(job, names)
     if lines is not None:
-        print(lines.installing(), flush=True)
+        job.console.line(lines.installing())
     uninstalls = output.Uninstalls()
     code = _uninstall_replaced(job, by_store, lines, uninstalls)
     if code != 0:
@@ -266,7 +269,7 @@ def _install(
             install.unrequest(job.target.facts, item.name, item.version)
     if lines is not None:
         for line in [*uninstalls.lines(lines), *lines.after_uninstalls(), lines.installed()]:
-            print(line)
+            job.console.line(line)
     return 0
 
 
@@ -357,7 +360,7 @@ def _run_gathering(
     code = job.pip.run(argv, label, each_line=each)
     if code != 0:
         for line in uninstalls.raw[seen:]:
-            print(line)
+            job.console.line(line)
     return code
 
 
@@ -401,8 +404,8 @@ def _install_all(
     sample = requests[0].entry  # decides how files are placed: probed once per filesystem
     where = (scheme.purelib, scheme.platlib, scheme.scripts, scheme.data)
     linker = install.linker_from_env(job.env, sample.file(next(iter(sample.files))), where)
-    if linker.note and not job.quiet:
-        print(f"pipfresh: note: {linker.note}", file=sys.stderr)
+    if linker.note:
+        job.console.note(f"note: {linker.note}")
 
     def one(request: install.Request) -> None:
         install.install(request, scheme, interpreter, template, linker)

@@ -81,7 +81,7 @@ class ChangedInPlace:
     def note(self) -> str:
         differ = "file differs" if self.files == 1 else "files differ"
         return (
-            f"pipfresh: note: {self.name} {self.version} in {self.target} was changed in "
+            f"note: {self.name} {self.version} in {self.target} was changed in "
             f"place ({self.files} {differ} from its RECORD)"
         )
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import sys
 import tempfile
 import urllib.parse
 import urllib.request
@@ -45,6 +44,7 @@ from packaging.utils import (
 from packaging.version import Version
 
 from pipfresh.cache import fs
+from pipfresh.console import Console
 from pipfresh.pip import invoke, options
 from pipfresh.pip.report import Item
 from pipfresh.store.obtain import (
@@ -269,7 +269,7 @@ def build(
             wheels = list(out_dir.glob("*.whl")) if code == 0 else []
             if len(wheels) != 1:
                 return code or 1, Builds((), pip)
-            shown |= _replay(out, err, hide=str(out_dir).encode())
+            shown |= _replay(pip.console, out, err, hide=str(out_dir).encode())
         try:
             name, version, _build, _tags = parse_wheel_filename(wheels[0].name)
         except InvalidWheelFilename:
@@ -294,19 +294,19 @@ def _requirement(local: Local, token: str, sha256: str | None, default_build: bo
     return [f"{name} @ {local.url}#sha256={sha256}"]
 
 
-def _replay(out: BinaryIO, err: BinaryIO, hide: bytes) -> set[bytes]:
+def _replay(console: Console, out: BinaryIO, err: BinaryIO, hide: bytes) -> set[bytes]:
     """Show a build's output (but lines naming ``hide``); return its first lines."""
     shown = set()
     out.seek(0)
+    kept = []
     for line in out:
         if hide not in line:
-            sys.stdout.buffer.write(line)
+            kept.append(line)
         if line.startswith(_FIRST_LINES):
             shown.add(line.rstrip())
-    sys.stdout.flush()
+    console.relay(b"".join(kept))
     err.seek(0)
-    sys.stderr.buffer.write(err.read())
-    sys.stderr.flush()
+    console.relay(err.read(), err=True)
     return shown
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shlex
-import sys
 import tempfile
 import urllib.parse
 import urllib.request
@@ -164,7 +163,7 @@ def _pip_wheel(
         code = pip.run(argv, "pip wheel", stdout=log, poll=poll)
         if code != 0:
             log.seek(0)
-            sys.stdout.write(log.read().decode("utf-8", "replace"))
+            pip.console.relay(log.read())
     return code
 
 
