@@ -188,7 +188,7 @@ def test_a_damaged_record_is_ignored_and_rewritten(
 
 def test_what_the_inputs_and_the_log_say(tmp_path: Path) -> None:
     """Nested files count, local listings and credentials are refused, pip's log is read."""
-    from pipfresh.resolve import reuse
+    from pipfresh.resolve import pagelog, reuse
 
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "base.txt").write_text("app\n--constraint=pins.txt\n")
@@ -213,17 +213,17 @@ def test_what_the_inputs_and_the_log_say(tmp_path: Path) -> None:
     log.write_text(
         "2026-11-21T08:48:23,139 Fetching project page and analyzing links: https://u:****@h/simple/a/\n"
     )
-    assert reuse.pages_from_log(log, tmp_path) == ([], "an index URL carries credentials")
+    assert pagelog.pages_from_log(log, tmp_path) == ([], "an index URL carries credentials")
     log.write_text(
         "x Fetching project page and analyzing links: http://h/simple/a/\n"
         "x Could not fetch URL http://h/simple/a/: 404 Client Error: Not Found for url: ...\n"
     )
-    assert reuse.pages_from_log(log, tmp_path) == (
-        [reuse.Page("http://h/simple/a/", missing=True)],
+    assert pagelog.pages_from_log(log, tmp_path) == (
+        [pagelog.Page("http://h/simple/a/", missing=True)],
         None,
     )
     log.write_text("x Looking in links: /wheels\n")
     assert (
-        reuse.pages_from_log(log, tmp_path)[1]
+        pagelog.pages_from_log(log, tmp_path)[1]
         == "find-links (local listings cannot be revalidated)"
     )

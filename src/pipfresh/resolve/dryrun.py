@@ -22,7 +22,7 @@ from pipfresh.console import Console
 from pipfresh.layout import Partition
 from pipfresh.pip import invoke, output, report
 from pipfresh.pip.config import PipConfig
-from pipfresh.resolve import kept, reuse
+from pipfresh.resolve import kept, pagelog, reuse, revalidate
 from pipfresh.target.interpreter import Target
 
 if TYPE_CHECKING:
@@ -85,18 +85,18 @@ def resolve(job: Run, builds: Builds | None, capture: kept.Capture) -> Resolutio
     recorded = reuse.load(job.partition, inputs.digest)
     changed = ""
     if recorded is not None:
-        revalidator = reuse.Revalidator(job.pip_args, job.env)
+        revalidator = revalidate.Revalidator(job.pip_args, job.env)
         unchanged, first_changed = revalidator.all_unchanged(recorded.pages)
         if first_changed is None:
             job.report_path.write_text(json.dumps(recorded.report), encoding="utf-8")
             how = f"reused: {unchanged} index pages unchanged"
             return Resolution(0, how, unchanged, recorded.names)
         changed = f"{first_changed}; "
-    theirs = reuse.user_log(job.pip_args, job.env, job.target.facts.prefix, job.config)
+    theirs = pagelog.user_log(job.pip_args, job.env, job.target.facts.prefix, job.config)
     with tempfile.TemporaryDirectory(prefix="pipfresh-log-") as tmp:
         log = theirs or Path(tmp, "pip.log")
         code, text = _dry_run_keeping(job, capture, job.pip_args, log, theirs is None)
-        fetched = reuse.fetched_pages(text)
+        fetched = pagelog.fetched_pages(text)
         names = output.spellings(text) if code == 0 else {}
         if code != 0:
             return Resolution(code, f"pip ({changed.rstrip('; ') or 'failed'})", pages=fetched)
@@ -104,7 +104,7 @@ def resolve(job: Run, builds: Builds | None, capture: kept.Capture) -> Resolutio
             how = f"pip ({changed}a --log of yours: not recorded)"
             return Resolution(0, how, names=names, pages=fetched)
         http_dir = job.partition.pip_cache / job.program.http_dir
-        pages, why = reuse.pages_from_log(log, http_dir)
+        pages, why = pagelog.pages_from_log(log, http_dir)
     how = f"pip ({changed}{why or _record(job, inputs.digest, pages, names)})"
     return Resolution(0, how, names=names, pages=fetched)
 
@@ -119,14 +119,14 @@ def _dry_run_alone(
     """pip's dry run, nothing recorded; logged to read the names pip spells (into the
     user's own log when there is one: pip writes one log, appending). With ``builds``,
     of their wheels in the local projects' places (``errors``: where its stderr goes)."""
-    own = reuse.user_log(job.pip_args, job.env, job.target.facts.prefix, job.config)
+    own = pagelog.user_log(job.pip_args, job.env, job.target.facts.prefix, job.config)
     args = job.pip_args if builds is None else builds.arguments(job.pip_args)
     hidden = None if builds is None else builds.hidden
     with tempfile.TemporaryDirectory(prefix="pipfresh-log-") as tmp:
         log = own or Path(tmp, "pip.log")
         code, text = _dry_run_keeping(job, capture, args, log, own is None, hidden, errors)
     names = output.spellings(text) if code == 0 else {}
-    return Resolution(code, how, names=names, pages=reuse.fetched_pages(text))
+    return Resolution(code, how, names=names, pages=pagelog.fetched_pages(text))
 
 
 def _dry_run_keeping(
@@ -179,7 +179,7 @@ def _read_log(path: Path, start: int) -> str:
         return ""
 
 
-def _record(job: Run, digest: str, pages: list[reuse.Page], names: Mapping[str, str]) -> str:
+def _record(job: Run, digest: str, pages: list[pagelog.Page], names: Mapping[str, str]) -> str:
     """Keep this resolution for next time, unless it holds something a page does not pin."""
     try:
         items, why = report.items(job.report_path)
@@ -190,7 +190,7 @@ def _record(job: Run, digest: str, pages: list[reuse.Page], names: Mapping[str, 
     unpinned = next((i for i in items if i.direct_url or not i.url.startswith("http")), None)
     if unpinned is not None:
         return f"not recorded: {unpinned.name} is a direct reference"
-    unlisted = reuse.unattested(items, pages, job.partition.pip_cache / job.program.http_dir)
+    unlisted = pagelog.unattested(items, pages, job.partition.pip_cache / job.program.http_dir)
     if unlisted is not None:
         return f"not recorded: {unlisted.name}'s sha256 is not on its index page"
     try:

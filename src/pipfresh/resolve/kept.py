@@ -39,7 +39,7 @@ from pipfresh.cache import fs
 from pipfresh.errors import LinkInCache
 from pipfresh.pip import httpcache, invoke
 from pipfresh.pip.report import Item
-from pipfresh.resolve.reuse import Listings
+from pipfresh.resolve.pagelog import Listings
 
 #: The header marking an entry pipfresh wrote; its value is the body's sha256.
 KEPT_HEADER = "X-Pipfresh-Kept"

@@ -18,7 +18,7 @@ import json
 import os
 import tempfile
 import urllib.parse
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -36,9 +36,9 @@ from pipfresh.layout import Partition
 from pipfresh.pip import invoke, output, report
 from pipfresh.pip.config import PipConfig
 from pipfresh.pip.report import Item
-from pipfresh.resolve import dryrun, hashpins, kept, reuse
+from pipfresh.resolve import dryrun, hashpins, kept, revalidate
 from pipfresh.resolve.buildkey import BuildOptions
-from pipfresh.store import install, localbuild, obtain, wheelcheck
+from pipfresh.store import install, localbuild, obtain, pipsteps, wheelcheck
 from pipfresh.store.decision import Decision, decide, unsupported_option
 from pipfresh.store.entries import STORE_LAYOUT, Entry, Store, stored
 from pipfresh.target.interpreter import Target
@@ -255,13 +255,13 @@ def _install(
     if lines is not None:
         job.console.line(lines.installing())
     uninstalls = output.Uninstalls()
-    code = _uninstall_replaced(job, by_store, lines, uninstalls)
+    code = pipsteps.uninstall_replaced(job, by_store, lines, uninstalls)
     if code != 0:
         return code
     _install_all(job, by_store, entries, plans, names)
     store.linked({e.path: e for e in entries.values()}.values())  # os.link changed their ctime
     by_pip = [i for i in items if i.via_pip]
-    code = _install_with_pip(job, by_pip, uninstalls)
+    code = pipsteps.install_with_pip(job, by_pip, uninstalls)
     if code != 0:
         return code
     for item in by_pip:
@@ -290,91 +290,17 @@ def _lines(job: Job, names: Mapping[str, str]) -> output.Lines | None:
     return output.Lines.of(report, spelled, facts, job.pip_args, job.env, version, job.config)
 
 
-def _installed_names(target: Target) -> set[str]:
-    """Canonical names of the distributions in the target's site-packages."""
-    names = set()
-    dirs = {d for d in (target.facts.purelib, target.facts.platlib) if d}
-    for directory in dirs:
-        try:
-            listing = os.listdir(directory)
-        except OSError:
-            continue
-        for entry in listing:
-            if entry.endswith((".dist-info", ".egg-info")):
-                names.add(str(canonicalize_name(entry.split("-", 1)[0].rsplit(".", 1)[0])))
-    return names
-
-
-def _uninstall_replaced(
-    job: Job, items: list[Item], lines: output.Lines | None, uninstalls: output.Uninstalls
-) -> int:
-    """pip uninstalls the versions being replaced, as ``pip install`` would first (in its
-    installation order; what pip says of each is printed with the install's last lines)."""
-    present = _installed_names(job.target)
-    replaced = [i.name for i in items if canonicalize_name(i.name) in present]
-    if not replaced:
-        return 0
-    if lines is not None:
-        rank = {name: n for n, name in enumerate(lines.order)}
-        replaced.sort(key=lambda name: rank.get(str(canonicalize_name(name)), len(rank)))
-    argv = ["uninstall", "--yes", *(["-q"] if job.quiet else []), *replaced]
-    return _run_gathering(job, argv, "pip uninstall", uninstalls.from_uninstall, uninstalls)
-
-
-def _install_with_pip(job: Job, items: list[Item], uninstalls: output.Uninstalls) -> int:
-    """pip and setuptools, which pip installs with launchers of its own, at the resolved
-    versions: one short ``pip install --no-deps`` instead of a whole fallback.
-
-    Each line carries the report's sha256, so pip picks and verifies exactly the file
-    the report resolved (not, say, a build-tagged twin) and hash-checking mode holds;
-    the report lists only what pip would install, so the same version installed is
-    installed again (with ``--force-reinstall`` pip does so). Of what it prints, only
-    what pip's install of the whole set prints too (an ``Attempting uninstall`` block)
-    is kept, to be printed with the other lines."""
-    if not items:
-        return 0
-    pins = [f"{i.name}=={i.version} --hash=sha256:{i.sha256}" for i in items]
-    options = obtain.fetch_options(job.pip_args)
-    with tempfile.TemporaryDirectory(prefix="pipfresh-pins-") as tmp:
-        reqs = Path(tmp, "requirements.txt")
-        reqs.write_text("\n".join([*obtain.fetch_options_from_files(job.pip_args), *pins]) + "\n")
-        argv = ["install", "--no-deps", "--force-reinstall", *(["-q"] if job.quiet else [])]
-        argv += [*options, "-r", str(reqs)]
-        label = "pip install (pip, setuptools)"
-        return _run_gathering(job, argv, label, uninstalls.from_install, uninstalls)
-
-
-def _run_gathering(
-    job: Job,
-    argv: list[str],
-    label: str,
-    take: Callable[[str], None],
-    uninstalls: output.Uninstalls,
-) -> int:
-    """pip with its stdout read line by line by ``take``; shown whole if it fails."""
-
-    def each(line: bytes) -> None:
-        take(line.decode("utf-8", "replace").rstrip("\r\n"))
-
-    seen = len(uninstalls.raw)
-    code = job.pip.run(argv, label, each_line=each)
-    if code != 0:
-        for line in uninstalls.raw[seen:]:
-            job.console.line(line)
-    return code
-
-
 def _keep(job: Job, downloaded: Mapping[str, Path], items: list[Item], pages: list[str]) -> None:
     """What the dry run downloaded, into pip's HTTP cache where its page vouches for it
     (``kept.into_pip_cache``): neither ``pip wheel`` nor a later dry run downloads it."""
-    readers: list[reuse.Revalidator] = []
+    readers: list[revalidate.Revalidator] = []
 
     def fetch(url: str) -> bytes | None:
         if "****" in url or "@" in urllib.parse.urlsplit(url).netloc:
             return None  # pip redacts credentials in its log: never send a guess
         if not readers:
             try:
-                readers.append(reuse.Revalidator(job.pip_args, job.env))
+                readers.append(revalidate.Revalidator(job.pip_args, job.env))
             except (OSError, ValueError):  # a certificate that does not load
                 return None
         return readers[0].read(url)
