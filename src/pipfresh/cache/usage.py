@@ -123,7 +123,7 @@ def used_by_run(
             used.add(rel.removesuffix(".body") if rel.startswith("http-v2/") else rel)
         elif rel.startswith("wheels/") and rel.endswith(".whl"):
             used.add(rel)
-    built = _built_wheels(after)
+    built = built_wheels(after)
     top = pip_cache / http_dir
     for item in items:
         if item.sha256:  # kept only if the store has it (``record`` forgets the rest)
@@ -135,13 +135,14 @@ def used_by_run(
             if rel in after or f"{rel}.body" in after:
                 used.add(rel)
         if not item.is_wheel:
-            used.update(built.get((item.canonical_name, _normal(item.version)), ()))
+            used.update(built.get(built_key(item), ()))
     return used
 
 
-def _built_wheels(snap: Snapshot) -> dict[tuple[str, str], list[str]]:
+def built_wheels(paths: Iterable[str]) -> dict[tuple[str, str], list[str]]:
+    """The wheels pip built (``wheels/``), by canonical name and normalized version."""
     found: dict[tuple[str, str], list[str]] = {}
-    for rel in snap:
+    for rel in paths:
         if not (rel.startswith("wheels/") and rel.endswith(".whl")):
             continue
         try:
@@ -150,6 +151,11 @@ def _built_wheels(snap: Snapshot) -> dict[tuple[str, str], list[str]]:
             continue
         found.setdefault((str(canonicalize_name(name)), str(version)), []).append(rel)
     return found
+
+
+def built_key(item: Installed) -> tuple[str, str]:
+    """What ``built_wheels`` would file ``item``'s wheel under."""
+    return item.canonical_name, _normal(item.version)
 
 
 def _normal(version: str) -> str:

@@ -10,9 +10,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
-from packaging.version import InvalidVersion, Version
-
+from pipfresh.cache import usage
 from pipfresh.cache.snapshot import Snapshot, changed
 from pipfresh.pip import httpcache
 from pipfresh.pip.report import Installed
@@ -77,13 +75,13 @@ def account(
     touched = changed(before, after)
     new_wheels = [p for p in touched if p.startswith("wheels") and p.endswith(".whl")]
     summary.built = len(new_wheels)
-    built_before = _wheel_names(p for p in before if p.startswith("wheels") and p.endswith(".whl"))
+    built_before = usage.built_wheels(before)
 
     for item in items:
         if item.local or not item.url.startswith(("http://", "https://")):
             summary.local += 1
             continue
-        if not item.is_wheel and (item.canonical_name, _normal(item.version)) in built_before:
+        if not item.is_wheel and usage.built_key(item) in built_before:
             summary.reused_built += 1
             continue
         meta = httpcache.entry_path(pip_cache / http_dir, item.url)
@@ -126,21 +124,3 @@ def account(
 
 def _body_rel(meta_rel: str, fmt: str) -> str:
     return meta_rel + ".body" if fmt == "http-v2" else meta_rel
-
-
-def _wheel_names(paths: Iterable[str]) -> set[tuple[str, str]]:
-    names: set[tuple[str, str]] = set()
-    for path in paths:
-        try:
-            name, version, _build, _tags = parse_wheel_filename(path.rsplit("/", 1)[-1])
-        except InvalidWheelFilename:
-            continue
-        names.add((str(canonicalize_name(name)), str(version)))
-    return names
-
-
-def _normal(version: str) -> str:
-    try:
-        return str(Version(version))
-    except InvalidVersion:
-        return version

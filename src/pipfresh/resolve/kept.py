@@ -31,7 +31,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from email.utils import formatdate
 from pathlib import Path
-from types import TracebackType
 
 from packaging.utils import canonicalize_name
 
@@ -94,12 +93,7 @@ class Capture:
         self.dir = Path(tempfile.mkdtemp(prefix="pipfresh-kept-"))
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         if self.dir is not None:
             shutil.rmtree(self.dir, ignore_errors=True)
             self.dir = None
