@@ -226,7 +226,7 @@ def _from_store(
         i.name: output.display_name(i.name, _source_url(i.url, builds), resolution.names)
         for i in items
     }
-    code = _install(job, store, items, entries, plans, names)
+    code = _install(job, store, items, _Linking(entries, plans, names))
     if code != 0:
         return Outcome(code, resolution=how)
     return Outcome(
@@ -240,26 +240,31 @@ def _from_store(
     )
 
 
-def _install(
-    job: Job,
-    store: Store,
-    items: list[Item],
-    entries: Mapping[str, Entry],
-    plans: Mapping[str, install.Plan],
-    names: Mapping[str, str],
-) -> int:
+@dataclass(frozen=True)
+class _Linking:
+    """What the store links, by sha256: each wheel's entry and plan; and each name as
+    pip's resolver spelled it."""
+
+    entries: Mapping[str, Entry]
+    plans: Mapping[str, install.Plan]
+    names: Mapping[str, str]
+
+
+def _install(job: Job, store: Store, items: list[Item], linking: _Linking) -> int:
     """pip uninstalls what is replaced, the store links its wheels, pip installs pip and
     setuptools; pip's lines about it all are printed as pip prints them."""
     by_store = [i for i in items if not i.via_pip]
-    lines = None if job.quiet else _lines(job, names)
+    lines = None if job.quiet else _lines(job, linking.names)
     if lines is not None:
         job.console.line(lines.installing())
     uninstalls = output.Uninstalls()
     code = pipsteps.uninstall_replaced(job, by_store, lines, uninstalls)
     if code != 0:
         return code
-    _install_all(job, by_store, entries, plans, names)
-    store.linked({e.path: e for e in entries.values()}.values())  # os.link changed their ctime
+    _install_all(job, by_store, linking)
+    store.linked(
+        {e.path: e for e in linking.entries.values()}.values()
+    )  # os.link changed their ctime
     by_pip = [i for i in items if i.via_pip]
     code = pipsteps.install_with_pip(job, by_pip, uninstalls)
     if code != 0:
@@ -309,19 +314,17 @@ def _keep(job: Job, downloaded: Mapping[str, Path], items: list[Item], pages: li
     kept.into_pip_cache(downloaded, items, http_dir, pages, fetch)
 
 
-def _install_all(
-    job: Job,
-    items: list[Item],
-    entries: Mapping[str, Entry],
-    plans: Mapping[str, install.Plan],
-    names: Mapping[str, str],
-) -> None:
+def _install_all(job: Job, items: list[Item], linking: _Linking) -> None:
     scheme = install.TargetScheme.for_venv(job.target.facts)
     template = install.script_template(job.program.version)
     interpreter = str(job.target.python)
     requests = [
         install.Request(
-            entries[i.sha256], names[i.name], i.requested, i.direct_url, plans[i.sha256]
+            linking.entries[i.sha256],
+            linking.names[i.name],
+            i.requested,
+            i.direct_url,
+            linking.plans[i.sha256],
         )
         for i in items
     ]
