@@ -19,7 +19,8 @@ from helpers import index_args, install, installed_version, pipfresh, store_env
 from pipfresh.cache import lock
 from pipfresh.errors import LockTimeout
 from pipfresh.pip.args import split
-from pipfresh.resolve.reuse import Page, Revalidator
+from pipfresh.resolve.pagelog import Page
+from pipfresh.resolve.revalidate import Revalidator
 from pipfresh.store.fastpath import decide
 from pipfresh.target.interpreter import Target, probe
 from pipfresh.testing.dists import build_wheel
