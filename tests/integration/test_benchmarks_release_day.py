@@ -8,17 +8,12 @@ which version of the freshness probe each contender installed.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import DEFAULT_PIP, pip_wheel
-from pipfresh.testing.dists import build_wheel
+from .test_benchmarks_smoke import VERSION, _corpus, run_benchmarks
 
-REPO = Path(__file__).resolve().parents[2]
-VERSION = f"{sys.version_info[0]}.{sys.version_info[1]}"
 CONTENDERS = ("pip", "uv", "uv --refresh", "pipfresh")
 
 pytest.importorskip("zstandard", reason="the bench/test extra provides zstandard")
@@ -29,32 +24,14 @@ def test_release_day_scenarios(tmp_path: Path) -> None:
 
     if find_python(VERSION) is None:
         pytest.skip(f"the harness finds no CPython {VERSION} (pyenv or PATH)")
-    dists = tmp_path / "dists"
-    build_wheel(dists, "smoke-app", "1.0", requires=["smoke-lib>=1"])
-    build_wheel(dists, "smoke-lib", "1.0")
-    build_wheel(dists, "smoke-lib", "2.0")
-    reqs = tmp_path / "requirements.txt"
-    reqs.write_text("smoke-app==1.0\nfresh-probe\n")
-    results = tmp_path / "results"
-    argv = [
-        sys.executable,
-        "-m",
-        "benchmarks",
-        "-n1",
-        f"--corpus={dists}",
-        f"--requirements={reqs}",
-        f"--pip-wheel={pip_wheel(DEFAULT_PIP)}",
-        f"--python={VERSION}",
+    _corpus(tmp_path)
+    run_benchmarks(
+        tmp_path,
         f"--contenders={','.join(CONTENDERS)}",
         "--scenarios=locked,locked-pinned-release,locked-new-version",
         "--released=smoke-lib",
-        "--latency-ms=0",
-        f"--work={tmp_path / 'work'}",
-        f"--results={results}",
-        "--no-chart",
-    ]
-    proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    )
+    results = tmp_path / "results"
 
     (data_file,) = results.glob("results-*.json")
     runs = [r for r in json.loads(data_file.read_text())["runs"] if r["scenario"] != "fill"]
