@@ -25,8 +25,9 @@ from .harness import (
     uv_binary,
 )
 from .pythons import find_python
+from .release_day import DESCRIPTIONS as RELEASE_DAY
 from .report import chart, markdown
-from .scenarios import SCENARIOS, Plan, Runner, tool_version
+from .scenarios import KNOWN, SCENARIOS, Plan, Runner, tool_version
 
 HERE = Path(__file__).resolve().parent
 
@@ -48,6 +49,7 @@ DESCRIPTIONS = {
         "(pip's index pages dropped; pipfresh's recorded resolution still revalidates them: 304s); `pipfresh (pip installer)`, when "
         "asked for, is pipfresh with `PIPFRESH_INSTALLER=pip`."
     ),
+    **RELEASE_DAY,
     "roundtrip": (
         "The warm cache, pruned as a CI job would (pip: nothing; uv: `uv cache prune --ci`; "
         "pipfresh: `pipfresh cache prune`), archived with tar + zstd (level 3, as "
@@ -103,7 +105,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--bandwidth", help="per response, e.g. 50MB (bytes/s); default unlimited")
     p.add_argument("--max-age", type=int, default=600, help="index pages' max-age (PyPI: 600)")
     p.add_argument("--contenders", default=",".join(default_contenders()), help="comma-separated")
-    p.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated")
+    p.add_argument(
+        "--scenarios",
+        default=",".join(SCENARIOS),
+        help=f"comma-separated, of {','.join(KNOWN)} (default: all but the locked ones)",
+    )
+    p.add_argument(
+        "--released", default="boto3", help="the pinned project locked-pinned-release releases"
+    )
     p.add_argument(
         "--work", type=Path, default=HERE / "work" / "main", help="scratch, emptied first"
     )
@@ -130,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SystemExit(f"unknown contenders: {sorted(set(names) - set(available))}")
     contenders = [available[n] for n in names]
     scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
-    unknown = set(scenarios) - set(SCENARIOS)
+    unknown = set(scenarios) - set(KNOWN)
     if unknown:
         raise SystemExit(f"unknown scenarios: {sorted(unknown)}")
     python = find_python(args.python)
@@ -156,6 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.python,
         multi_found,
         multi_reps=min(args.multi_reps, args.reps),
+        released=args.released,
     )
     with serve(
         args.corpus,

@@ -12,6 +12,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from .release_day import LOCKED, LOCKED_SCENARIOS
+
 MB = 1e6
 
 
@@ -177,6 +179,51 @@ def ratio_table(rows: Sequence[Mapping[str, Any]], scenarios: Sequence[str]) -> 
     return out
 
 
+def release_day_table(rows: Sequence[Mapping[str, Any]], contenders: Sequence[str]) -> list[str]:
+    """Release day side by side: each contender against pipfresh's ``locked`` and uv --refresh."""
+    groups = _group(rows)
+    head = [
+        "scenario",
+        "python",
+        "contender",
+        "wall s, median (min–max, n)",
+        "× pipfresh locked",
+        "× uv --refresh",
+        "index 200 / 304",
+        "index requests per page",
+        "files",
+        "MB served",
+        "probe",
+    ]
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for scenario in LOCKED_SCENARIOS:
+        for python in sorted({k[1] for k in groups if k[0] == scenario}):
+            own = groups.get((LOCKED, python, "pipfresh"))
+            uv = groups.get((scenario, python, "uv --refresh"))
+            for name in contenders:
+                g = groups.get((scenario, python, name))
+                if not g:
+                    continue
+                failed = sum(1 for r in g if r["exit_code"] != 0)
+                pages = _extra(g, "lock_pages")
+                index = _med(g, "index_200") + _med(g, "index_304")
+                cells = [
+                    scenario,
+                    python,
+                    name + (f" (**{failed} failed**)" if failed else ""),
+                    _spread(g, "wall"),
+                    _ratio(_med(g, "wall"), _med(own, "wall") if own else None),
+                    _ratio(_med(g, "wall"), _med(uv, "wall") if uv else None),
+                    f"{_med(g, 'index_200'):.0f} / {_med(g, 'index_304'):.0f}",
+                    f"{index / pages:.2f} ({pages:.0f} pages)" if pages else "–",
+                    f"{_med(g, 'files'):.0f}",
+                    f"{_med(g, 'bytes') / MB:.1f}",
+                    _probe(g),
+                ]
+                out.append("| " + " | ".join(cells) + " |")
+    return out
+
+
 def markdown(meta: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> str:
     contenders = list(meta["contenders"])
     scenarios = [s for s in meta["scenarios"] if any(r["scenario"] == s for r in rows)]
@@ -209,6 +256,13 @@ def markdown(meta: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> str:
         "",
         *ratio_table(rows, scenarios),
     ]
+    if any(s in LOCKED_SCENARIOS for s in scenarios):
+        lines += [
+            "",
+            "## Release day, side by side (median wall time ratios; requests exact)",
+            "",
+            *release_day_table(rows, list(meta["contenders"])),
+        ]
     for scenario in scenarios:
         names = [*contenders, *(n for n in meta.get("extra_contenders", []) if n not in contenders)]
         lines += ["", f"## {scenario}", "", meta["descriptions"].get(scenario, ""), ""]

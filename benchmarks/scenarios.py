@@ -37,20 +37,24 @@ from .harness import (
 )
 from .harness import archive as make_archive
 from .harness import restore as restore_archive
+from .release_day import LOCKED_SCENARIOS, ReleaseDay
 
 SCENARIOS = ("cold", "fresh", "warm-young", "warm", "roundtrip", "multi-abi")
+"""Run by default."""
+KNOWN = (*SCENARIOS, *LOCKED_SCENARIOS)
+"""What ``--scenarios`` accepts: release day (:mod:`release_day`) only when asked for."""
 
 AGED_MAX_AGE = 1
 """max-age the index announces while filling the ``warm`` cache."""
 
 SCOPE: dict[str, tuple[str, ...]] = {
-    "pip": SCENARIOS,
-    "uv": SCENARIOS,
-    "pipfresh": SCENARIOS,
+    "pip": KNOWN,
+    "uv": KNOWN,
+    "pipfresh": KNOWN,
     # Without a cache every run is a cold run (and always fresh): its cold row says it all.
     "no-cache": ("cold",),
     # With an empty cache --refresh changes nothing: cold's row would be uv's again.
-    "uv --refresh": ("fresh", "warm-young", "warm"),
+    "uv --refresh": ("fresh", "warm-young", "warm", *LOCKED_SCENARIOS),
     # pip's end state (bytecode). Elsewhere --refresh --compile-bytecode stands in: in fresh
     # this one is as stale as uv, in warm (pages past max-age) it revalidates as --refresh does.
     "uv --compile-bytecode": ("cold",),
@@ -79,6 +83,8 @@ class Plan:
     scope: Mapping[str, Sequence[str]] = field(default_factory=lambda: dict(SCOPE))
     multi_reps: int = 1
     """multi-abi is four installs per contender: by default it runs in the first repetition only."""
+    released: str = "boto3"
+    """The pinned project of which ``locked-pinned-release`` publishes a new version."""
 
     def runs(self, scenario: str, contenders: Sequence[Contender] | None = None) -> list[Contender]:
         """The contenders that run in ``scenario`` (those with a cache, but in cold and fresh)."""
@@ -132,8 +138,9 @@ class Runner:
     def _add(self, phase: str, seconds: float) -> None:
         self.phases[phase] = self.phases.get(phase, 0.0) + seconds
 
-    def _ctx(self, venv: Path, cache: Path) -> RunContext:
-        return RunContext(venv, cache, self.served.url, self.requirements, self.work)
+    def _ctx(self, venv: Path, cache: Path, requirements: Path | None = None) -> RunContext:
+        reqs = requirements or self.requirements
+        return RunContext(venv, cache, self.served.url, reqs, self.work)
 
     def _cache_dir(self, label: str) -> Path:
         path = self.work / "caches" / label
@@ -162,6 +169,7 @@ class Runner:
         python: Path | None = None,
         python_version: str | None = None,
         extra: dict[str, float] | None = None,
+        requirements: Path | None = None,
     ) -> Measurement:
         with self._phase("make venvs"):
             venv = self.venvs.fresh(python or self.plan.python)
@@ -171,7 +179,7 @@ class Runner:
         started = time.perf_counter()
         m = measure(
             contender,
-            self._ctx(venv, cache),
+            self._ctx(venv, cache, requirements),
             self.served,
             scenario=scenario,
             python=python_version or self.plan.python_version,
@@ -214,13 +222,23 @@ class Runner:
 
     def fill_old(self) -> None:
         """One fill per cache family while pages say max-age=1; then wait them out."""
+        self._old = self.fill_aged(("warm", "roundtrip"), "old")
+
+    def fill_aged(
+        self, scenarios: Sequence[str], label: str, requirements: Path | None = None
+    ) -> dict[str, Snapshot]:
+        """Per cache family of ``scenarios``, a cache filled while pages said max-age=1.
+
+        Returns once those pages are past their max-age, as a cache CI restores hours later.
+        """
         families: dict[str, Contender] = {}
-        for scenario in ("warm", "roundtrip"):
+        for scenario in scenarios:
             if scenario in self.plan.scenarios:
                 for c in self.plan.runs(scenario):
                     families.setdefault(c.family, c)
         if not families:
-            return
+            return {}
+        filled: dict[str, Snapshot] = {}
         index = self.served.index
         saved_max_age = index.page_max_age
         index.page_max_age = AGED_MAX_AGE
@@ -228,14 +246,15 @@ class Runner:
             # The family's plain member fills (pipfresh, not a variant of it).
             for family, first in families.items():
                 contender = next((c for c in self.plan.contenders if c.name == family), first)
-                cache = self._cache_dir(f"old-{family}")
-                m = self._run(contender, "fill", 0, cache)
+                cache = self._cache_dir(f"{label}-{family}")
+                m = self._run(contender, "fill", 0, cache, requirements=requirements)
                 if m.exit_code != 0:
                     raise RuntimeError(f"filling the {family} cache failed")
-                self._old[family] = self._snapshot(cache, contender)
+                filled[family] = self._snapshot(cache, contender)
         finally:
             index.page_max_age = saved_max_age
         time.sleep(AGED_MAX_AGE + 1)
+        return filled
 
     # -- scenarios -----------------------------------------------------------------
 
@@ -395,6 +414,8 @@ class Runner:
             ({"roundtrip"}, self.roundtrip),
             ({"multi-abi"}, self.multi_abi),
         ]
+        if set(LOCKED_SCENARIOS) & set(self.plan.scenarios):
+            steps.append((set(LOCKED_SCENARIOS), ReleaseDay(self, self.plan.released).run))
         for rep in range(1, self.plan.reps + 1):
             rep_started = time.monotonic()
             once = 0.0

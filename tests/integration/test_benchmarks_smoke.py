@@ -34,32 +34,29 @@ def _corpus(root: Path) -> tuple[Path, Path]:
     return dists, reqs
 
 
+def run_benchmarks(tmp_path: Path, *options: str) -> None:
+    """``python -m benchmarks -n1`` on :func:`_corpus`'s files in ``tmp_path``, no latency."""
+    argv = [sys.executable, "-m", "benchmarks", "-n1", f"--corpus={tmp_path / 'dists'}"]
+    argv += [f"--requirements={tmp_path / 'requirements.txt'}", f"--python={VERSION}"]
+    argv += [f"--pip-wheel={pip_wheel(DEFAULT_PIP)}", "--latency-ms=0", "--no-chart"]
+    argv += [f"--work={tmp_path / 'work'}", f"--results={tmp_path / 'results'}", *options]
+    proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
 def test_harness_runs_every_kind_of_scenario(tmp_path: Path) -> None:
     from benchmarks.pythons import find_python
 
     if find_python(VERSION) is None:
         pytest.skip(f"the harness finds no CPython {VERSION} (pyenv or PATH)")
-    dists, reqs = _corpus(tmp_path)
+    _corpus(tmp_path)
     results = tmp_path / "results"
-    argv = [
-        sys.executable,
-        "-m",
-        "benchmarks",
-        "-n1",
-        f"--corpus={dists}",
-        f"--requirements={reqs}",
-        f"--pip-wheel={pip_wheel(DEFAULT_PIP)}",
-        f"--python={VERSION}",
+    run_benchmarks(
+        tmp_path,
         "--contenders=pip,uv,pipfresh,pipfresh (pages pruned)",
         "--scenarios=cold,fresh,warm,roundtrip,multi-abi",
         f"--multi-python={VERSION}",
-        "--latency-ms=0",
-        f"--work={tmp_path / 'work'}",
-        f"--results={results}",
-        "--no-chart",
-    ]
-    proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    )
 
     (data_file,) = results.glob("results-*.json")
     runs = json.loads(data_file.read_text())["runs"]
