@@ -57,6 +57,12 @@ def test_a_changed_page_costs_one_request_per_recorded_page_in_the_whole_run(
     assert sorted(counters.paths("index_200")) == ["/simple/lib/"], counters.records
     assert installed_version(python, "lib") == lib  # fresh: 1.1 is seen when it may be
 
+    # What pip's dry run read from the pages pipfresh stored is recorded, with validators.
+    index.reset_counters()
+    third, _ = _install(make_venv, py311, "26.3", tmp_path, *args)
+    assert third["resolution"] == "reused: 2 index pages unchanged", third
+    assert index.counters().index_304 == index.counters().index_requests == 2
+
 
 def test_a_page_not_verified_in_this_run_is_fetched_not_taken_from_the_cache(
     index: PackageIndex, dist_dir: Path, make_venv: MakeVenv, py311: Path, tmp_path: Path
