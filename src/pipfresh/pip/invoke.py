@@ -69,6 +69,13 @@ class PipInvocation:
     def command(self, argv: Sequence[str] | None = None) -> list[str]:
         return self.program.command(self.args if argv is None else argv)
 
+    def trusting_cache(self) -> PipInvocation:
+        """The same pip, taking index pages from its cache while their ``max-age`` lasts:
+        only once every page left there was verified in this run
+        (``revalidate.Revalidator.pip_for``)."""
+        env = {k: v for k, v in self.env.items() if k != "PIP_REFRESH_PACKAGE"}
+        return replace(self, env=env)
+
     def run(
         self,
         argv: Sequence[str] | None = None,
@@ -139,6 +146,12 @@ def require_command(program: PipProgram, command: str) -> None:
         )
 
 
+def trusts_max_age(program: PipProgram) -> bool:
+    """Whether this pip takes a cached index page as fresh for its ``max-age`` (pip >= 26.2):
+    pipfresh then forces ``--refresh-package :all:`` unless it verified the pages itself."""
+    return program.version >= TRUSTING_PIP
+
+
 def environment(
     base: Mapping[str, str], program: PipProgram, cache_dir: Path | None
 ) -> dict[str, str]:
@@ -152,7 +165,7 @@ def environment(
     if cache_dir is not None:
         env["PIP_CACHE_DIR"] = str(cache_dir)
         env.pop("PIP_NO_CACHE_DIR", None)
-    if program.version >= TRUSTING_PIP:
+    if trusts_max_age(program):
         # Older pips revalidate every index page anyway (Cache-Control: max-age=0).
         env["PIP_REFRESH_PACKAGE"] = ":all:"
     return env

@@ -83,19 +83,20 @@ def resolve(job: Run, builds: Builds | None, capture: kept.Capture) -> Resolutio
     if inputs.digest is None:
         return _dry_run_alone(job, f"pip ({inputs.reason}: not reusable)", capture)
     recorded = reuse.load(job.partition, inputs.digest)
-    changed = ""
+    changed, pip = "", job.pip
     if recorded is not None:
-        revalidator = revalidate.Revalidator(job.pip_args, job.env)
+        http_dir = job.partition.pip_cache / job.program.http_dir
+        revalidator = revalidate.Revalidator(job.pip_args, job.env, http_dir)
         unchanged, first_changed = revalidator.all_unchanged(recorded.pages)
         if first_changed is None:
             job.report_path.write_text(json.dumps(recorded.report), encoding="utf-8")
             how = f"reused: {unchanged} index pages unchanged"
             return Resolution(0, how, unchanged, recorded.names)
-        changed = f"{first_changed}; "
+        changed, pip = f"{first_changed}; ", revalidator.pip_for(job.pip)
     theirs = pagelog.user_log(job.pip_args, job.env, job.target.facts.prefix, job.config)
     with tempfile.TemporaryDirectory(prefix="pipfresh-log-") as tmp:
         log = theirs or Path(tmp, "pip.log")
-        code, text = _dry_run_keeping(job, capture, job.pip_args, log, theirs is None)
+        code, text = _dry_run_keeping(job, capture, job.pip_args, log, theirs is None, pip=pip)
         fetched = pagelog.fetched_pages(text)
         names = output.spellings(text) if code == 0 else {}
         if code != 0:
@@ -137,13 +138,15 @@ def _dry_run_keeping(
     add_log: bool,
     hidden: Callable[[bytes], bool] | None = None,
     errors: BinaryIO | None = None,
+    pip: invoke.PipInvocation | None = None,
 ) -> tuple[int, str]:
     """pip's dry run of ``args``, keeping what it downloads (``kept``), and what it logged
     to ``log`` in this run (``add_log``: ours, else the user's own). A kept file pip found
     replaced under its URL (its page lists another hash) is dropped, and pip resolves once
-    more: as plain pip would, it then downloads the new one."""
+    more: as plain pip would, it then downloads the new one. ``pip``: the pip to run
+    (default ``job.pip``; ``Revalidator.pip_for`` after a revalidation round)."""
     argv = [*args, "--dry-run", *(["--log", str(log)] if add_log else [])]
-    pip = capture.hooked(job.pip.with_args(argv))
+    pip = capture.hooked((pip or job.pip).with_args(argv))
     start = _size(log)
     code = _dry_run(pip, hidden, errors)
     text = _read_log(log, start)

@@ -3,7 +3,13 @@
 pip revalidates its pages one after another; a recorded resolution needs every page
 it read answered 304 (or 404 again) before it is reused, so they are asked in
 parallel, with pip's own index options (certificates, proxies from the environment,
-timeout) and pip's ``Accept`` header.
+timeout) and pip's ``Accept`` and ``Accept-Encoding`` headers.
+
+One round per run: given pip's HTTP cache, each answer goes into it as pip's
+cachecontrol would take it (a 304 refreshes the entry's headers, a changed page is
+stored whole), so the pages are verified in this run. A pip that trusts ``max-age``
+(>= 26.2) then resolves without asking again (``pip_for``): every other index page is
+dropped from its cache first, so whatever page it reads was verified in this run.
 """
 
 from __future__ import annotations
@@ -13,11 +19,15 @@ import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from pipfresh import __version__
+from pipfresh.cache.share import IMMUTABLE
+from pipfresh.errors import LinkInCache
+from pipfresh.pip import httpcache, invoke
 from pipfresh.pip.args import option_values
 from pipfresh.resolve.pagelog import WORKERS, Page
 
@@ -30,6 +40,8 @@ _ACCEPT = ", ".join(
     ]
 )
 
+_ACCEPT_ENCODING = "gzip, deflate"  # what pip sends (pinned since 26.2, requests' default)
+
 _TIMEOUT = 15.0  # pip's default --timeout
 
 
@@ -37,9 +49,14 @@ _PAGE_LIMIT = 64 << 20  # as httpcache.read_body
 
 
 class Revalidator:
-    """Conditional requests for index pages, with pip's TLS, proxy and timeout options."""
+    """Conditional requests for index pages, with pip's TLS, proxy and timeout options;
+    with ``http_dir`` (pip's HTTP cache), what they find goes into it (``fresh``)."""
 
-    def __init__(self, pip_args: Sequence[str], env: Mapping[str, str]) -> None:
+    def __init__(
+        self, pip_args: Sequence[str], env: Mapping[str, str], http_dir: Path | None = None
+    ) -> None:
+        self.http_dir = http_dir
+        self.fresh: set[str] = set()  # pages whose entry in http_dir holds this run's answer
         values = _values(pip_args, env)
         self.timeout = float(values.get("timeout") or _TIMEOUT)
         trusted = set(values.get("trusted-host", "").split())
@@ -67,6 +84,7 @@ class Revalidator:
         else what happened to it, for the summary: changed, or could not be revalidated."""
         headers = {
             "Accept": _ACCEPT,
+            "Accept-Encoding": _ACCEPT_ENCODING,
             "Cache-Control": "max-age=0",
             "User-Agent": f"pipfresh/{__version__} (revalidating a resolution)",
         }
@@ -77,9 +95,13 @@ class Revalidator:
         request = urllib.request.Request(page.url, headers=headers)
         try:
             with self._opener(page.url).open(request, timeout=self.timeout) as response:
-                status = int(response.status)  # a changed page's body is pip's to read
+                status = int(response.status)
+                if status == 200:
+                    self._store(page.url, headers, response)
         except urllib.error.HTTPError as exc:
             status = exc.code
+            if status == 304 and not page.missing:
+                self._refresh(page.url, exc.headers)
         except (OSError, ValueError, http.client.HTTPException) as exc:
             reason = getattr(exc, "reason", None) or exc
             return f"could not be revalidated ({getattr(reason, 'strerror', None) or reason})"
@@ -88,6 +110,35 @@ class Revalidator:
         if status in (200, 404):
             return "changed"
         return f"could not be revalidated (HTTP {status})"
+
+    def _refresh(self, url: str, headers: Any) -> None:
+        """A 304 into pip's entry for ``url`` (its new ``Date`` makes it fresh for pip)."""
+        if self.http_dir is None:
+            return
+        try:
+            httpcache.refresh_entry(self.http_dir, url, _joined(headers))
+        except (OSError, ValueError, LinkInCache, httpcache.CorruptEntry):
+            return  # not fresh: dropped before pip runs (pip_for), so pip asks itself
+        self.fresh.add(url)
+
+    def _store(self, url: str, sent: Mapping[str, str], response: Any) -> None:
+        """A changed page, read whole, into pip's cache as pip would keep it: the raw body
+        (still gzipped), its headers, and the values of the request headers it varies on."""
+        if self.http_dir is None:
+            return
+        body: bytes = response.read(_PAGE_LIMIT + 1)
+        headers = _joined(response.headers)
+        vary = _pip_keeps(headers, len(body))
+        if vary is None or len(body) > _PAGE_LIMIT:
+            return
+        lowered = {k.lower(): v for k, v in sent.items()}
+        try:
+            httpcache.write_response(
+                self.http_dir, url, headers, body, {h: lowered.get(h.lower()) for h in vary}
+            )
+        except (OSError, ValueError, LinkInCache):
+            return
+        self.fresh.add(url)
 
     def read(self, url: str) -> bytes | None:
         """The page at ``url`` as the index serves it now; None on any failure (a redirect
@@ -112,6 +163,70 @@ class Revalidator:
             results = list(pool.map(self.change, pages))
         changed = [f"{p.url} {what}" for p, what in zip(pages, results) if what is not None]
         return len(pages) - len(changed), (changed[0] if changed else None)
+
+    def pip_for(self, pip: invoke.PipInvocation) -> invoke.PipInvocation:
+        """The pip to resolve with after this round. On a pip that trusts ``max-age``, with
+        the partition's cache as its own: one that takes from that cache the pages this
+        round verified (``fresh``), after every other index page (anything but a wheel,
+        an sdist or a metadata file) was dropped from it, so any page pip reads was
+        verified in this run. Otherwise ``pip`` as it is: it revalidates every page.
+        """
+        http_dir = self.http_dir
+        if http_dir is None or not invoke.trusts_max_age(pip.program):
+            return pip
+        if pip.env.get("PIP_CACHE_DIR") != str(http_dir.parent) or pip.env.get("PIP_NO_CACHE_DIR"):
+            return pip
+        if any(option_values(pip.args, {"--cache-dir"})) or "--no-cache-dir" in pip.args:
+            return pip
+        try:
+            drop_unverified(http_dir, self.fresh)
+        except (OSError, LinkInCache):
+            return pip
+        return pip.trusting_cache()
+
+
+def drop_unverified(http_dir: Path, fresh: Iterable[str]) -> int:
+    """Remove from pip's cache every entry but those of the ``fresh`` pages and immutable
+    files (wheels, sdists, metadata: pip never revalidates them), so pip must fetch any
+    other page it reads. Returns how many entries went."""
+    keep = {httpcache.entry_path(http_dir, url).name for url in fresh}
+    if not http_dir.is_dir():
+        return 0
+    dropped = 0
+    for entry in httpcache.iter_entry_files(http_dir):
+        if entry.key in keep:
+            continue
+        try:
+            if httpcache.read_entry(entry).kind in IMMUTABLE:
+                continue
+        except httpcache.CorruptEntry:
+            pass  # pip cannot read it as a page either; dropped all the same
+        httpcache.remove_entry(entry)
+        dropped += 1
+    return dropped
+
+
+def _joined(headers: Any) -> dict[str, str]:
+    """A response's headers as urllib3 gives them to cachecontrol: repeats joined."""
+    out: dict[str, str] = {}
+    for name, value in headers.items():
+        same = next((k for k in out if k.lower() == name.lower()), name)
+        out[same] = f"{out[same]}, {value}" if same in out else value
+    return out
+
+
+def _pip_keeps(headers: Mapping[str, str], size: int) -> list[str] | None:
+    """The headers a response varies on, if pip's cachecontrol would store it
+    (``CacheController.cache_response``), else None."""
+    h = httpcache.Headers(headers)
+    length = h.get("content-length", "")
+    control = h.get("cache-control", "").lower()
+    vary = [v.strip() for v in h.get("vary", "").split(",") if v.strip()]
+    if "no-store" in control or "*" in vary or (length.isdigit() and int(length) != size):
+        return None
+    if "etag" not in h:
+        return None  # pipfresh revalidates by validator; without one pip asks itself
+    return vary
 
 
 class _NoRedirects(urllib.request.HTTPRedirectHandler):

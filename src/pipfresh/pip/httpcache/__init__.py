@@ -21,6 +21,7 @@ from pipfresh.pip.httpcache.entries import (
     check_entry,
     read_body,
     read_entry,
+    refresh_entry,
     write_response,
 )
 from pipfresh.pip.httpcache.files import (
@@ -64,6 +65,7 @@ __all__ = [
     "iter_entry_files",
     "read_body",
     "read_entry",
+    "refresh_entry",
     "remove_entry",
     "write_response",
 ]

@@ -15,7 +15,7 @@ import msgpack  # type: ignore[import-untyped]
 
 from pipfresh.cache import fs
 from pipfresh.pip.httpcache import legacy
-from pipfresh.pip.httpcache.files import _open_nofollow
+from pipfresh.pip.httpcache.files import _open_nofollow, entry_files_for
 from pipfresh.pip.httpcache.keys import _infer_format, entry_path
 from pipfresh.pip.httpcache.metadata import _parse_metadata
 from pipfresh.pip.httpcache.model import (
@@ -152,11 +152,19 @@ def check_entry(entry: EntryFiles) -> tuple[CachedResponse | None, Problem | Non
     return response, problem
 
 
-def write_response(http_dir: Path, url: str, headers: Mapping[str, str], body: Path) -> None:
+def write_response(
+    http_dir: Path,
+    url: str,
+    headers: Mapping[str, str],
+    body: Path | bytes,
+    vary: Mapping[str, str | None] | None = None,
+) -> None:
     """Store a ``200 OK`` for ``url`` in pip's cache as pip's cachecontrol would, in the
-    format of ``http_dir``: ``http-v2`` with the body beside (hardlinked from ``body``
-    where it can be), ``http`` with it inside. Each file is replaced atomically, an
-    ``http-v2`` body before its metadata: pip uses an entry only when both exist.
+    format of ``http_dir``: ``http-v2`` with the body beside (hardlinked from a ``body``
+    path where it can be), ``http`` with it inside. ``vary``: the request's values of the
+    headers the response varies on, which pip compares with its own request's.
+    Each file is replaced atomically, an ``http-v2`` body before its metadata: pip uses
+    an entry only when both exist.
     Raises ``LinkInCache`` for a link on the way, ``OSError`` when it cannot write.
     """
     fmt = _infer_format(http_dir)
@@ -171,9 +179,46 @@ def write_response(http_dir: Path, url: str, headers: Mapping[str, str], body: P
         "reason": "OK",
         "decode_content": False,
     }
-    if fmt == "http-v2":
-        fs.copy_atomic(body, meta.with_name(meta.name + ".body"))
+    beside = meta.with_name(meta.name + ".body")
+    if fmt == "http":
+        response["body"] = body if isinstance(body, bytes) else body.read_bytes()
+    elif isinstance(body, bytes):
+        fs.write_bytes_atomic(beside, body)
     else:
-        response["body"] = body.read_bytes()
-    packed = msgpack.packb({"response": response, "vary": {}}, use_bin_type=True)
+        fs.copy_atomic(body, beside)
+    _write_meta(meta, response, dict(vary or {}))
+
+
+def refresh_entry(http_dir: Path, url: str, headers: Mapping[str, str]) -> None:
+    """Take a ``304 Not Modified`` for ``url`` into its entry as cachecontrol does
+    (``CacheController.update_cached_response``): the 304's headers replace the stored
+    ones of the same name, but ``Content-Length``, and the status becomes 200. Its new
+    ``Date`` is what makes a pip that trusts ``max-age`` (>= 26.2) take the entry as fresh.
+    The body and what the entry varies on stay (pip stored them for its own request).
+
+    Raises ``CorruptEntry`` when there is no usable entry to refresh (pip would not use
+    it either), ``LinkInCache`` for a link on the way, ``OSError`` when it cannot write.
+    """
+    meta = entry_path(http_dir, url)
+    fs.require_real_dirs(http_dir, meta.parent)
+    entry = entry_files_for(meta, _infer_format(http_dir))
+    if entry.meta is None:
+        raise _no_meta_problem(entry)
+    if entry.fmt == "http-v2" and entry.body is None:
+        raise CorruptEntry(Problem.MISSING_BODY, "metadata without .body")
+    with _open_nofollow(entry.meta) as meta_f:
+        size = os.fstat(meta_f.fileno()).st_size
+        _parse_metadata(meta_f, size)  # pip's shape, or CorruptEntry
+        meta_f.seek(0)
+        data = msgpack.unpackb(meta_f.read()[len(b"cc=4,") :], raw=False)
+    response = data["response"]
+    fresh = {k.lower() for k in headers if k.lower() != "content-length"}
+    kept = {k: v for k, v in response["headers"].items() if k.lower() not in fresh}
+    new = {k: v for k, v in headers.items() if k.lower() != "content-length"}
+    response.update(headers={**kept, **new}, status=200)
+    _write_meta(meta, response, data.get("vary") or {})
+
+
+def _write_meta(meta: Path, response: Mapping[str, Any], vary: Mapping[str, Any]) -> None:
+    packed = msgpack.packb({"response": dict(response), "vary": dict(vary)}, use_bin_type=True)
     fs.write_bytes_atomic(meta, b"cc=4," + packed)
