@@ -128,4 +128,12 @@ def test_an_offer_judges_a_change() -> None:
     yanked = _json(_file("lib-1.0-py3-none-any.whl", yanked=True))
     said = pinned.change(Change(page, "changed", yanked, candidates.JSON_V1))
     assert said == "lib has a changed candidate lib-1.0-py3-none-any.whl"
-    assert pinned.change(Change(page, "changed", b"<", "text/plain")) == "its page cannot be read"
+    assert (
+        pinned.change(Change(page, "changed", b"<", "text/plain"))
+        == "lib's page cannot be compared"
+    )
+
+
+def test_the_newest_version_in_pep_440_order() -> None:
+    assert candidates.newest(["1.9", "1.10", "1.10rc1", "junk"]) == "1.10"
+    assert candidates.newest([]) is None

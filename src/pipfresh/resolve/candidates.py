@@ -188,6 +188,19 @@ def versions(listing: Listing, project: str) -> list[str]:
     return sorted(found)
 
 
+def newest(versions: Iterable[str]) -> str | None:
+    """The highest of ``versions`` (PEP 440 order; ones it cannot read sort first)."""
+
+    def key(version: str) -> tuple[bool, Version | str]:
+        try:
+            return True, Version(version)
+        except InvalidVersion:
+            return False, version
+
+    ordered = sorted(versions, key=key)
+    return ordered[-1] if ordered else None
+
+
 def described(old: Sequence[str], new: Sequence[str]) -> str:
     """What changed within the pins, for the summary: a file added, changed or gone."""
 

@@ -245,13 +245,13 @@ class Offer:
         now = Offer.of(
             change.page.url, change.body, change.content_type, {self.project: self.pin or ""}
         )
-        new = sorted(set(now.versions or ()) - set(self.versions or ()))
+        new = candidates.newest(set(now.versions or ()) - set(self.versions or ()))
         if self.pin is None or self.pinned is None or now.pinned is None:
-            if new and self.versions is not None:
-                return f"{self.project} has a new candidate {new[-1]}"
-            return (
-                f"{self.project} is not pinned" if self.pin is None else "its page cannot be read"
-            )
+            if new is not None and self.versions is not None:
+                return f"{self.project} has a new candidate {new}"
+            if self.pin is None:
+                return f"{self.project} is not pinned"
+            return f"{self.project}'s page cannot be compared"
         if now.pinned == self.pinned:
             return None
         return f"{self.project} has {candidates.described(self.pinned, now.pinned)}"
