@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, BinaryIO, Protocol
 from pipfresh.console import Console
 from pipfresh.layout import Partition
 from pipfresh.pip import invoke, output, report
-from pipfresh.pip.config import PipConfig
-from pipfresh.resolve import kept, pagelog, reuse, revalidate
+from pipfresh.pip.config import ConfigError, PipConfig
+from pipfresh.resolve import candidates, kept, pagelog, reuse, revalidate
 from pipfresh.target.interpreter import Target
 
 if TYPE_CHECKING:
@@ -87,12 +87,10 @@ def resolve(job: Run, builds: Builds | None, capture: kept.Capture) -> Resolutio
     if recorded is not None:
         http_dir = job.partition.pip_cache / job.program.http_dir
         revalidator = revalidate.Revalidator(job.pip_args, job.env, http_dir)
-        unchanged, first_changed = revalidator.all_unchanged(recorded.pages)
-        if first_changed is None:
-            job.report_path.write_text(json.dumps(recorded.report), encoding="utf-8")
-            how = f"reused: {unchanged} index pages unchanged"
-            return Resolution(0, how, unchanged, recorded.names)
-        changed, pip = f"{first_changed}; ", revalidator.pip_for(job.pip)
+        reused = _reuse(job, inputs.digest, recorded, revalidator)
+        if isinstance(reused, Resolution):
+            return reused
+        changed, pip = f"{reused}; ", revalidator.pip_for(job.pip)
     theirs = pagelog.user_log(job.pip_args, job.env, job.target.facts.prefix, job.config)
     with tempfile.TemporaryDirectory(prefix="pipfresh-log-") as tmp:
         log = theirs or Path(tmp, "pip.log")
@@ -108,6 +106,52 @@ def resolve(job: Run, builds: Builds | None, capture: kept.Capture) -> Resolutio
         pages, why = pagelog.pages_from_log(log, http_dir)
     how = f"pip ({changed}{why or _record(job, inputs.digest, pages, names)})"
     return Resolution(0, how, names=names, pages=fetched)
+
+
+def _reuse(
+    job: Run, digest: str, recorded: reuse.Recorded, revalidator: revalidate.Revalidator
+) -> Resolution | str:
+    """The recorded report, when every page it read is unchanged or changed outside the
+    root pins (``candidates``); else what changed, for the summary. A page changed
+    outside the pins is recorded as it is now, so the next run finds it unchanged."""
+    pages = recorded.pages
+    changes = revalidator.check(pages)
+    why, outside = recorded.survives(changes)
+    if why is not None:
+        return why
+    job.report_path.write_text(json.dumps(recorded.report), encoding="utf-8")
+    unchanged = len(pages) - len(changes)
+    how = f"reused: {unchanged} index pages unchanged"
+    if changes:
+        how += f", {len(changes)} changed outside the pins ({', '.join(outside)})"
+        _rerecord(job, digest, recorded, changes)
+    return Resolution(0, how, len(pages), recorded.names)
+
+
+def _rerecord(
+    job: Run, digest: str, recorded: reuse.Recorded, changes: Sequence[revalidate.Change]
+) -> None:
+    """Record the changed pages' new validators and offers (same within the pins)."""
+    now = {c.page.url: c for c in changes}
+    pages, offers = [], dict(recorded.offers)
+    for page in recorded.pages:
+        change = now.get(page.url)
+        if (
+            change is not None
+            and change.now is not None
+            and (change.now.etag or change.now.last_modified)
+        ):
+            pages.append(change.now)
+            pin = offers[page.url].pin or ""
+            offers[page.url] = reuse.Offer.of(
+                page.url, change.body, change.content_type, {offers[page.url].project: pin}
+            )
+        else:
+            pages.append(page)
+    try:
+        reuse.save(job.partition, digest, pages, recorded.report, recorded.names, offers)
+    except (OSError, ValueError):
+        pass  # next run revalidates the old validators, and judges the page again
 
 
 def _dry_run_alone(
@@ -193,14 +237,27 @@ def _record(job: Run, digest: str, pages: list[pagelog.Page], names: Mapping[str
     unpinned = next((i for i in items if i.direct_url or not i.url.startswith("http")), None)
     if unpinned is not None:
         return f"not recorded: {unpinned.name} is a direct reference"
-    unlisted = pagelog.unattested(items, pages, job.partition.pip_cache / job.program.http_dir)
+    http_dir = job.partition.pip_cache / job.program.http_dir
+    unlisted = pagelog.unattested(items, pages, http_dir)
     if unlisted is not None:
         return f"not recorded: {unlisted.name}'s sha256 is not on its index page"
     try:
-        reuse.save(job.partition, digest, pages, job.report_path, names)
+        offers = reuse.offers(pages, http_dir, candidates.root_pins(job.pip_args, _settings(job)))
+        reuse.save(job.partition, digest, pages, job.report_path, names, offers)
     except (OSError, ValueError) as exc:
         return f"not recorded: {exc}"
     return f"recorded {len(pages)} index pages"
+
+
+def _settings(job: Run) -> Mapping[str, str]:
+    """pip's configuration and ``PIP_*`` values (none when it cannot be read: no pins
+    from it, so fewer pages may stay unchanged)."""
+    try:
+        return (
+            job.config or PipConfig.load(job.pip_args, job.env, job.target.facts.prefix)
+        ).values()
+    except ConfigError:
+        return {}
 
 
 def _dry_run(

@@ -7,8 +7,10 @@ and of the index pages pip read. After a dry run pipfresh records the inputs'
 digest, pip's report, and each page pip fetched (from pip's ``--log``) with its
 validators (from pip's own cache entry). Next time, when the digest matches,
 every page is revalidated at once with conditional requests; only when all of
-them answer 304 Not Modified (or 404 again) is the recorded report used, so a
-version published a second ago is still seen: its page changed. Only a report
+them answer 304 Not Modified (or 404 again), or a changed page provably cannot
+change pip's answer (``candidates``: it offers the same files within the root
+pins), is the recorded report used, so a version published a second ago is still
+seen where pip could pick it. Only a report
 whose every hash its page lists is recorded: a page that lists no hashes would
 answer 304 for a file replaced under the same URL.
 
@@ -32,10 +34,12 @@ from typing import Any
 
 from pipfresh.cache import fs
 from pipfresh.layout import RESOLUTIONS, Partition
-from pipfresh.pip import invoke, options
+from pipfresh.pip import httpcache, invoke, options
 from pipfresh.pip.args import option_values
 from pipfresh.pip.config import config_files
-from pipfresh.resolve.pagelog import _LOG_ENV, _LOG_OPTIONS, Page
+from pipfresh.resolve import candidates
+from pipfresh.resolve.pagelog import _LOG_ENV, _LOG_OPTIONS, Listings, Page
+from pipfresh.resolve.revalidate import Change
 from pipfresh.target.interpreter import Target
 
 # Options whose value names a file whose contents are part of the inputs.
@@ -210,24 +214,84 @@ def _site_listing(target: Target) -> list[str] | None:
 
 
 # 2: only resolutions whose hashes their pages list (``unattested``) are recorded.
-_FORMAT = 3  # 3: the names pip's resolver spelled (older records are resolved again)
+# 3: the names pip's resolver spelled (older records are resolved again)
+_FORMAT = 4  # 4: what each page offered (``Offer``), to judge a changed page
+
+
+@dataclass(frozen=True)
+class Offer:
+    """What one page offered the recorded resolution: its project, the root pins of it
+    (None: not pinned), the files within them (``candidates.pinned_set``; None: not
+    pinned, or the page could not be read) and every version it listed."""
+
+    project: str
+    pin: str | None = None
+    pinned: list[str] | None = None
+    versions: list[str] | None = None
+
+    @classmethod
+    def of(cls, url: str, body: bytes | None, content_type: str, pins: Mapping[str, str]) -> Offer:
+        project = Listings.project_of(url)
+        pin = pins.get(project)
+        listing = None if body is None else candidates.parse(body, content_type, url)
+        if listing is None:
+            return cls(project, pin)
+        pinned = candidates.pinned_set(listing, project, pin) if pin else None
+        return cls(project, pin, pinned, candidates.versions(listing, project))
+
+    def change(self, change: Change) -> str | None:
+        """Why pip must resolve after ``change`` to the page; None when pip's answer cannot
+        differ (the page offers the same within the pins)."""
+        now = Offer.of(
+            change.page.url, change.body, change.content_type, {self.project: self.pin or ""}
+        )
+        new = candidates.newest(set(now.versions or ()) - set(self.versions or ()))
+        if self.pin is None or self.pinned is None or now.pinned is None:
+            if new is not None and self.versions is not None:
+                return f"{self.project} has a new candidate {new}"
+            if self.pin is None:
+                return f"{self.project} is not pinned"
+            return f"{self.project}'s page cannot be compared"
+        if now.pinned == self.pinned:
+            return None
+        return f"{self.project} has {candidates.described(self.pinned, now.pinned)}"
+
+
+def offers(pages: Sequence[Page], http_dir: Path, pins: Mapping[str, str]) -> dict[str, Offer]:
+    """What each page pip read offered, from pip's cached copy."""
+    found: dict[str, Offer] = {}
+    for page in pages:
+        body, media = None, ""
+        if not page.missing:
+            try:
+                entry = httpcache.entry_files_for(httpcache.entry_path(http_dir, page.url))
+                media = httpcache.read_entry(entry).content_type
+                body = httpcache.read_body(entry)
+            except (OSError, ValueError, httpcache.CorruptEntry):
+                body = None
+        found[page.url] = Offer.of(page.url, body, media, pins)
+    return found
 
 
 def save(
     partition: Partition,
     digest: str,
     pages: Sequence[Page],
-    report: Path,
+    report: Path | Mapping[str, Any],
     names: Mapping[str, str],
+    offered: Mapping[str, Offer],
 ) -> None:
     """Record a resolution atomically (a reader never sees half a file), with each
     distribution's name as pip's resolver spelled it (what pip prints, and names
-    headers after)."""
+    headers after) and what each page offered."""
     data = {
         "format": _FORMAT,
         "pages": [asdict(p) for p in pages],
-        "report": json.loads(report.read_text(encoding="utf-8")),
+        "report": report
+        if isinstance(report, Mapping)
+        else json.loads(report.read_text(encoding="utf-8")),
         "names": dict(names),
+        "offers": {url: asdict(o) for url, o in offered.items()},
     }
     _write(partition.state_dir / RESOLUTIONS / f"{digest}.json", json.dumps(data))
 
@@ -241,11 +305,28 @@ def _write(path: Path, text: str) -> None:
 
 @dataclass(frozen=True)
 class Recorded:
-    """A recorded resolution: the pages to revalidate, pip's report, the names."""
+    """A recorded resolution: the pages to revalidate, pip's report, the names, and
+    what each page offered."""
 
     pages: list[Page]
     report: dict[str, Any]
     names: dict[str, str]
+    offers: dict[str, Offer]
+
+    def survives(self, changes: Sequence[Change]) -> tuple[str | None, list[str]]:
+        """Why pip must resolve after these changes (``<url> changed: why``), None if the
+        report stands; and the projects whose pages changed outside the pins."""
+        outside: list[str] = []
+        for change in changes:
+            offer = self.offers.get(change.page.url)
+            why = "changed" if change.what == "changed" else None
+            if why is None or offer is None or change.body is None:
+                return f"{change.page.url} {change.what}", outside
+            reason = offer.change(change)
+            if reason is not None:
+                return f"{change.page.url} changed: {reason}", outside
+            outside.append(offer.project)
+        return None, outside
 
 
 def load(partition: Partition, digest: str) -> Recorded | None:
@@ -258,6 +339,7 @@ def load(partition: Partition, digest: str) -> Recorded | None:
             return None
         pages = [Page(**p) for p in data["pages"]]
         names = {str(k): str(v) for k, v in data["names"].items()}
+        offered = {str(url): Offer(**o) for url, o in data["offers"].items()}
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return None
     if not pages:
@@ -266,7 +348,4 @@ def load(partition: Partition, digest: str) -> Recorded | None:
         _write(path, text)
     except OSError:
         pass
-    return Recorded(pages, data["report"], names)
-
-
-# -- revalidating --------------------------------------------------------------------
+    return Recorded(pages, data["report"], names, offered)

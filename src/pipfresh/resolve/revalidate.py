@@ -14,13 +14,16 @@ dropped from its cache first, so whatever page it reads was verified in this run
 
 from __future__ import annotations
 
+import gzip
 import http.client
 import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
+import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +85,11 @@ class Revalidator:
     def change(self, page: Page) -> str | None:
         """None when the page is as it was (304 for a page pip had, 404 for one it did not),
         else what happened to it, for the summary: changed, or could not be revalidated."""
+        found = self.ask(page)
+        return None if found is None else found.what
+
+    def ask(self, page: Page) -> Change | None:
+        """``change``, with a changed page's new body (a 200's) and validators."""
         headers = {
             "Accept": _ACCEPT,
             "Accept-Encoding": _ACCEPT_ENCODING,
@@ -93,23 +101,35 @@ class Revalidator:
         if page.last_modified:
             headers["If-Modified-Since"] = page.last_modified
         request = urllib.request.Request(page.url, headers=headers)
+        body, got = None, None
         try:
             with self._opener(page.url).open(request, timeout=self.timeout) as response:
-                status = int(response.status)
+                status, got = int(response.status), response.headers
+                raw = response.read(_PAGE_LIMIT + 1)
                 if status == 200:
-                    self._store(page.url, headers, response)
+                    self._store(page.url, headers, got, raw)
+                body = _body(raw, got.get("Content-Encoding"))
         except urllib.error.HTTPError as exc:
             status = exc.code
             if status == 304 and not page.missing:
                 self._refresh(page.url, exc.headers)
         except (OSError, ValueError, http.client.HTTPException) as exc:
             reason = getattr(exc, "reason", None) or exc
-            return f"could not be revalidated ({getattr(reason, 'strerror', None) or reason})"
+            why = f"could not be revalidated ({getattr(reason, 'strerror', None) or reason})"
+            return Change(page, why)
         if status == (404 if page.missing else 304):
             return None
         if status in (200, 404):
-            return "changed"
-        return f"could not be revalidated (HTTP {status})"
+            if got is None:
+                return Change(page, "changed")
+            new = Page(page.url, got.get("ETag"), got.get("Last-Modified"))
+            return Change(page, "changed", body, got.get("Content-Type", ""), new)
+        return Change(page, f"could not be revalidated (HTTP {status})")
+
+    def check(self, pages: Sequence[Page]) -> list[Change]:
+        """What happened to each page that is not as it was, all asked at once."""
+        with ThreadPoolExecutor(max_workers=max(1, min(WORKERS, len(pages)))) as pool:
+            return [found for found in pool.map(self.ask, pages) if found is not None]
 
     def _refresh(self, url: str, headers: Any) -> None:
         """A 304 into pip's entry for ``url`` (its new ``Date`` makes it fresh for pip)."""
@@ -121,13 +141,12 @@ class Revalidator:
             return  # not fresh: dropped before pip runs (pip_for), so pip asks itself
         self.fresh.add(url)
 
-    def _store(self, url: str, sent: Mapping[str, str], response: Any) -> None:
+    def _store(self, url: str, sent: Mapping[str, str], got: Any, body: bytes) -> None:
         """A changed page, read whole, into pip's cache as pip would keep it: the raw body
         (still gzipped), its headers, and the values of the request headers it varies on."""
         if self.http_dir is None:
             return
-        body: bytes = response.read(_PAGE_LIMIT + 1)
-        headers = _joined(response.headers)
+        headers = _joined(got)
         vary = _pip_keeps(headers, len(body))
         if vary is None or len(body) > _PAGE_LIMIT:
             return
@@ -159,10 +178,9 @@ class Revalidator:
     def all_unchanged(self, pages: Sequence[Page]) -> tuple[int, str | None]:
         """How many pages are unchanged, and the first that is not, with what happened to it
         (``<url> changed``, ``<url> could not be revalidated (HTTP 500)``), None if all are."""
-        with ThreadPoolExecutor(max_workers=min(WORKERS, len(pages))) as pool:
-            results = list(pool.map(self.change, pages))
-        changed = [f"{p.url} {what}" for p, what in zip(pages, results) if what is not None]
-        return len(pages) - len(changed), (changed[0] if changed else None)
+        changed = self.check(pages)
+        first = f"{changed[0].page.url} {changed[0].what}" if changed else None
+        return len(pages) - len(changed), first
 
     def pip_for(self, pip: invoke.PipInvocation) -> invoke.PipInvocation:
         """The pip to resolve with after this round. On a pip that trusts ``max-age``, with
@@ -183,6 +201,29 @@ class Revalidator:
         except (OSError, LinkInCache):
             return pip
         return pip.trusting_cache()
+
+
+@dataclass(frozen=True)
+class Change:
+    """A page that is not as it was: what happened (``changed``, ``could not be
+    revalidated (...)``); for a changed page its new body, media type and validators
+    (``now``; None for a page now gone, or a body over the limit)."""
+
+    page: Page
+    what: str
+    body: bytes | None = None
+    content_type: str = ""
+    now: Page | None = None
+
+
+def _body(raw: bytes, encoding: str | None) -> bytes | None:
+    """A response's body with a gzip encoding undone; None when over the limit."""
+    if encoding and encoding.strip().lower() == "gzip":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error):
+            return None
+    return raw if len(raw) <= _PAGE_LIMIT else None
 
 
 def drop_unverified(http_dir: Path, fresh: Iterable[str]) -> int:

@@ -81,6 +81,7 @@ class PackageIndex:
         self._downloads: dict[str, int] = {}
         self._info: dict[str, tuple[tuple[int, int, int], DistFile]] = {}
         self._static: set[str] = set()
+        self._yanked: dict[str, str] = {}  # filename -> reason (PEP 592)
         self._uncached: dict[str, bool] = {}  # project -> whether PEP 658 metadata is kept
 
     # -- lifecycle -----------------------------------------------------------
@@ -171,6 +172,14 @@ class PackageIndex:
         to read it."""
         for project in projects:
             self._uncached[str(canonicalize_name(project))] = metadata
+
+    def yank(self, filename: str, reason: str = "", *, yanked: bool = True) -> None:
+        """Mark a distribution yanked (PEP 592), with ``reason``; ``yanked=False`` un-yanks
+        it. Its page changes at once."""
+        if yanked:
+            self._yanked[filename] = reason
+        else:
+            self._yanked.pop(filename, None)
 
     def unpublish(self, *filenames: str) -> None:
         """Remove distributions (by filename) from the index."""
@@ -316,7 +325,7 @@ class PackageIndex:
             dists = projects[project]
             if not self._uncached.get(project, True):  # the page offers no PEP 658 metadata
                 dists = [replace(d, metadata=None) for d in dists]
-            body = render_project(project, dists, ctype, bare=bare)
+            body = render_project(project, dists, ctype, bare=bare, yanked=self._yanked)
         max_age = None if project in self._uncached else self.page_max_age
         return page_response(body, ctype, headers, max_age=max_age, gzip_pages=self.gzip_pages)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import html
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -46,14 +46,23 @@ def render_root(projects: list[str], ctype: str) -> bytes:
     return _html_page("Simple index", links)
 
 
-def render_project(project: str, dists: list[DistFile], ctype: str, bare: bool = False) -> bytes:
-    """The project's page; ``bare``: links only, as a static directory listing has."""
+def render_project(
+    project: str,
+    dists: list[DistFile],
+    ctype: str,
+    bare: bool = False,
+    yanked: Mapping[str, str] | None = None,
+) -> bytes:
+    """The project's page; ``bare``: links only, as a static directory listing has;
+    ``yanked``: filename -> the reason it is yanked."""
     if ctype == JSON_V1:
-        return _project_json(project, dists, bare)
-    return _project_html(project, dists, bare)
+        return _project_json(project, dists, bare, yanked or {})
+    return _project_html(project, dists, bare, yanked or {})
 
 
-def _project_json(project: str, dists: list[DistFile], bare: bool) -> bytes:
+def _project_json(
+    project: str, dists: list[DistFile], bare: bool, yanked: Mapping[str, str]
+) -> bytes:
     files = []
     for d in dists:
         entry: dict[str, Any] = {
@@ -66,6 +75,8 @@ def _project_json(project: str, dists: list[DistFile], bare: bool) -> bytes:
             entry["upload-time"] = d.upload_time
         if d.requires_python is not None:
             entry["requires-python"] = d.requires_python
+        if d.filename in yanked:
+            entry["yanked"] = yanked[d.filename] or True
         if d.metadata_sha256 is not None and not bare:
             # PEP 714: never the "dist-info-metadata" key, which crashes pip
             # 22.3-23.1; PyPI also sends its historical "data-" misspelling.
@@ -82,13 +93,17 @@ def _project_json(project: str, dists: list[DistFile], bare: bool) -> bytes:
     return json.dumps(doc, separators=(",", ":")).encode()
 
 
-def _project_html(project: str, dists: list[DistFile], bare: bool) -> bytes:
+def _project_html(
+    project: str, dists: list[DistFile], bare: bool, yanked: Mapping[str, str]
+) -> bytes:
     links = []
     for d in dists:
         fragment = "" if bare else f"#sha256={d.sha256}"
         attrs = [f'href="../../files/{quote(d.filename)}{fragment}"']
         if d.requires_python is not None:
             attrs.append(f'data-requires-python="{html.escape(d.requires_python)}"')
+        if d.filename in yanked:
+            attrs.append(f'data-yanked="{html.escape(yanked[d.filename])}"')
         if d.metadata_sha256 is not None and not bare:
             attrs.append(f'data-dist-info-metadata="sha256={d.metadata_sha256}"')
             attrs.append(f'data-core-metadata="sha256={d.metadata_sha256}"')
