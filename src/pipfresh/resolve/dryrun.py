@@ -125,7 +125,9 @@ def _reuse(
     if changes:
         how += f", {len(changes)} changed outside the pins ({', '.join(outside)})"
         _rerecord(job, digest, recorded, changes)
-    return Resolution(0, how, len(pages), recorded.names)
+    # A page the round wrote into pip's cache is counted from there, as pip's own would be.
+    uncounted = len({p.url for p in pages} - revalidator.fresh)
+    return Resolution(0, how, uncounted, recorded.names)
 
 
 def _rerecord(
