@@ -120,7 +120,8 @@ def _run_pip_command(
         with tempfile.TemporaryDirectory(prefix="pipfresh-") as scratch:
             pip_args, report_path = _pip_args(command, parsed, Path(scratch))
             if partition is None or scan is None:
-                code = invoke.run(program.command(pip_args), env, f"pip {command}")
+                pip = invoke.PipInvocation(program, env, tuple(pip_args), console)
+                code = pip.run(label=f"pip {command}")
             else:
                 run = _InPartition(
                     partition, scan, target, program, pip_args, env, report_path, console,
@@ -233,7 +234,8 @@ def _run_in_partition(run: _InPartition, summary: Summary) -> int:
                 outcome = fastpath.install_with_store(run.job(run.report_path), summary)
             code, stored = outcome.code, outcome.store_keys
         else:
-            code = invoke.run(program.command(run.pip_args), run.env, f"pip {run.pip_args[0]}")
+            pip = invoke.PipInvocation(program, run.env, tuple(run.pip_args), run.console)
+            code = pip.run(label=f"pip {run.pip_args[0]}")
         with process.phase("recording the run"):
             _account(run, summary, before, stored, code)
     return code

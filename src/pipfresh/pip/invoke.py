@@ -86,7 +86,10 @@ class PipInvocation:
         each_line: Callable[[bytes], None] | None = None,
         poll: Callable[[], None] | None = None,
     ) -> int:
-        """``process.run`` of ``argv`` (default: the user's arguments)."""
+        """Run pip on ``argv`` (default: the user's arguments) and return its exit status,
+        as a shell would report it: ``process.run``, so Ctrl-C reaches pip directly (same
+        process group), pip's status rather than a traceback of ours is what the caller
+        sees, and pip inherits the partition lock. ``label`` names the phase."""
         command, env = self.command(argv), self.env
         return process.run(
             command, env, label, stdout=stdout, stderr=stderr, each_line=each_line, poll=poll
@@ -171,16 +174,6 @@ def environment(
     return env
 
 
-def run(argv: Sequence[str], env: Mapping[str, str], label: str = "pip") -> int:
-    """Run pip and return its exit status, as a shell would report it.
-
-    ``process.run``: Ctrl-C reaches pip directly (same process group) and pip's
-    status, not a traceback of ours, is what the caller sees; pip inherits the
-    partition lock (``process.children_inherit``). ``label`` names the phase.
-    """
-    return process.run(argv, env, label)
-
-
 def user_env_notes(base: Mapping[str, str]) -> list[str]:
     """Variables in the user's environment that pipfresh overrides, to say so once."""
     notes = []
@@ -193,4 +186,4 @@ def user_env_notes(base: Mapping[str, str]) -> list[str]:
     return notes
 
 
-__all__ = ["PipInvocation", "PipProgram", "environment", "run", "select"]
+__all__ = ["PipInvocation", "PipProgram", "environment", "select"]
