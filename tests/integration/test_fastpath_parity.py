@@ -28,8 +28,9 @@ from packaging.version import Version
 import helpers
 from conftest import MakeVenv
 from helpers import index_args, store_env
+from pipfresh.layout import STORE_LAYOUT
 from pipfresh.store import install
-from pipfresh.store.entries import STORE_LAYOUT, Compiler, Store
+from pipfresh.store.entries import Compiler, Store
 from pipfresh.target.interpreter import probe
 from pipfresh.testing.dists import build_wheel, native_tag
 from pipfresh.testing.index import PackageIndex

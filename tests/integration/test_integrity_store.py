@@ -22,7 +22,8 @@ import pytest
 
 from conftest import MakeVenv
 from helpers import index_args, pipfresh, store_env
-from pipfresh.store.entries import STORE_LAYOUT, Compiler, Store
+from pipfresh.layout import STORE_LAYOUT
+from pipfresh.store.entries import Compiler, Store
 from pipfresh.testing.dists import build_wheel
 from pipfresh.testing.index import PackageIndex
 

@@ -28,8 +28,9 @@ import pytest
 
 from conftest import MakeVenv
 from helpers import Run, index_args, installed_version, pipfresh, store_env
+from pipfresh.layout import STORE_LAYOUT
 from pipfresh.store import clone, install
-from pipfresh.store.entries import STORE_LAYOUT, Compiler, Entry, Store, current_umask
+from pipfresh.store.entries import Compiler, Entry, Store, current_umask
 from pipfresh.testing.dists import build_wheel
 from pipfresh.testing.index import PackageIndex
 

@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 from packaging.version import Version
 
+from pipfresh.layout import STORE_LAYOUT
 from pipfresh.pip import httpcache
 from pipfresh.pip.report import Item
 from pipfresh.store import install
-from pipfresh.store.entries import STORE_LAYOUT, Compiler, Entry, Store
+from pipfresh.store.entries import Compiler, Entry, Store
 from pipfresh.store.obtain import _take_cached
 from pipfresh.store.wheelcheck import UnsupportedWheel
 from pipfresh.testing.dists import build_wheel

@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import IO, BinaryIO, NamedTuple
 
 from pipfresh.errors import StoreError
-from pipfresh.layout import FINGERPRINT
+from pipfresh.layout import FINGERPRINT, MANIFEST
 from pipfresh.store import wheelcheck
 from pipfresh.store.compile import Compilation, Compiler, compiles, installed_name
-from pipfresh.store.entries import MANIFEST, MANIFEST_VERSION, Entry, Store, current_umask
+from pipfresh.store.entries import MANIFEST_VERSION, Entry, Store, current_umask
 from pipfresh.store.verify import Fingerprint, Stat, fingerprint_text, sha256_of
 
 _WRITE = stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH

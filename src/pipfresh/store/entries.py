@@ -43,7 +43,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipfresh.layout import FINGERPRINT, MANIFEST
-from pipfresh.layout import STORE_LAYOUT as STORE_LAYOUT  # re-exported: callers name it here
 from pipfresh.store.compile import Compiler
 from pipfresh.store.verify import (
     Check,
@@ -250,9 +249,6 @@ def stored(store: Store, digests: Iterable[str]) -> dict[str, Entry]:
 
 
 __all__ = [
-    "FINGERPRINT",
-    "MANIFEST",
-    "STORE_LAYOUT",
     "Compiler",
     "Entry",
     "Store",

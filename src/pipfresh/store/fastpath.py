@@ -32,7 +32,7 @@ from packaging.version import Version
 from pipfresh.cli.progress import Progress
 from pipfresh.cli.summary import Summary
 from pipfresh.console import Console
-from pipfresh.layout import Partition
+from pipfresh.layout import STORE_LAYOUT, Partition
 from pipfresh.pip import invoke, output, report
 from pipfresh.pip.config import PipConfig
 from pipfresh.pip.report import Item
@@ -40,7 +40,7 @@ from pipfresh.resolve import dryrun, hashpins, kept, revalidate
 from pipfresh.resolve.buildkey import BuildOptions
 from pipfresh.store import install, localbuild, obtain, pipsteps, wheelcheck
 from pipfresh.store.decision import Decision, decide, unsupported_option
-from pipfresh.store.entries import STORE_LAYOUT, Entry, Store, stored
+from pipfresh.store.entries import Entry, Store, stored
 from pipfresh.target.interpreter import Target
 
 # The first pip taking --config-settings on a requirement line (obtain builds that way).
