@@ -13,7 +13,7 @@ against pip's own parser.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -161,3 +161,25 @@ def takes_value(option: str) -> bool:
 def spellings(name: str) -> frozenset[str]:
     """Every spelling of the option ``name`` is one of: ``-r`` -> ``{"-r", "--requirement"}``."""
     return frozenset(_BY_NAME[name].names)
+
+
+def positionals(args: Sequence[str]) -> Iterator[tuple[int, str]]:
+    """Each positional argument after the command, with its index (optparse's reading)."""
+    i = 1  # args[0] is the command
+    while i < len(args):
+        token = args[i]
+        if token == "--":
+            yield from ((j, args[j]) for j in range(i + 1, len(args)))
+            return
+        if token.startswith("--"):
+            i += 2 if "=" not in token and takes_value(token) else 1
+            continue
+        if token.startswith("-") and token != "-":
+            i += 1
+            for at, char in enumerate(token[1:], start=2):
+                if "-" + char in VALUED:  # -rFILE, or -r FILE
+                    i += 0 if token[at:] else 1
+                    break
+            continue
+        yield i, token
+        i += 1

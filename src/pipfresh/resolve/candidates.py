@@ -231,26 +231,10 @@ def root_pins(pip_args: Sequence[str], settings: Mapping[str, str]) -> dict[str,
     lines = reqfiles.walk([n for n in names if not n.endswith(".toml")], reqfiles.ALL)
     found: dict[str, set[str]] = {}
     texts = [line.split()[0] for line in lines.lines if not line.is_option]
-    for text in [*_positional(pip_args), *texts]:
+    for text in [*(token for _at, token in options.positionals(pip_args)), *texts]:
         for name, spec in _pins_of(text):
             found.setdefault(name, set()).add(spec)
     return {name: ",".join(sorted(specs)) for name, specs in found.items()}
-
-
-def _positional(pip_args: Sequence[str]) -> Iterable[str]:
-    """The requirements named on pip's command line (after the command)."""
-    skip = True  # the command itself
-    for token in pip_args:
-        if skip:
-            skip = False
-        elif token.startswith("-"):
-            name = token.split("=", 1)[0]
-            short = len(token) == 2 and token in options.VALUED
-            skip = "=" not in token and (
-                short or (name.startswith("--") and options.takes_value(name))
-            )
-        else:
-            yield token
 
 
 def _pins_of(text: str) -> Iterable[tuple[str, str]]:

@@ -29,7 +29,7 @@ import re
 import tempfile
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -89,7 +89,7 @@ def find(pip_args: Sequence[str]) -> list[Local]:
     tree or sdist (``.``, ``./proj[extra]``, ``dist/proj-1.0.tar.gz``), as pip's
     ``parse_req_from_line`` does; URLs, ``name @ url`` and markers are left alone."""
     found = []
-    for position, token in _positionals(pip_args):
+    for position, token in options.positionals(pip_args):
         if ";" in token or "@" in token or _URL.match(token):
             continue
         match = _EXTRAS.match(token)
@@ -102,28 +102,6 @@ def find(pip_args: Sequence[str]) -> list[Local]:
         elif path.lower().endswith(_SDIST_SUFFIXES) and os.path.isfile(full):
             found.append(Local(position, full, extras, is_dir=False))
     return found
-
-
-def _positionals(args: Sequence[str]) -> Iterator[tuple[int, str]]:
-    """Each positional argument after the command, with its index (optparse's reading)."""
-    i = 1  # args[0] is the command
-    while i < len(args):
-        token = args[i]
-        if token == "--":
-            yield from ((j, args[j]) for j in range(i + 1, len(args)))
-            return
-        if token.startswith("--"):
-            i += 2 if "=" not in token and options.takes_value(token) else 1
-            continue
-        if token.startswith("-") and token != "-":
-            i += 1
-            for at, char in enumerate(token[1:], start=2):
-                if "-" + char in options.VALUED:  # -rFILE, or -r FILE
-                    i += 0 if token[at:] else 1
-                    break
-            continue
-        yield i, token
-        i += 1
 
 
 def _is_file(url: str, path: Path) -> bool:
