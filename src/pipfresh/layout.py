@@ -54,6 +54,7 @@ RESOLUTIONS = "resolutions-v1"  # in ``pipfresh/``: saved resolutions (resolve/r
 STORE_LAYOUT = "store-v1"  # in ``pipfresh/``: installed-wheel store (store/entries)
 MANIFEST = "manifest.json"  # in a store entry
 FINGERPRINT = "fingerprint-v1.json"  # in a store entry
+LINKED = "linked-v1.json"  # in a store entry: when an install last linked it (store/verify)
 PLAN_FILE = "plan-v2.json"  # in a store entry; v2: made only after ``wheelcheck`` passed it
 USAGE_FILE = "usage-v1.json"  # in ``pipfresh/``: which runs used which entries (cache/usage)
 VERIFIED = "verified-v1.json"  # in ``pipfresh/``: entries health checked (cache/health)

@@ -268,7 +268,7 @@ def remove_leftovers(partition: Partition, scan: PartitionScan | None = None) ->
 
 
 def _remove_store_staging(store: Path) -> int:
-    """The store's ``.tmp-*`` staging: adds (and fingerprints) that never finished
+    """The store's ``.tmp-*`` staging: adds (and records, and link clocks) that never finished
     (directories, files) and plans whose write never finished (``install.Plan.save``)."""
     try:
         names = [n for n in os.listdir(store) if n.startswith(".tmp-")]

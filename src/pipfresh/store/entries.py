@@ -25,7 +25,9 @@ file's stat is compared with the fingerprint pipfresh recorded (one ``stat``;
 inode and ctime included, which ``os.utime`` cannot restore), and a file that
 differs is hashed again. Matching content is used (its mode and mtime put back);
 anything else, or a file this user does not own, and the entry is discarded and
-added again.
+added again. Linking sets the ctime of every file it links: an install records
+the span of the clock it linked in (``linked-v1.json``, ``verify.Window``), and
+a ctime in that span is the links', not an edit's.
 """
 
 from __future__ import annotations
@@ -35,25 +37,30 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable, Mapping
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pipfresh.layout import FINGERPRINT, MANIFEST
+from pipfresh.layout import FINGERPRINT, LINKED, MANIFEST
 from pipfresh.store.compile import Compiler
 from pipfresh.store.verify import (
     Check,
     Fingerprint,
     Stat,
+    Window,
     check_files,
     euid,
     fingerprint_text,
     not_owned,
     read_fingerprints,
+    read_window,
+    rehash,
     settle,
+    window_text,
 )
 
 if TYPE_CHECKING:
@@ -74,6 +81,7 @@ class Entry:
     files: Mapping[str, Stat]  # archive path -> stat, bytecode included
     pyc: Mapping[str, str]  # archive path of a .py -> archive path of its .pyc
     seen: Mapping[str, Fingerprint] = field(default_factory=dict, repr=False)  # as recorded
+    window: Window | None = None  # when an install last linked it
     reverified: int = 0  # files the lookup that returned it hashed again (after a restore...)
 
     @property
@@ -97,11 +105,12 @@ class Entry:
         problem = not_owned(self.path, self._tree_prefix, self.files, owner)
         if problem is not None:
             return Check(problem, {}, [])
-        return check_files(self._tree_prefix, self.files, self.seen, owner)
+        return check_files(self._tree_prefix, self.files, self.seen, owner, self.window)
 
     def intact(self) -> bool:
         """Every file is this user's and holds what was stored (hashed if need be)."""
-        return self.check(euid()).problem is None
+        check = self.check(euid())
+        return check.problem is None and rehash(self._tree_prefix, self.files, check.differ) is None
 
 
 class Store:
@@ -128,7 +137,8 @@ class Store:
             wheel = str(data["wheel"])
         except (OSError, ValueError, KeyError, TypeError):
             return None
-        return Entry(path, sha256, wheel, files, pyc, seen=read_fingerprints(path, sha256))
+        seen, window = read_fingerprints(path, sha256), read_window(path, sha256)
+        return Entry(path, sha256, wheel, files, pyc, seen=seen, window=window)
 
     def verified(self, sha256: str) -> Entry | None:
         """The entry for ``sha256`` if every file is this user's and holds what was stored.
@@ -137,70 +147,80 @@ class Store:
         edit) is hashed again; when it matches, its mode and mtime are put back and
         the entry's fingerprint is recorded anew, so it is hashed once.
         """
+        looked = self.looked(sha256)
+        return None if looked is None else self.confirmed(*looked)
+
+    def looked(self, sha256: str) -> tuple[Entry, Check] | None:
+        """The entry and one stat of each of its files (no content read), or None when
+        it is absent, unreadable or cannot be used whatever its content."""
         entry = self.get(sha256)
         if entry is None:
             return None
         check = entry.check(euid())
-        if check.problem is not None:
-            return None
-        if not check.rehashed:
+        return None if check.problem is not None else (entry, check)
+
+    def confirmed(self, entry: Entry, check: Check) -> Entry | None:
+        """``entry`` once the files ``check`` found changed hold what was stored
+        (hashed again, then settled and recorded), else None."""
+        if not check.differ:
             return entry
+        if rehash(entry.file(""), entry.files, check.differ) is not None:
+            return None
         now = dict(check.now)
         try:
-            for rel in check.rehashed:
+            for rel in check.differ:
                 now[rel] = settle(entry.file(rel), entry.files[rel])
         except OSError:
             return None
         self._record(entry, now)
-        return replace(entry, seen=now, reverified=len(check.rehashed))
+        return replace(entry, seen=now, reverified=len(check.differ))
 
     def lookup(self, sha256: str) -> Entry | None:
         """``verified``, but an entry that is not is discarded (to be added again)."""
         entry = self.verified(sha256)
-        if entry is None and os.path.lexists(self.entry_dir(sha256)):
-            # Published entries are complete (atomic rename): a damaged or foreign one
-            # would block adding the wheel again.
-            self.discard(sha256)
+        if entry is None:
+            self.discard_if_present(sha256)
         return entry
 
-    def linked(self, entries: Iterable[Entry]) -> None:
-        """Record again the fingerprints of entries just installed into a target.
+    def discard_if_present(self, sha256: str) -> None:
+        """Discard an entry that cannot be used, if there is one: published entries are
+        complete (atomic rename), so a damaged or foreign one would block adding the
+        wheel again."""
+        if os.path.lexists(self.entry_dir(sha256)):
+            self.discard(sha256)
 
-        ``os.link`` changes the ctime of every file it links, which must not make
-        the next install hash them again. Only a file whose stat is otherwise what
-        its check saw is recorded (what an install's own links cannot tell from an
-        edit during that install is its ctime: that window is the install's).
+    @contextlib.contextmanager
+    def linking(self, entries: Iterable[Entry]) -> Iterator[None]:
+        """Link ``entries`` into a target inside; after, record for each the span of
+        the clock the links were made in (``verify.Window``).
+
+        ``os.link`` sets the ctime of every file it links, which must not make the next
+        install hash them again; an edit in that span is the install's own window.
+        Nothing is recorded when the body fails or the store cannot be written (the
+        next install hashes those files again).
         """
-        todo = [e for e in entries if e.seen]
-        if not todo:
+        clock = _Clock.start(self.path)
+        yield
+        window = clock.stop() if clock is not None else None
+        if window is None:
             return
-        with ThreadPoolExecutor(max_workers=min(8, len(todo))) as pool:
-            for _ in pool.map(self._relinked, todo):
-                pass
-
-    def _relinked(self, entry: Entry) -> None:
-        now = {}
-        prefix = entry.file("")
-        for rel, before in entry.seen.items():
-            try:
-                fp = Fingerprint.of(os.lstat(prefix + rel))
-            except OSError:
-                continue
-            if replace(fp, ctime_ns=before.ctime_ns) == before:  # linked, nothing else
-                now[rel] = fp
-        if now != entry.seen:
-            self._record(entry, now)
+        for entry in entries:
+            self._write(entry, LINKED, window_text(entry.sha256, window))
 
     def _record(self, entry: Entry, seen: Mapping[str, Fingerprint]) -> None:
-        """Write an entry's fingerprint whole, then rename it in (a failure costs a hash)."""
+        self._write(entry, FINGERPRINT, fingerprint_text(entry.sha256, seen))
+
+    def _write(self, entry: Entry, name: str, text: str) -> None:
+        """Write one of an entry's records whole, then rename it in (a failure costs a
+        hash)."""
         try:
             fd, tmp = tempfile.mkstemp(prefix=f".tmp-fp-{entry.sha256[:16]}-", dir=self.path)
         except OSError:
             return
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as out:
-                out.write(fingerprint_text(entry.sha256, seen))
-            os.replace(tmp, entry.path / FINGERPRINT)
+                out.write(text)
+            os.replace(tmp, entry.path / name)
         except OSError:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
@@ -238,14 +258,59 @@ def current_umask() -> int:
     return mask
 
 
+@dataclass(frozen=True)
+class _Clock:
+    """The file system's clock, as the ctime a file of the store gets when touched
+    (the clock ``os.link`` sets ctimes by, which may lag ``time.time``)."""
+
+    path: str
+    start_ns: int
+
+    @classmethod
+    def start(cls, store: Path) -> _Clock | None:
+        path = os.path.join(store, f".tmp-clock-{os.getpid()}-{threading.get_ident()}")
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            return cls(path, os.lstat(path).st_ctime_ns)
+        except OSError:
+            return None
+
+    def stop(self) -> Window | None:
+        """The span from ``start`` to now (None when the clock went back, or is gone)."""
+        try:
+            os.utime(self.path)
+            end_ns = os.lstat(self.path).st_ctime_ns
+        except OSError:
+            return None
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+        return Window(self.start_ns, end_ns) if end_ns >= self.start_ns else None
+
+
 def stored(store: Store, digests: Iterable[str]) -> dict[str, Entry]:
-    """The intact entries among ``digests``, verified in parallel."""
-    digests = list(dict.fromkeys(digests))
-    if not digests:
-        return {}
-    with ThreadPoolExecutor(max_workers=min(8, len(digests))) as pool:
-        found = pool.map(store.lookup, digests)
-        return {d: e for d, e in zip(digests, found) if e is not None}
+    """The intact entries among ``digests``: each file stat-ed in this thread (Python's
+    work, so threads would only contend for the GIL), the files that changed hashed
+    on a pool (hashlib releases it)."""
+    found: dict[str, Entry] = {}
+    changed: list[tuple[str, Entry, Check]] = []
+    for digest in dict.fromkeys(digests):
+        looked = store.looked(digest)
+        if looked is None:
+            store.discard_if_present(digest)
+        elif looked[1].differ:
+            changed.append((digest, *looked))
+        else:
+            found[digest] = looked[0]
+    if changed:
+        with ThreadPoolExecutor(max_workers=min(8, len(changed))) as pool:
+            confirmed = pool.map(lambda c: store.confirmed(c[1], c[2]), changed)
+            for (digest, _, _), entry in zip(changed, confirmed):
+                if entry is None:
+                    store.discard_if_present(digest)
+                else:
+                    found[digest] = entry
+    return found
 
 
 __all__ = [

@@ -261,10 +261,8 @@ def _install(job: Job, store: Store, items: list[Item], linking: _Linking) -> in
     code = pipsteps.uninstall_replaced(job, by_store, lines, uninstalls)
     if code != 0:
         return code
-    _install_all(job, by_store, linking)
-    store.linked(
-        {e.path: e for e in linking.entries.values()}.values()
-    )  # os.link changed their ctime
+    with store.linking({e.path: e for e in linking.entries.values()}.values()):
+        _install_all(job, by_store, linking)  # os.link changes their ctime
     by_pip = [i for i in items if i.via_pip]
     code = pipsteps.install_with_pip(job, by_pip, uninstalls)
     if code != 0:

@@ -15,12 +15,12 @@ import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
-from pipfresh.layout import FINGERPRINT
+from pipfresh.layout import FINGERPRINT, LINKED
 
 
-@dataclass(frozen=True)
-class Stat:
+class Stat(NamedTuple):
     """A stored file as its manifest records it: the content stored, and its stat then."""
 
     size: int
@@ -29,13 +29,12 @@ class Stat:
     sha256: str
 
 
-@dataclass(frozen=True)
-class Fingerprint:
+class Fingerprint(NamedTuple):
     """A stored file's stat as pipfresh last saw it with its content verified.
 
     An edit, a restore or a chown changes it: the inode and ctime are what
-    ``os.utime`` cannot put back. ``os.link`` changes the ctime too, so installs
-    record it again after linking (``Store.linked``).
+    ``os.utime`` cannot put back. ``os.link`` changes the ctime too: see ``Window``.
+    (A tuple: an install compares one per stored file.)
     """
 
     size: int
@@ -51,14 +50,38 @@ class Fingerprint:
         return cls(st.st_size, st.st_mtime_ns, mode, st.st_uid, st.st_ino, st.st_ctime_ns)
 
 
+class Window(NamedTuple):
+    """The span of the file system's clock in which an install last linked an entry.
+
+    ``os.link`` sets the ctime of the file it links to the clock's time, so every
+    install changes the ctime of every file it links. Rather than stat each file
+    again afterwards to record it, an install records when it linked: a file whose
+    fingerprint is the recorded one but for a ctime inside that span was changed by
+    those links and nothing after them (anything later, an edit through a venv
+    included, sets a later ctime). The span is read from the same clock, as the
+    ctime of a file the store touches before and after linking.
+    """
+
+    start_ns: int
+    end_ns: int
+
+    def relinked(self, now: Fingerprint, seen: Fingerprint) -> bool:
+        """``now`` is ``seen`` but for a ctime set by the links made in this window."""
+        return now[:5] == seen[:5] and self.start_ns <= now.ctime_ns <= self.end_ns
+
+
 @dataclass(frozen=True)
 class Check:
-    """One look at an entry: why it cannot be used (None: it can), every file's
-    fingerprint now, and the files hashed again because it was not the recorded one."""
+    """One look at an entry: why it cannot be used (None: it can, once the files in
+    ``differ`` are hashed again), and every file's fingerprint now.
+
+    ``differ`` are the files whose stat is neither the recorded fingerprint nor the
+    recorded one relinked: their content must be hashed (``rehash``) before use.
+    """
 
     problem: str | None
     now: Mapping[str, Fingerprint]
-    rehashed: list[str]
+    differ: list[str]
 
 
 def euid() -> int | None:
@@ -100,36 +123,68 @@ def read_fingerprints(path: Path, sha256: str) -> dict[str, Fingerprint]:
         return {}
 
 
+def read_window(path: Path, sha256: str) -> Window | None:
+    """When an install last linked the entry at ``path`` (None: unknown, so its
+    relinked files are hashed again)."""
+    try:
+        data = json.loads((path / LINKED).read_text(encoding="utf-8"))
+        if data.get("sha256") != sha256:
+            return None
+        start, end = data["window"]
+        return Window(int(start), int(end))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def window_text(sha256: str, window: Window) -> str:
+    return json.dumps({"sha256": sha256, "window": list(window)})
+
+
 def fingerprint_text(sha256: str, seen: Mapping[str, Fingerprint]) -> str:
     files = {rel: [f.size, f.mtime_ns, f.mode, f.uid, f.ino, f.ctime_ns] for rel, f in seen.items()}
     return json.dumps({"sha256": sha256, "files": files})
 
 
 def check_files(
-    prefix: str, files: Mapping[str, Stat], seen: Mapping[str, Fingerprint], owner: int | None
+    prefix: str,
+    files: Mapping[str, Stat],
+    seen: Mapping[str, Fingerprint],
+    owner: int | None,
+    window: Window | None = None,
 ) -> Check:
-    """Compare every file under ``prefix`` with its fingerprint; hash again those that differ.
+    """Compare every file under ``prefix`` with its fingerprint (one ``lstat`` each).
 
-    Changes nothing. A file ``owner`` does not own is a problem whatever its content.
+    Changes nothing and reads no content: the files that differ are in ``differ``,
+    for ``rehash``. A file ``owner`` does not own is a problem whatever its content.
     """
     now: dict[str, Fingerprint] = {}
     differ = []
+    lstat, of = os.lstat, Fingerprint.of
     for rel, stored in files.items():
         try:
-            st = os.lstat(prefix + rel)
+            st = lstat(prefix + rel)
         except OSError:
             return Check(f"{rel} is missing", {}, [])
         if not stat.S_ISREG(st.st_mode) or st.st_size != stored.size:
             return Check(f"{rel} changed", {}, [])
         if owner is not None and st.st_uid != owner:
             return Check(f"{rel} belongs to uid {st.st_uid}", {}, [])
-        now[rel] = Fingerprint.of(st)
-        if seen.get(rel) != now[rel]:
+        fp = now[rel] = of(st)
+        recorded = seen.get(rel)
+        if fp != recorded and not (
+            window is not None and recorded is not None and window.relinked(fp, recorded)
+        ):
             differ.append(rel)
+    return Check(None, now, differ)
+
+
+def rehash(prefix: str, files: Mapping[str, Stat], differ: Iterable[str]) -> str | None:
+    """Hash again the files of a ``Check`` that differ: the first whose content is not
+    the stored one, as a problem (None: all hold what was stored)."""
     for rel in differ:
         if sha256_of(prefix + rel) != files[rel].sha256:
-            return Check(f"{rel} changed", {}, [])
-    return Check(None, now, differ)
+            return f"{rel} changed"
+    return None
 
 
 def not_owned(path: Path, prefix: str, files: Iterable[str], owner: int | None) -> str | None:
