@@ -65,9 +65,10 @@ class Window(NamedTuple):
     start_ns: int
     end_ns: int
 
-    def relinked(self, now: Fingerprint, seen: Fingerprint) -> bool:
-        """``now`` is ``seen`` but for a ctime set by the links made in this window."""
-        return now[:5] == seen[:5] and self.start_ns <= now.ctime_ns <= self.end_ns
+    def relinked(self, now: tuple[int, ...], seen: tuple[int, ...]) -> bool:
+        """``now`` is ``seen`` (fingerprints) but for a ctime set by the links made in
+        this window."""
+        return now[:5] == seen[:5] and self.start_ns <= now[5] <= self.end_ns
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,9 @@ def read_fingerprints(path: Path, sha256: str) -> dict[str, Fingerprint]:
         data = json.loads((path / FINGERPRINT).read_text(encoding="utf-8"))
         if data.get("sha256") != sha256:
             return {}
-        return {rel: Fingerprint(*map(int, v)) for rel, v in data["files"].items()}
+        # Not checked value by value: a value that is not a stat's never equals one (the
+        # file is hashed again), and there is one per stored file.
+        return {rel: Fingerprint._make(v) for rel, v in data["files"].items()}
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return {}
 
@@ -156,26 +159,44 @@ def check_files(
 
     Changes nothing and reads no content: the files that differ are in ``differ``,
     for ``rehash``. A file ``owner`` does not own is a problem whatever its content.
+    Every file's fingerprint now (``now``, what is recorded after a rehash) only when
+    some differ: taken in a second look, which compares them all again.
     """
-    now: dict[str, Fingerprint] = {}
+    check = _look(prefix, files, seen, owner, window, None)
+    if check.problem is None and check.differ:
+        return _look(prefix, files, seen, owner, window, {})
+    return check
+
+
+def _look(
+    prefix: str,
+    files: Mapping[str, Stat],
+    seen: Mapping[str, Fingerprint],
+    owner: int | None,
+    window: Window | None,
+    now: dict[str, Fingerprint] | None,
+) -> Check:
     differ = []
-    lstat, of = os.lstat, Fingerprint.of
+    lstat, s_isreg = os.lstat, stat.S_ISREG
     for rel, stored in files.items():
         try:
             st = lstat(prefix + rel)
         except OSError:
             return Check(f"{rel} is missing", {}, [])
-        if not stat.S_ISREG(st.st_mode) or st.st_size != stored.size:
+        if not s_isreg(st.st_mode) or st.st_size != stored.size:
             return Check(f"{rel} changed", {}, [])
         if owner is not None and st.st_uid != owner:
             return Check(f"{rel} belongs to uid {st.st_uid}", {}, [])
-        fp = now[rel] = of(st)
+        # Fingerprint.of(st) as a plain tuple: this loop runs once per installed file
+        fp = (st.st_size, st.st_mtime_ns, st.st_mode & 0o7777, st.st_uid, st.st_ino, st.st_ctime_ns)
+        if now is not None:
+            now[rel] = Fingerprint._make(fp)
         recorded = seen.get(rel)
         if fp != recorded and not (
             window is not None and recorded is not None and window.relinked(fp, recorded)
         ):
             differ.append(rel)
-    return Check(None, now, differ)
+    return Check(None, now or {}, differ)
 
 
 def rehash(prefix: str, files: Mapping[str, Stat], differ: Iterable[str]) -> str | None:
