@@ -2,8 +2,8 @@
 
 pip revalidates its pages one after another; a recorded resolution needs every page
 it read answered 304 (or 404 again) before it is reused, so they are asked in
-parallel, with pip's own index options (certificates, proxies from the environment,
-timeout) and pip's ``Accept`` and ``Accept-Encoding`` headers.
+parallel over kept-alive connections with pip's own index options
+(``connections``) and pip's ``Accept`` and ``Accept-Encoding`` headers.
 
 One round per run: given pip's HTTP cache, each answer goes into it as pip's
 cachecontrol would take it (a 304 refreshes the entry's headers, a changed page is
@@ -15,11 +15,6 @@ dropped from its cache first, so whatever page it reads was verified in this run
 from __future__ import annotations
 
 import gzip
-import http.client
-import ssl
-import urllib.error
-import urllib.parse
-import urllib.request
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +27,7 @@ from pipfresh.cache.share import IMMUTABLE
 from pipfresh.errors import LinkInCache
 from pipfresh.pip import httpcache, invoke
 from pipfresh.pip.args import option_values
+from pipfresh.resolve.connections import Connections, Unreachable
 from pipfresh.resolve.pagelog import WORKERS, Page
 
 # What pip sends for an index page (invoke._internal.index.collector._get_simple_response).
@@ -45,9 +41,6 @@ _ACCEPT = ", ".join(
 
 _ACCEPT_ENCODING = "gzip, deflate"  # what pip sends (pinned since 26.2, requests' default)
 
-_TIMEOUT = 15.0  # pip's default --timeout
-
-
 _PAGE_LIMIT = 64 << 20  # as httpcache.read_body
 
 
@@ -60,27 +53,7 @@ class Revalidator:
     ) -> None:
         self.http_dir = http_dir
         self.fresh: set[str] = set()  # pages whose entry in http_dir holds this run's answer
-        values = _values(pip_args, env)
-        self.timeout = float(values.get("timeout") or _TIMEOUT)
-        trusted = set(values.get("trusted-host", "").split())
-        self.trusted = {h.split(":")[0] for h in trusted} | trusted
-        cafile = values.get("cert") or env.get("REQUESTS_CA_BUNDLE") or env.get("CURL_CA_BUNDLE")
-        verified = ssl.create_default_context(cafile=cafile or None)
-        if values.get("client-cert"):
-            verified.load_cert_chain(values["client-cert"])
-        insecure = ssl.create_default_context()  # for --trusted-host hosts, as pip does
-        insecure.check_hostname = False
-        insecure.verify_mode = ssl.CERT_NONE
-        proxy = values.get("proxy")
-        common: list[urllib.request.BaseHandler] = [_NoRedirects()]
-        if proxy:
-            common.append(urllib.request.ProxyHandler({"http": proxy, "https": proxy}))
-        self.openers = {
-            trusted: urllib.request.build_opener(
-                *common, urllib.request.HTTPSHandler(context=insecure if trusted else verified)
-            )
-            for trusted in (False, True)
-        }
+        self.connections = Connections(pip_args, env, per_host=WORKERS)
 
     def change(self, page: Page) -> str | None:
         """None when the page is as it was (304 for a page pip had, 404 for one it did not),
@@ -100,28 +73,20 @@ class Revalidator:
             headers["If-None-Match"] = page.etag
         if page.last_modified:
             headers["If-Modified-Since"] = page.last_modified
-        request = urllib.request.Request(page.url, headers=headers)
-        body, got = None, None
         try:
-            with self._opener(page.url).open(request, timeout=self.timeout) as response:
-                status, got = int(response.status), response.headers
-                raw = response.read(_PAGE_LIMIT + 1)
-                if status == 200:
-                    self._store(page.url, headers, got, raw)
-                body = _body(raw, got.get("Content-Encoding"))
-        except urllib.error.HTTPError as exc:
-            status = exc.code
-            if status == 304 and not page.missing:
-                self._refresh(page.url, exc.headers)
-        except (OSError, ValueError, http.client.HTTPException) as exc:
-            reason = getattr(exc, "reason", None) or exc
-            why = f"could not be revalidated ({getattr(reason, 'strerror', None) or reason})"
-            return Change(page, why)
+            response = self.connections.get(page.url, headers, _PAGE_LIMIT)
+        except Unreachable as exc:
+            return Change(page, f"could not be revalidated ({exc})")
+        status, got, raw = response.status, response.headers, response.body
+        body = None
+        if status == 304 and not page.missing:
+            self._refresh(page.url, got)
+        elif status == 200 and raw is not None:
+            self._store(page.url, headers, got, raw)
+            body = _body(raw, got.get("Content-Encoding"))
         if status == (404 if page.missing else 304):
             return None
         if status in (200, 404):
-            if got is None:
-                return Change(page, "changed")
             new = Page(page.url, got.get("ETag"), got.get("Last-Modified"))
             return Change(page, "changed", body, got.get("Content-Type", ""), new)
         return Change(page, f"could not be revalidated (HTTP {status})")
@@ -163,17 +128,13 @@ class Revalidator:
         """The page at ``url`` as the index serves it now; None on any failure (a redirect
         too). For a page pip's cache does not keep: what does it list?"""
         headers = {"Accept": _ACCEPT, "User-Agent": f"pipfresh/{__version__} (reading a page)"}
-        request = urllib.request.Request(url, headers=headers)
         try:
-            with self._opener(url).open(request, timeout=self.timeout) as response:
-                body: bytes = response.read(_PAGE_LIMIT + 1)
-        except (OSError, ValueError, http.client.HTTPException):
+            response = self.connections.get(url, headers, _PAGE_LIMIT)
+        except Unreachable:
             return None
-        return body if len(body) <= _PAGE_LIMIT else None
-
-    def _opener(self, url: str) -> urllib.request.OpenerDirector:
-        host = urllib.parse.urlsplit(url)
-        return self.openers[bool({host.hostname, host.netloc} & self.trusted)]
+        if response.status != 200 or response.body is None:
+            return None
+        return _body(response.body, response.headers.get("Content-Encoding"))
 
     def all_unchanged(self, pages: Sequence[Page]) -> tuple[int, str | None]:
         """How many pages are unchanged, and the first that is not, with what happened to it
@@ -268,21 +229,3 @@ def _pip_keeps(headers: Mapping[str, str], size: int) -> list[str] | None:
     if "etag" not in h:
         return None  # pipfresh revalidates by validator; without one pip asks itself
     return vary
-
-
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    """A redirect means the page moved: pip resolves, pipfresh does not guess."""
-
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-
-def _values(pip_args: Sequence[str], env: Mapping[str, str]) -> dict[str, str]:
-    """The connection options pip would use (command line over environment)."""
-    names = ("timeout", "trusted-host", "cert", "client-cert", "proxy")
-    out = {n: env.get(f"PIP_{n.upper().replace('-', '_')}", "") for n in names}
-    for name in names:
-        given = list(option_values(pip_args, {f"--{name}"}))
-        if given:
-            out[name] = " ".join(given) if name == "trusted-host" else given[-1]
-    return {k: v for k, v in out.items() if v}

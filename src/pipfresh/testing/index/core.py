@@ -270,6 +270,11 @@ class PackageIndex:
             self._lock.wait_for(lambda: self._in_flight == 0, timeout=5)
             return Counters(tuple(self._records), MappingProxyType(dict(self._downloads)))
 
+    @property
+    def connections_opened(self) -> int:
+        """TCP connections the index accepted since it started."""
+        return self._server.opened if self._server is not None else 0
+
     def reset_counters(self) -> None:
         with self._lock:
             self._records.clear()

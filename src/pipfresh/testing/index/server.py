@@ -40,6 +40,7 @@ class Server(ThreadingHTTPServer):
         self.index = index
         self._conns: set[socket.socket] = set()
         self._conns_lock = threading.Lock()
+        self.opened = 0  # connections accepted so far (keep-alive is seen as fewer)
         super().__init__(address, _Handler)
 
     def server_bind(self) -> None:
@@ -52,6 +53,7 @@ class Server(ThreadingHTTPServer):
         with self._conns_lock:
             if add:
                 self._conns.add(conn)
+                self.opened += 1
             else:
                 self._conns.discard(conn)
 
