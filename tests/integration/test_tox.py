@@ -7,6 +7,7 @@ installs went through pipfresh.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -231,12 +232,13 @@ def _provision_wheels() -> Path:
 
     from conftest import _download_env
 
-    marker = _PROVISION_WHEELS / f".complete-tox-{md.version('tox')}"
+    runs = [r for r in md.requires("pipfresh") or [] if "extra ==" not in r]
+    wanted = [f"tox=={md.version('tox')}", "flit_core>=3.9,<5", *runs]
+    digest = hashlib.sha256("\n".join(wanted).encode()).hexdigest()[:12]
+    marker = _PROVISION_WHEELS / f".complete-{digest}"  # a new dependency downloads again
     if marker.exists():
         return _PROVISION_WHEELS
     _PROVISION_WHEELS.mkdir(parents=True, exist_ok=True)
-    wanted = [f"tox=={md.version('tox')}", "flit_core>=3.9,<5", "pip", "packaging",
-              "platformdirs", "msgpack", "installer"]  # fmt: skip
     subprocess.run(
         [sys.executable, "-m", "pip", "download", "--only-binary=:all:", "-q",
          "-d", str(_PROVISION_WHEELS), *wanted],
