@@ -102,14 +102,17 @@ def sha256_of(path: str) -> str:
     return digest.hexdigest()
 
 
-def settle(path: str, stored: Stat) -> Fingerprint:
+def settle(path: str, stored: Stat, seen: Fingerprint) -> Fingerprint:
     """Put a verified file's mode and mtime back as stored (the stored bytecode checks its
-    source's mtime); its fingerprint after."""
-    st = os.lstat(path)
-    if stat.S_IMODE(st.st_mode) != stored.mode:
+    source's mtime); its fingerprint after. ``seen``: its fingerprint as taken before it
+    was hashed, kept when nothing needs putting back (a later change, even during the
+    hash, then differs from it)."""
+    if seen.mode == stored.mode and seen.mtime_ns == stored.mtime_ns:
+        return seen
+    if seen.mode != stored.mode:
         os.chmod(path, stored.mode)
-    if st.st_mtime_ns != stored.mtime_ns:
-        os.utime(path, ns=(st.st_atime_ns, stored.mtime_ns))
+    if seen.mtime_ns != stored.mtime_ns:
+        os.utime(path, ns=(os.lstat(path).st_atime_ns, stored.mtime_ns))
     return Fingerprint.of(os.lstat(path))
 
 
