@@ -22,7 +22,7 @@ from pipfresh.console import Console
 from pipfresh.layout import Partition
 from pipfresh.pip import invoke, output, report
 from pipfresh.pip.config import ConfigError, PipConfig
-from pipfresh.resolve import candidates, kept, pagelog, reuse, revalidate
+from pipfresh.resolve import candidates, kept, pagelog, prefetch, reuse, revalidate
 from pipfresh.target.interpreter import Target
 
 if TYPE_CHECKING:
@@ -91,6 +91,8 @@ def resolve(job: Run, builds: Builds | None, capture: kept.Capture) -> Resolutio
         if isinstance(reused, Resolution):
             return reused
         changed, pip = f"{reused}; ", revalidator.pip_for(job.pip)
+    else:
+        pip = _prefetched(job)
     theirs = pagelog.user_log(job.pip_args, job.env, job.target.facts.prefix, job.config)
     with tempfile.TemporaryDirectory(prefix="pipfresh-log-") as tmp:
         log = theirs or Path(tmp, "pip.log")
@@ -249,6 +251,30 @@ def _record(job: Run, digest: str, pages: list[pagelog.Page], names: Mapping[str
     except (OSError, ValueError) as exc:
         return f"not recorded: {exc}"
     return f"recorded {len(pages)} index pages"
+
+
+def _prefetched(job: Run) -> invoke.PipInvocation:
+    """The pip to resolve with when nothing is recorded for these inputs: on a pip that
+    trusts ``max-age``, the pages of the root requirements and of the partition's latest
+    resolution fetched at once first (``prefetch``), which it then reads from its cache;
+    else ``job.pip`` as it is (it asks for every page anyway)."""
+    if not invoke.trusts_max_age(job.program):
+        return job.pip
+    try:
+        settings = (
+            job.config or PipConfig.load(job.pip_args, job.env, job.target.facts.prefix)
+        ).values()
+    except ConfigError:
+        return job.pip  # pip says why itself, before reading any page
+    http_dir = job.partition.pip_cache / job.program.http_dir
+    latest = reuse.latest(job.partition)
+    urls = [p.url for p in latest.pages] if latest is not None else []
+    pages = prefetch.root_pages(job.pip_args, settings, http_dir, also=urls)
+    if not pages:
+        return job.pip
+    revalidator = revalidate.Revalidator(job.pip_args, job.env, http_dir)
+    revalidator.check(pages)  # into pip's cache; what changed is pip's to read
+    return revalidator.pip_for(job.pip)
 
 
 def _settings(job: Run) -> Mapping[str, str]:

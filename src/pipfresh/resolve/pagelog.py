@@ -65,7 +65,7 @@ def pages_from_log(log: Path, http_dir: Path) -> tuple[list[Page], str | None]:
         if url in missing:
             pages[url] = Page(url, missing=True)
             continue
-        page = _with_validators(url, http_dir)
+        page = with_validators(url, http_dir)
         if page is None:
             return [], f"{url} has no cached validator (ETag or Last-Modified)"
         pages[url] = page
@@ -96,7 +96,8 @@ def user_log(
     return Path(os.path.expanduser(found)) if found else None
 
 
-def _with_validators(url: str, http_dir: Path) -> Page | None:
+def with_validators(url: str, http_dir: Path) -> Page | None:
+    """The page at ``url`` with the validators of pip's cached answer (None: no usable one)."""
     try:
         entry = httpcache.entry_files_for(httpcache.entry_path(http_dir, url))
         response = httpcache.read_entry(entry)

@@ -349,3 +349,16 @@ def load(partition: Partition, digest: str) -> Recorded | None:
     except OSError:
         pass
     return Recorded(pages, data["report"], names, offered)
+
+
+def latest(partition: Partition) -> Recorded | None:
+    """The partition's most recently recorded resolution, whatever its inputs (what a
+    changed requirement file most likely reads again)."""
+    try:
+        found = [
+            (p.stat().st_mtime_ns, p.stem)
+            for p in (partition.state_dir / RESOLUTIONS).glob("*.json")
+        ]
+    except OSError:
+        return None
+    return load(partition, max(found)[1]) if found else None

@@ -1,0 +1,91 @@
+"""With nothing recorded, the root requirements' pages are asked at once before pip's
+dry run, into pip's cache; pip then reads them from there. Counted at the index."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import MakeVenv
+from helpers import index_args, install, installed_version
+from pipfresh.testing.dists import build_wheel
+from pipfresh.testing.index import PackageIndex
+
+ROOTS = [f"root{i}" for i in range(6)]
+
+
+def _publish(index: PackageIndex, dist_dir: Path) -> None:
+    """Six root projects, each needing ``shared`` (a page only pip's resolver finds)."""
+    index.publish(build_wheel(dist_dir, "shared", "1.0"))
+    for name in ROOTS:
+        index.publish(build_wheel(dist_dir, name, "1.0", requires=["shared"]))
+
+
+def _pages(index: PackageIndex) -> dict[str, list[str]]:
+    """Each page asked in the run: the kinds of its answers (index_200, index_304)."""
+    out: dict[str, list[str]] = {}
+    for record in index.counters().records:
+        if record.kind.startswith("index_"):
+            out.setdefault(record.path, []).append(record.kind)
+    return out
+
+
+def test_the_root_pages_are_asked_at_once_and_each_page_once(
+    index: PackageIndex, dist_dir: Path, make_venv: MakeVenv, tmp_path: Path
+) -> None:
+    _publish(index, dist_dir)
+    reqs = tmp_path / "requirements.txt"
+    reqs.write_text("\n".join(ROOTS[1:]) + "\n")
+    venv = make_venv()
+    index.hold()
+    argv = [sys.executable, "-m", "pipfresh", "install", "--python", str(venv.python)]
+    argv += [*index_args(index), ROOTS[0], "-r", str(reqs)]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        # pip alone asks one page, waits for it, then the next: six at once are pipfresh's
+        assert index.wait_held(len(ROOTS), timeout=120), "the root pages were not asked at once"
+    finally:
+        index.release()
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, f"{out}\n{err}"
+    pages = _pages(index)
+    assert all(kinds == ["index_200"] for kinds in pages.values()), pages  # each once
+    assert {p.rstrip("/").rsplit("/", 1)[-1] for p in pages} == {*ROOTS, "shared"}
+    for name in [*ROOTS, "shared"]:
+        assert installed_version(venv.python, name) == "1.0"
+
+
+def test_a_restored_cache_is_asked_conditionally_and_a_new_version_still_found(
+    index: PackageIndex, dist_dir: Path, make_venv: MakeVenv, tmp_path: Path
+) -> None:
+    """Half warm: another requirement set ran before on this partition (its pages are in
+    pip's cache); a new root requirement and a release since. Unchanged pages cost a
+    304, the changed one is read whole, once; pip installs the new version."""
+    _publish(index, dist_dir)
+    install(make_venv(), *ROOTS[:3], index=index).ok()
+    index.publish(build_wheel(dist_dir, "shared", "1.1"))
+    index.reset_counters()
+    venv = make_venv()
+    install(venv, *ROOTS[:4], index=index).ok()
+    pages = _pages(index)
+    by_name = {p.rstrip("/").rsplit("/", 1)[-1]: kinds for p, kinds in pages.items()}
+    assert by_name == {
+        **{name: ["index_304"] for name in ROOTS[:3]},
+        ROOTS[3]: ["index_200"],  # new to this partition
+        "shared": ["index_200"],  # changed: from the last resolution, asked at once too
+    }, by_name
+    assert installed_version(venv.python, "shared") == "1.1"
+
+
+def test_an_older_pip_asks_every_page_itself_and_nothing_ahead(
+    index: PackageIndex, dist_dir: Path, make_venv: MakeVenv
+) -> None:
+    """pip < 26.2 revalidates every page it reads whatever its cache holds: a page asked
+    ahead would cost two requests."""
+    _publish(index, dist_dir)
+    venv = make_venv(pip="24.3.1")
+    install(venv, *ROOTS, index=index).ok()
+    pages = _pages(index)
+    assert all(len(kinds) == 1 for kinds in pages.values()), pages
+    assert installed_version(venv.python, "shared") == "1.0"
