@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from conftest import MakeVenv
@@ -89,3 +90,38 @@ def test_an_older_pip_asks_every_page_itself_and_nothing_ahead(
     pages = _pages(index)
     assert all(len(kinds) == 1 for kinds in pages.values()), pages
     assert installed_version(venv.python, "shared") == "1.0"
+
+
+def _held_metadata(index: PackageIndex) -> list[str]:
+    return [p for p in index.held_paths() if p.endswith(".metadata")]
+
+
+def test_the_pinned_roots_metadata_is_asked_at_once_and_each_file_once(
+    index: PackageIndex, dist_dir: Path, make_venv: MakeVenv
+) -> None:
+    """Exact pins: after their pages, their wheels' ``.metadata`` is asked all at once
+    (pip asks one file after another), and pip reads it from its cache."""
+    _publish(index, dist_dir)
+    index.publish(build_wheel(dist_dir, ROOTS[0], "2.0", requires=["shared"]))  # not pinned to
+    venv = make_venv()
+    argv = [sys.executable, "-m", "pipfresh", "install", "--python", str(venv.python)]
+    argv += [*index_args(index), *(f"{name}==1.0" for name in ROOTS)]
+    index.hold()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert index.wait_held(len(ROOTS), timeout=120), "the root pages were not asked at once"
+        index.release()
+        index.hold()  # before the pages are read: the metadata requests come after them
+        deadline = time.monotonic() + 120
+        while len(_held_metadata(index)) < len(ROOTS) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(_held_metadata(index)) == len(ROOTS), "the metadata was not asked at once"
+    finally:
+        index.release()
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, f"{out}\n{err}"
+    metadata = [r.path for r in index.counters().records if r.path.endswith(".metadata")]
+    assert sorted(metadata) == sorted(set(metadata)), metadata  # each once in the run
+    assert sum("-1.0-" in p and "/shared-" not in p for p in metadata) == len(ROOTS), metadata
+    for name in ROOTS:
+        assert installed_version(venv.python, name) == "1.0"

@@ -256,7 +256,8 @@ def _record(job: Run, digest: str, pages: list[pagelog.Page], names: Mapping[str
 def _prefetched(job: Run) -> invoke.PipInvocation:
     """The pip to resolve with when nothing is recorded for these inputs: on a pip that
     trusts ``max-age``, the pages of the root requirements and of the partition's latest
-    resolution fetched at once first (``prefetch``), which it then reads from its cache;
+    resolution fetched at once first, then the pinned roots' ``.metadata`` (``prefetch``),
+    which it then reads from its cache;
     else ``job.pip`` as it is (it asks for every page anyway)."""
     if not invoke.trusts_max_age(job.program):
         return job.pip
@@ -274,6 +275,8 @@ def _prefetched(job: Run) -> invoke.PipInvocation:
         return job.pip
     revalidator = revalidate.Revalidator(job.pip_args, job.env, http_dir)
     revalidator.check(pages)  # into pip's cache; what changed is pip's to read
+    offered = reuse.offers(pages, http_dir, candidates.root_pins(job.pip_args, settings))
+    revalidator.keep_all(prefetch.metadata_urls(offered, job.target.facts, http_dir))
     return revalidator.pip_for(job.pip)
 
 

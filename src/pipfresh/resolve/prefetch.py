@@ -9,6 +9,11 @@ them from there without a request (``Revalidator.pip_for``, which also drops eve
 page this run did not verify). Older pips send a request for every page whatever
 their cache holds, so for them nothing is fetched ahead: each page would cost two.
 
+Then the PEP 658 ``.metadata`` of the wheels an exact root pin (``==``/``===``)
+leaves on those pages for the target's tags, all at once too, as pip's own download
+would leave them in its cache: pip reads each from there. (No ``Requires-Dist`` is
+followed: pip asks for the pages its resolver finds beyond these.)
+
 Prefetching decides nothing: pip still resolves from what the index says in this
 run, and a page pip turns out not to read costs one request. Left to pip: indexes
 with credentials in their URL (pip's auth and keyring), ``--no-index``, and
@@ -17,17 +22,24 @@ requirements that are URLs or paths.
 
 from __future__ import annotations
 
+import json
 import posixpath
 import urllib.parse
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from packaging import tags
 from packaging.requirements import InvalidRequirement, Requirement
-from packaging.utils import canonicalize_name
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
-from pipfresh.pip import options, reqfiles
+from pipfresh.pip import httpcache, options, reqfiles
 from pipfresh.pip.args import option_values
 from pipfresh.resolve.pagelog import Page, with_validators
+from pipfresh.target.interpreter import Facts
+
+if TYPE_CHECKING:
+    from pipfresh.resolve.reuse import Offer
 
 PYPI = "https://pypi.org/simple"  # pip's PyPI.simple_url
 _INDEX = options.spellings("--index-url")
@@ -94,3 +106,49 @@ def _page_url(index: str, name: str) -> str:
     """pip's ``mkurl_pypi_url``: the index URL joined with the canonical name, and '/'."""
     url = posixpath.join(index, urllib.parse.quote(name))
     return url if url.endswith("/") else url + "/"
+
+
+def metadata_urls(offers: Mapping[str, Offer], facts: Facts, http_dir: Path) -> list[str]:
+    """The ``.metadata`` URL of each wheel a pinned page offers within its pins that the
+    target can install (CPython targets only), not yanked, with metadata, and not yet in
+    pip's cache. ``offers``: ``reuse.offers`` of the prefetched pages."""
+    supported = _supported(facts)
+    if supported is None:
+        return []
+    found = []
+    for offer in offers.values():
+        for entry in (offer.pinned or [])[1:]:  # [0] is the page's own facts
+            url, attributes = json.loads(entry)
+            if _wanted(url, attributes, supported):
+                found.append(url.split("#", 1)[0] + ".metadata")
+    fresh = [u for u in dict.fromkeys(found) if not httpcache.entry_path(http_dir, u).exists()]
+    return fresh
+
+
+def _wanted(url: str, attributes: Mapping[str, object], supported: set[tags.Tag]) -> bool:
+    metadata = attributes.get("core-metadata", attributes.get("dist-info-metadata"))
+    metadata = attributes.get(
+        "data-core-metadata", attributes.get("data-dist-info-metadata", metadata)
+    )
+    yanked = attributes.get("yanked", attributes.get("data-yanked", False))
+    if not metadata or metadata == "false" or (yanked is not False and yanked is not None):
+        return False
+    filename = urllib.parse.unquote(posixpath.basename(urllib.parse.urlsplit(url).path))
+    try:
+        _name, _version, _build, wheel_tags = parse_wheel_filename(filename)
+    except InvalidWheelFilename:
+        return False  # an sdist: pip builds its metadata
+    return bool(wheel_tags & supported)
+
+
+def _supported(facts: Facts) -> set[tags.Tag] | None:
+    """The tags a CPython target installs (this machine's platforms: the target runs
+    here); None for another implementation (nothing is fetched ahead for it)."""
+    if facts.implementation != "cpython":
+        return None
+    version = facts.version_info[:2]
+    interpreter = f"cp{version[0]}{version[1]}"
+    platforms = list(tags.platform_tags())
+    found = set(tags.cpython_tags(version, [interpreter + facts.abiflags], platforms))
+    found |= set(tags.compatible_tags(version, interpreter, platforms))
+    return found

@@ -27,7 +27,7 @@ from pipfresh.cache.share import IMMUTABLE
 from pipfresh.errors import LinkInCache
 from pipfresh.pip import httpcache, invoke
 from pipfresh.pip.args import option_values
-from pipfresh.resolve.connections import Connections, Unreachable
+from pipfresh.resolve.connections import Connections, Response, Unreachable
 from pipfresh.resolve.pagelog import WORKERS, Page
 
 # What pip sends for an index page (invoke._internal.index.collector._get_simple_response).
@@ -124,17 +124,43 @@ class Revalidator:
             return
         self.fresh.add(url)
 
+    def keep(self, url: str) -> bool:
+        """A file pip will download (a wheel's ``.metadata``) into pip's cache, as pip's
+        own download would leave it there (asked for as pip asks: not encoded, so the
+        body is the file); whether it is there now."""
+        headers = {
+            "Accept-Encoding": "identity",
+            "User-Agent": f"pipfresh/{__version__} (fetching ahead)",
+        }
+        response = self._ok(url, headers)
+        if response is None or response.body is None:
+            return False
+        self._store(url, headers, response.headers, response.body)
+        return url in self.fresh
+
+    def keep_all(self, urls: Sequence[str]) -> int:
+        """``keep`` each of ``urls``, all at once; how many are in pip's cache now."""
+        if not urls:
+            return 0
+        with ThreadPoolExecutor(max_workers=max(1, min(WORKERS, len(urls)))) as pool:
+            return sum(pool.map(self.keep, urls))
+
     def read(self, url: str) -> bytes | None:
         """The page at ``url`` as the index serves it now; None on any failure (a redirect
         too). For a page pip's cache does not keep: what does it list?"""
         headers = {"Accept": _ACCEPT, "User-Agent": f"pipfresh/{__version__} (reading a page)"}
+        response = self._ok(url, headers)
+        if response is None or response.body is None:
+            return None
+        return _body(response.body, response.headers.get("Content-Encoding"))
+
+    def _ok(self, url: str, headers: Mapping[str, str]) -> Response | None:
+        """``GET url``'s answer when it is a 200 (a body over the limit: None in it)."""
         try:
             response = self.connections.get(url, headers, _PAGE_LIMIT)
         except Unreachable:
             return None
-        if response.status != 200 or response.body is None:
-            return None
-        return _body(response.body, response.headers.get("Content-Encoding"))
+        return response if response.status == 200 else None
 
     def all_unchanged(self, pages: Sequence[Page]) -> tuple[int, str | None]:
         """How many pages are unchanged, and the first that is not, with what happened to it

@@ -77,6 +77,8 @@ class PackageIndex:
         self._in_flight = 0  # responses being written: counters() waits for them
         self._holding = False  # hold(): responses wait at the gate until release()
         self._at_gate = 0
+        self._hold_round = 0
+        self._held: list[str] = []
         self._records: list[Record] = []
         self._downloads: dict[str, int] = {}
         self._info: dict[str, tuple[tuple[int, int, int], DistFile]] = {}
@@ -237,6 +239,7 @@ class PackageIndex:
         """
         with self._lock:
             self._holding = True
+            self._hold_round += 1  # a hold right after a release holds only what comes next
 
     def release(self) -> None:
         """Let the held responses (and every later one) go."""
@@ -249,14 +252,22 @@ class PackageIndex:
         with self._lock:
             return self._lock.wait_for(lambda: self._at_gate >= count, timeout=timeout)
 
-    def _gate(self) -> None:
+    def held_paths(self) -> list[str]:
+        """The paths of the requests held now."""
+        with self._lock:
+            return list(self._held)
+
+    def _gate(self, path: str) -> None:
         with self._lock:
             if not self._holding:
                 return
+            held = self._hold_round
             self._at_gate += 1
+            self._held.append(path)
             self._lock.notify_all()
-            self._lock.wait_for(lambda: not self._holding)
+            self._lock.wait_for(lambda: not self._holding or self._hold_round != held)
             self._at_gate -= 1
+            self._held.remove(path)
 
     # -- counters ------------------------------------------------------------
 
