@@ -262,9 +262,7 @@ def _prefetched(job: Run) -> invoke.PipInvocation:
     if not invoke.trusts_max_age(job.program):
         return job.pip
     try:
-        settings = (
-            job.config or PipConfig.load(job.pip_args, job.env, job.target.facts.prefix)
-        ).values()
+        settings = _config(job).values()
     except ConfigError:
         return job.pip  # pip says why itself, before reading any page
     http_dir = job.partition.pip_cache / job.program.http_dir
@@ -275,7 +273,9 @@ def _prefetched(job: Run) -> invoke.PipInvocation:
         return job.pip
     revalidator = revalidate.Revalidator(job.pip_args, job.env, http_dir)
     revalidator.check(pages)  # into pip's cache; what changed is pip's to read
-    offered = reuse.offers(pages, http_dir, candidates.root_pins(job.pip_args, settings))
+    pins = candidates.root_pins(job.pip_args, settings)
+    pinned = [p for p in pages if pagelog.Listings.project_of(p.url) in pins]
+    offered = reuse.offers(pinned, http_dir, pins)
     revalidator.keep_all(prefetch.metadata_urls(offered, job.target.facts, http_dir))
     return revalidator.pip_for(job.pip)
 
@@ -284,11 +284,14 @@ def _settings(job: Run) -> Mapping[str, str]:
     """pip's configuration and ``PIP_*`` values (none when it cannot be read: no pins
     from it, so fewer pages may stay unchanged)."""
     try:
-        return (
-            job.config or PipConfig.load(job.pip_args, job.env, job.target.facts.prefix)
-        ).values()
+        return _config(job).values()
     except ConfigError:
         return {}
+
+
+def _config(job: Run) -> PipConfig:
+    """pip's configuration as the run read it (loaded here for a job made without it)."""
+    return job.config or PipConfig.load(job.pip_args, job.env, job.target.facts.prefix)
 
 
 def _dry_run(

@@ -121,8 +121,7 @@ def metadata_urls(offers: Mapping[str, Offer], facts: Facts, http_dir: Path) -> 
             url, attributes = json.loads(entry)
             if _wanted(url, attributes, supported):
                 found.append(url.split("#", 1)[0] + ".metadata")
-    fresh = [u for u in dict.fromkeys(found) if not httpcache.entry_path(http_dir, u).exists()]
-    return fresh
+    return [u for u in dict.fromkeys(found) if not httpcache.entry_path(http_dir, u).exists()]
 
 
 def _wanted(url: str, attributes: Mapping[str, object], supported: set[tags.Tag]) -> bool:
