@@ -23,6 +23,7 @@ from pipfresh.cli.summary import Summary, account
 from pipfresh.console import Console
 from pipfresh.errors import CacheNotWritable, CacheRootError, Interrupted, LockTimeout
 from pipfresh.layout import CacheRoot, Partition, default_root, partition_id
+from pipfresh.phases import Phases
 from pipfresh.pip import httpcache, invoke, process, report
 from pipfresh.pip.args import PipArgs, split
 from pipfresh.pip.config import PipConfig
@@ -116,24 +117,27 @@ def _run_pip_command(
     shown = summary if command == "install" and not helped else None
     # Only an install that installs counts as a run for `cache prune --mode recent`.
     installs = shown is not None and not summary.dry_run
+    phases = Phases()  # the target found, the partition repaired: the run's start
+    phases.add("start", time.monotonic() - started)
     try:
         with tempfile.TemporaryDirectory(prefix="pipfresh-") as scratch:
             pip_args, report_path = _pip_args(command, parsed, Path(scratch))
             if partition is None or scan is None:
                 pip = invoke.PipInvocation(program, env, tuple(pip_args), console)
-                code = pip.run(label=f"pip {command}")
+                with phases.timed("pip"):
+                    code = pip.run(label=f"pip {command}")
             else:
                 run = _InPartition(
                     partition, scan, target, program, pip_args, env, report_path, console,
-                    config, installs,
+                    config, installs, phases,
                 )  # fmt: skip
                 code = _run_in_partition(run, summary)
     except Interrupted as stop:
         summary.exit_code, summary.interrupted = stop.status, stop.phase
-        summary.elapsed = time.monotonic() - started
+        summary.elapsed, summary.phases = time.monotonic() - started, phases.seconds()
         return RunResult(stop.status, shown, interrupted=stop.phase)
     summary.exit_code = code
-    summary.elapsed = time.monotonic() - started
+    summary.elapsed, summary.phases = time.monotonic() - started, phases.seconds()
     return RunResult(code, shown)
 
 
@@ -197,6 +201,7 @@ class _InPartition:
     console: Console
     config: PipConfig  # pip's configuration, read once for the whole run
     installs: bool  # an install that installs: a run ``cache prune --mode recent`` counts
+    phases: Phases  # where the run's time goes, for the summary
 
     def job(self, report_path: Path) -> fastpath.Job:
         """The store's install of this command."""
@@ -205,7 +210,7 @@ class _InPartition:
         )
         return fastpath.Job(
             self.partition, self.target, self.program, self.pip_args, self.env, report_path,
-            self.console, progress, self.config,
+            self.console, progress, self.config, self.phases,
         )  # fmt: skip
 
 
@@ -215,7 +220,8 @@ def _run_in_partition(run: _InPartition, summary: Summary) -> int:
     def waiting() -> None:
         run.console.waiting(partition.id)
 
-    with process.phase("checking the cache"):
+    timed = run.phases.timed
+    with process.phase("checking the cache"), timed("cache"):
         try:  # alone, an interrupted or disk-full run's temporary files are dead weight
             with lock.hold(partition.lock_file, shared=False, timeout=0):
                 repair.remove_leftovers(partition, scan)
@@ -223,7 +229,7 @@ def _run_in_partition(run: _InPartition, summary: Summary) -> int:
             pass  # other runs are writing: their temporary files are not leftovers
     held = lock.hold(partition.lock_file, shared=True, on_wait=waiting)
     with held as lock_fd, process.children_inherit(lock_fd):
-        with process.phase("checking the cache"):
+        with process.phase("checking the cache"), timed("cache"):
             dropped = health.drop_broken(partition, program.http_dir, scan)
             summary.dropped = len(dropped)
             share.seed_from_siblings(partition, program.http_dir, scan)
@@ -235,8 +241,9 @@ def _run_in_partition(run: _InPartition, summary: Summary) -> int:
             code, stored = outcome.code, outcome.store_keys
         else:
             pip = invoke.PipInvocation(program, run.env, tuple(run.pip_args), run.console)
-            code = pip.run(label=f"pip {run.pip_args[0]}")
-        with process.phase("recording the run"):
+            with timed("pip"):
+                code = pip.run(label=f"pip {run.pip_args[0]}")
+        with process.phase("recording the run"), timed("record"):
             _account(run, summary, before, stored, code)
     return code
 

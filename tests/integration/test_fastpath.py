@@ -337,3 +337,31 @@ def test_config_settings_on_a_pip_too_old_for_them_per_requirement_run_plain_pip
     assert run.summary is not None and run.summary["installer"] == "pip", run.summary
     assert run.summary["installer_reason"] == "-C needs pip >= 23.1 to build for the store"
     assert installed_version(venv.python, "demo") == "1.0"
+
+
+def test_the_summary_says_where_the_time_went(
+    index: PackageIndex, dist_dir: Path, make_venv: MakeVenv, tmp_path: Path
+) -> None:
+    """Cold, the run asks ahead, resolves, obtains, compiles and links; warm, it obtains
+    nothing; plain pip is one phase. No second is counted twice."""
+    index.publish(
+        build_wheel(dist_dir, "app", "1.0", requires=["dep"]), build_wheel(dist_dir, "dep", "1.0")
+    )
+    summary = tmp_path / "s.json"
+
+    def phases(run: Any) -> dict[str, float]:
+        assert run.summary is not None
+        took: dict[str, float] = run.summary["phases"]
+        assert all(seconds >= 0 for seconds in took.values()), took
+        assert sum(took.values()) <= run.summary["elapsed"] + 0.01, run.summary
+        return took
+
+    cold = install(make_venv(), "app", index=index, env=store_env(), summary=summary).ok()
+    everything = {"start", "cache", "prefetch", "resolve", "check", "obtain", "compile", "link"}
+    assert everything | {"record"} == set(phases(cold)), cold.summary
+    warm = install(make_venv(), "app", index=index, env=store_env(), summary=summary).ok()
+    assert set(phases(warm)) == everything - {"prefetch", "obtain", "compile"} | {"record"}
+    assert "s (start " in warm.stderr, warm.stderr  # the line shows those over 10 ms
+    by_pip = store_env(PIPFRESH_INSTALLER="pip")
+    plain = install(make_venv(), "app", index=index, env=by_pip, summary=summary).ok()
+    assert set(phases(plain)) == {"start", "cache", "pip", "record"}

@@ -82,6 +82,12 @@ def test_summary_line_names_every_figure_it_has() -> None:
         assert f" · {part}" in line, part
 
 
+def test_summary_line_says_where_the_time_went() -> None:
+    phases = {"start": 0.12, "cache": 0.004, "resolve": 0.31, "link": 0.2}
+    line = render.summary_line(_summary(elapsed=0.64, phases=phases))
+    assert line.endswith(" · 0.6s (start 0.12s, resolve 0.31s, link 0.20s)")  # under 10 ms: not
+
+
 def test_summary_json_is_sorted_and_versioned(tmp_path: Path) -> None:
     target = tmp_path / "summary.json"
     render.write_json(_summary(installed=1, notes=["a note"]), str(target))

@@ -49,6 +49,7 @@ class Summary:
     resolution: str = ""  # the store installer: pip's dry run, or its last one reused
     store_reverified: int = 0  # store entries hashed again (restored, chowned or changed)
     interrupted: str | None = None  # Ctrl-C stopped the run in this phase (process.py)
+    phases: dict[str, float] = field(default_factory=dict)  # seconds per phase (phases.py)
     notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, object]:

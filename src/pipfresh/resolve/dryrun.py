@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 from pipfresh.console import Console
 from pipfresh.layout import Partition
+from pipfresh.phases import Phases
 from pipfresh.pip import invoke, output, report
 from pipfresh.pip.config import ConfigError, PipConfig
 from pipfresh.resolve import candidates, kept, pagelog, prefetch, reuse, revalidate
@@ -52,6 +53,8 @@ class Run(Protocol):
     def config(self) -> PipConfig | None: ...
     @property
     def pip(self) -> invoke.PipInvocation: ...
+    @property
+    def phases(self) -> Phases: ...
 
 
 @dataclass(frozen=True)
@@ -261,6 +264,11 @@ def _prefetched(job: Run) -> invoke.PipInvocation:
     else ``job.pip`` as it is (it asks for every page anyway)."""
     if not invoke.trusts_max_age(job.program):
         return job.pip
+    with job.phases.timed("prefetch"):
+        return _prefetch(job)
+
+
+def _prefetch(job: Run) -> invoke.PipInvocation:
     try:
         settings = _config(job).values()
     except ConfigError:

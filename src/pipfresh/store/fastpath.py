@@ -33,6 +33,7 @@ from pipfresh.cli.progress import Progress
 from pipfresh.cli.summary import Summary
 from pipfresh.console import Console
 from pipfresh.layout import STORE_LAYOUT, Partition
+from pipfresh.phases import Phases
 from pipfresh.pip import invoke, output, report
 from pipfresh.pip.config import PipConfig
 from pipfresh.pip.report import Item
@@ -76,6 +77,7 @@ class Job:
     console: Console  # what the install says, and pip's output it relays
     progress: Progress = field(default_factory=Progress.silent)  # long phases, on stderr
     config: PipConfig | None = None  # pip's configuration, read once (``run`` reads it else)
+    phases: Phases = field(default_factory=Phases)  # where the time went, for the summary
 
     @property
     def quiet(self) -> bool:
@@ -117,7 +119,7 @@ def run(job: Job) -> Outcome:
     if job.program.version < _PER_REQUIREMENT_SETTINGS:
         prefix = job.target.facts.prefix
         if BuildOptions.of(job.pip_args, job.env, prefix).config_settings:
-            code = job.pip.run(label="pip install")
+            code = _plain_pip(job, label="pip install")
             old = f"-C needs pip >= {_PER_REQUIREMENT_SETTINGS} to build for the store"
             return Outcome(code, fallback=old)
     if job.config is None:
@@ -133,9 +135,10 @@ def _build_then_run(job: Job, capture: kept.Capture) -> Outcome:
         return _run(job, None, capture)
     with tempfile.TemporaryDirectory(prefix="pipfresh-local-") as tmp:
         default = BuildOptions.of(job.pip_args, job.env, job.target.facts.prefix).default
-        code, builds = localbuild.build(found, job.pip, default, Path(tmp))
+        with job.phases.timed("build"):
+            code, builds = localbuild.build(found, job.pip, default, Path(tmp))
         if code != 0:  # pip builds it again, and fails in its own words
-            code = job.pip.run(label="pip install")
+            code = _plain_pip(job, label="pip install")
             named = " ".join(job.pip_args[f.position] for f in found)
             return Outcome(code, fallback=f"pip wheel could not build {named}")
         return _run(job, builds, capture)
@@ -154,12 +157,13 @@ def _local_projects(job: Job) -> list[localbuild.Local]:
 
 def _run(job: Job, builds: localbuild.Builds | None, capture: kept.Capture) -> Outcome:
     """``run`` once the local projects (if any) are built: pip resolves, the store installs."""
-    resolution = dryrun.resolve(job, builds, capture)
+    with job.phases.timed("resolve"):
+        resolution = dryrun.resolve(job, builds, capture)
     how = resolution.how
     if builds is not None and (
         resolution.code != 0 or builds.complete(job.report_path) != 0
     ):  # pip says why in its own words, naming the project rather than its wheel
-        code = job.pip.run(label="pip install")
+        code = _plain_pip(job, label="pip install")
         return Outcome(code, fallback="pip's dry run of the built wheel failed", resolution=how)
     if resolution.code != 0:
         return Outcome(resolution.code, resolution=how)
@@ -171,7 +175,7 @@ def _run(job: Job, builds: localbuild.Builds | None, capture: kept.Capture) -> O
     except (OSError, ValueError) as exc:
         items, why = [], f"cannot read pip's report: {exc}"
     if why is not None:
-        code = job.pip.run(label="pip install")
+        code = _plain_pip(job, label="pip install")
         return Outcome(code, fallback=why, resolution=how)
     if not items:
         return Outcome(0, resolution=how, revalidated=resolution.revalidated)
@@ -179,7 +183,7 @@ def _run(job: Job, builds: localbuild.Builds | None, capture: kept.Capture) -> O
     # nothing (or a reused report) checked nothing: what the pins refuse is pip's to refuse.
     why = job.pins.refusal(items)
     if why is not None:
-        code = job.pip.run()
+        code = _plain_pip(job)
         return Outcome(code, fallback=why, resolution=how)
     return _from_store(job, items, builds, resolution, capture)
 
@@ -197,12 +201,14 @@ def _from_store(
     # sha256 -> file pip checked in this run, of what pip's HTTP cache does not hold
     downloaded = capture.matching(items, job.partition.pip_cache / job.program.http_dir)
     if downloaded:
-        _keep(job, downloaded, items, resolution.pages)
+        with job.phases.timed("obtain"):
+            _keep(job, downloaded, items, resolution.pages)
     by_store = [i for i in items if not i.via_pip]
     store = Store(job.partition.state_dir / STORE_LAYOUT)
     # An sdist's wheel is stored under a key of its build options too (obtain.store_keys).
     keys = obtain.store_keys(by_store, job.pip_args, job.env, job.target)
-    found = stored(store, keys.values())
+    with job.phases.timed("check"):
+        found = stored(store, keys.values())
     entries = {sha: found[key] for sha, key in keys.items() if key in found}
     reverified = sum(1 for e in {e.path: e for e in entries.values()}.values() if e.reverified)
     missing = [i for i in by_store if i.sha256 not in entries]
@@ -210,13 +216,16 @@ def _from_store(
         if missing:
             http_dir = job.partition.pip_cache / job.program.http_dir
             sources = obtain.Sources(http_dir, downloaded)
-            code, added = obtain.obtain(store, missing, job.target, job.pip, sources, job.progress)
+            with job.phases.timed("obtain"):
+                code, added = obtain.obtain(
+                    store, missing, job.target, job.pip, sources, job.progress, job.phases
+                )
             if code != 0:
                 return Outcome(code, resolution=how)
             entries.update(added)
         plans = install.plans(entries)
     except wheelcheck.UnsupportedWheel as exc:
-        code = job.pip.run()
+        code = _plain_pip(job)
         return Outcome(code, fallback=str(exc), resolution=how)
     for changed in install.changed_in_place(
         job.target.facts, [(i.name, i.version) for i in by_store]
@@ -226,7 +235,8 @@ def _from_store(
         i.name: output.display_name(i.name, _source_url(i.url, builds), resolution.names)
         for i in items
     }
-    code = _install(job, store, items, _Linking(entries, plans, names))
+    with job.phases.timed("link"):
+        code = _install(job, store, items, _Linking(entries, plans, names))
     if code != 0:
         return Outcome(code, resolution=how)
     return Outcome(
@@ -248,6 +258,12 @@ class _Linking:
     entries: Mapping[str, Entry]
     plans: Mapping[str, install.Plan]
     names: Mapping[str, str]
+
+
+def _plain_pip(job: Job, label: str = "pip") -> int:
+    """The user's command as plain pip runs it (the store cannot install it)."""
+    with job.phases.timed("pip"):
+        return job.pip.run(label=label)
 
 
 def _install(job: Job, store: Store, items: list[Item], linking: _Linking) -> int:

@@ -27,6 +27,7 @@ from packaging.utils import (
 from pipfresh.cache import fs
 from pipfresh.cli.progress import Progress
 from pipfresh.errors import PipfreshError
+from pipfresh.phases import Phases
 from pipfresh.pip import httpcache, invoke, options, reqfiles
 from pipfresh.pip.args import option_values
 from pipfresh.pip.report import Item
@@ -57,6 +58,7 @@ def obtain(
     pip: invoke.PipInvocation,
     sources: Sources,
     progress: Progress | None = None,
+    phases: Phases | None = None,
 ) -> tuple[int, dict[str, Entry]]:
     """Store the missing items: wheels pip's dry run downloaded (``sources.kept``) or
     left in its HTTP cache (hash-checked), the rest through ``pip wheel`` (download or
@@ -65,7 +67,8 @@ def obtain(
     Each wheel is unpacked as soon as it is there, and compiled while the next
     ones download or unpack: pip's downloads land in its HTTP cache one by one,
     so they are taken from there while ``pip wheel`` is still running. ``progress``
-    shows the three phases, overlapping as they do.
+    shows the three phases, overlapping as they do; ``phases`` times what is left of
+    unpacking and compiling once every wheel is there, as "compile".
     """
     build = BuildOptions.of(pip.args, pip.env, target.facts.prefix)
     keys = store_keys(missing, pip.args, pip.env, target)  # fastpath looked them up already
@@ -100,7 +103,8 @@ def obtain(
             for sha256, wheel in _match_wheels(late, Path(tmp, "wheels")).items():
                 adding.submit(keys[sha256], wheel)
             obtained()
-        added = adding.finish()
+        with (phases or Phases()).timed("compile"):
+            added = adding.finish()
     return 0, {i.sha256: added[keys[i.sha256]] for i in missing}
 
 
