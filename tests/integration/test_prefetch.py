@@ -125,3 +125,32 @@ def test_the_pinned_roots_metadata_is_asked_at_once_and_each_file_once(
     assert sum("-1.0-" in p and "/shared-" not in p for p in metadata) == len(ROOTS), metadata
     for name in ROOTS:
         assert installed_version(venv.python, name) == "1.0"
+
+
+def test_the_pinned_wheels_are_fetched_at_once_while_pip_resolves(
+    index: PackageIndex, dist_dir: Path, make_venv: MakeVenv
+) -> None:
+    """pip downloads one file after another; the pinned roots' wheels are asked all at
+    once, while pip's dry run reads only metadata, then the store takes them from pip's
+    cache: each file once in the run. A wheel already stored is not asked again."""
+    _publish(index, dist_dir)
+    install(make_venv(), *(f"{name}==1.0" for name in ROOTS[:2]), index=index).ok()
+    index.reset_counters()
+    venv = make_venv()
+    argv = [sys.executable, "-m", "pipfresh", "install", "--python", str(venv.python)]
+    argv += [*index_args(index), *(f"{name}==1.0" for name in ROOTS)]
+    index.hold(kinds=["file"])
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        new = len(ROOTS) - 2
+        assert index.wait_held(new, timeout=120), "the pinned wheels were not asked at once"
+        held = sorted(p.rsplit("/", 1)[-1] for p in index.held_paths())
+        assert held == [f"{name}-1.0-py3-none-any.whl" for name in ROOTS[2:]], held
+    finally:
+        index.release()
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, f"{out}\n{err}"
+    files = index.counters().paths("file")
+    assert sorted(f.rsplit("/", 1)[-1] for f in files) == held, files  # each once, no others
+    for name in ROOTS:
+        assert installed_version(venv.python, name) == "1.0"

@@ -1,10 +1,18 @@
-"""Which pages are asked ahead: pip's index URLs, as pip orders and spells them."""
+"""What is asked ahead: pip's index URLs, as pip orders and spells them; the wheels pip
+would take."""
 
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
 
+from packaging import tags
+
+from pipfresh.resolve import prefetch
 from pipfresh.resolve.prefetch import root_pages
+from pipfresh.resolve.reuse import Offer
+from pipfresh.target.interpreter import probe
 
 
 def _urls(args: list[str], settings: dict[str, str], tmp_path: Path) -> list[str]:
@@ -38,3 +46,49 @@ def test_nothing_ahead_without_an_index_or_with_credentials(tmp_path: Path) -> N
     assert _urls(["--no-index", "demo"], {}, tmp_path) == []
     assert _urls(["demo"], {"no-index": "yes"}, tmp_path) == []
     assert _urls(["-i", "https://user:secret@private.example/simple", "demo"], {}, tmp_path) == []
+
+
+def _offer(project: str, *files: tuple[str, dict[str, object]]) -> Offer:
+    base = "https://files.example/"
+    entries = [json.dumps([base + name, attributes], sort_keys=True) for name, attributes in files]
+    return Offer(project, "==1.0", ["{}", *entries])
+
+
+def _with(sha: str, **more: object) -> dict[str, object]:
+    return {"core-metadata": True, "hashes": {"sha256": sha}, **more}
+
+
+def test_the_wheel_pip_would_take_for_each_pin(tmp_path: Path) -> None:
+    """Of one version's wheels, the tags the target ranks first, then the highest build;
+    none for a page offering only what pip would skip or read without metadata."""
+    facts = probe(Path(sys.executable), None)
+    version = f"{sys.version_info[0]}{sys.version_info[1]}"
+    platform = next(iter(tags.platform_tags()))
+    native = f"cp{version}-cp{version}-{platform}"
+    offers = {
+        "a": _offer(
+            "a",
+            ("a-1.0-py3-none-any.whl", _with("1")),
+            (f"a-1.0-{native}.whl", _with("2")),  # most specific: pip's choice
+            (f"a-1.0-cp{version}-abi3-{platform}.whl", _with("3")),
+            ("a-1.0.tar.gz", _with("4")),
+        ),
+        "b": _offer(
+            "b", ("b-1.0-py3-none-any.whl", _with("5")), ("b-1.0-1-py3-none-any.whl", _with("6"))
+        ),
+        "c": _offer(
+            "c",
+            ("c-1.0-py3-none-any.whl", _with("7", yanked="broken")),
+            ("c-1.0-py2-none-any.whl", _with("8")),  # not for this interpreter
+        ),
+        "d": _offer("d", ("d-1.0-py3-none-any.whl", {"hashes": {"sha256": "9"}})),  # no metadata
+        "e": _offer("e", ("e-1.0-py3-none-any.whl", _with("10", **{"requires-python": "<3"}))),
+        "f": _offer("f", ("f-1.0-py3-none-any.whl#sha256=ab", {"data-core-metadata": "true"})),
+    }
+    urls = prefetch.wheel_urls(offers, facts, tmp_path, stored=lambda sha: False)
+    names = [u.rsplit("/", 1)[-1] for u in urls]
+    assert names == [f"a-1.0-{native}.whl", "b-1.0-1-py3-none-any.whl", "f-1.0-py3-none-any.whl"]
+    # What the store holds (by sha256, HTML fragments too) is not fetched again.
+    held = {"2", "ab"}
+    urls = prefetch.wheel_urls(offers, facts, tmp_path, stored=held.__contains__)
+    assert [u.rsplit("/", 1)[-1] for u in urls] == ["b-1.0-1-py3-none-any.whl"]

@@ -19,11 +19,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 from pipfresh.console import Console
-from pipfresh.layout import Partition
+from pipfresh.layout import STORE_LAYOUT, Partition
 from pipfresh.phases import Phases
 from pipfresh.pip import invoke, output, report
 from pipfresh.pip.config import ConfigError, PipConfig
 from pipfresh.resolve import candidates, kept, pagelog, prefetch, reuse, revalidate
+from pipfresh.store.entries import Store
 from pipfresh.target.interpreter import Target
 
 if TYPE_CHECKING:
@@ -66,6 +67,7 @@ class Resolution:
     revalidated: int = 0
     names: Mapping[str, str] = field(default_factory=dict)  # as pip spelled them (canonical ->)
     pages: list[str] = field(default_factory=list)  # the index pages pip's dry run read
+    behind: revalidate.Behind | None = None  # wheels fetched ahead while pip resolved
 
 
 def resolve(job: Run, builds: Builds | None, capture: kept.Capture) -> Resolution:
@@ -86,7 +88,7 @@ def resolve(job: Run, builds: Builds | None, capture: kept.Capture) -> Resolutio
     if inputs.digest is None:
         return _dry_run_alone(job, f"pip ({inputs.reason}: not reusable)", capture)
     recorded = reuse.load(job.partition, inputs.digest)
-    changed, pip = "", job.pip
+    changed, pip, behind = "", job.pip, None
     if recorded is not None:
         http_dir = job.partition.pip_cache / job.program.http_dir
         revalidator = revalidate.Revalidator(job.pip_args, job.env, http_dir)
@@ -95,7 +97,7 @@ def resolve(job: Run, builds: Builds | None, capture: kept.Capture) -> Resolutio
             return reused
         changed, pip = f"{reused}; ", revalidator.pip_for(job.pip)
     else:
-        pip = _prefetched(job)
+        pip, behind = _prefetched(job)
     theirs = pagelog.user_log(job.pip_args, job.env, job.target.facts.prefix, job.config)
     with tempfile.TemporaryDirectory(prefix="pipfresh-log-") as tmp:
         log = theirs or Path(tmp, "pip.log")
@@ -103,14 +105,15 @@ def resolve(job: Run, builds: Builds | None, capture: kept.Capture) -> Resolutio
         fetched = pagelog.fetched_pages(text)
         names = output.spellings(text) if code == 0 else {}
         if code != 0:
-            return Resolution(code, f"pip ({changed.rstrip('; ') or 'failed'})", pages=fetched)
+            how = f"pip ({changed.rstrip('; ') or 'failed'})"
+            return Resolution(code, how, pages=fetched, behind=behind)
         if theirs is not None:  # what pip read is in their log, among other runs'
             how = f"pip ({changed}a --log of yours: not recorded)"
-            return Resolution(0, how, names=names, pages=fetched)
+            return Resolution(0, how, names=names, pages=fetched, behind=behind)
         http_dir = job.partition.pip_cache / job.program.http_dir
         pages, why = pagelog.pages_from_log(log, http_dir)
     how = f"pip ({changed}{why or _record(job, inputs.digest, pages, names)})"
-    return Resolution(0, how, names=names, pages=fetched)
+    return Resolution(0, how, names=names, pages=fetched, behind=behind)
 
 
 def _reuse(
@@ -256,36 +259,50 @@ def _record(job: Run, digest: str, pages: list[pagelog.Page], names: Mapping[str
     return f"recorded {len(pages)} index pages"
 
 
-def _prefetched(job: Run) -> invoke.PipInvocation:
+def _prefetched(job: Run) -> tuple[invoke.PipInvocation, revalidate.Behind | None]:
     """The pip to resolve with when nothing is recorded for these inputs: on a pip that
     trusts ``max-age``, the pages of the root requirements and of the partition's latest
     resolution fetched at once first, then the pinned roots' ``.metadata`` (``prefetch``),
-    which it then reads from its cache;
+    which it then reads from its cache, and their wheels fetching while it resolves;
     else ``job.pip`` as it is (it asks for every page anyway)."""
     if not invoke.trusts_max_age(job.program):
-        return job.pip
+        return job.pip, None
     with job.phases.timed("prefetch"):
         return _prefetch(job)
 
 
-def _prefetch(job: Run) -> invoke.PipInvocation:
+def _prefetch(job: Run) -> tuple[invoke.PipInvocation, revalidate.Behind | None]:
     try:
         settings = _config(job).values()
     except ConfigError:
-        return job.pip  # pip says why itself, before reading any page
+        return job.pip, None  # pip says why itself, before reading any page
     http_dir = job.partition.pip_cache / job.program.http_dir
     latest = reuse.latest(job.partition)
     urls = [p.url for p in latest.pages] if latest is not None else []
     pages = prefetch.root_pages(job.pip_args, settings, http_dir, also=urls)
     if not pages:
-        return job.pip
+        return job.pip, None
     revalidator = revalidate.Revalidator(job.pip_args, job.env, http_dir)
     revalidator.check(pages)  # into pip's cache; what changed is pip's to read
     pins = candidates.root_pins(job.pip_args, settings)
     pinned = [p for p in pages if pagelog.Listings.project_of(p.url) in pins]
     offered = reuse.offers(pinned, http_dir, pins)
     revalidator.keep_all(prefetch.metadata_urls(offered, job.target.facts, http_dir))
-    return revalidator.pip_for(job.pip)
+    pip = revalidator.pip_for(job.pip)
+    if _builds_from_source(job, settings):
+        return pip, None
+    store = Store(job.partition.state_dir / STORE_LAYOUT)
+    held = prefetch.wheel_urls(offered, job.target.facts, http_dir, store.holds)
+    return pip, revalidator.keep_behind(held)
+
+
+def _builds_from_source(job: Run, settings: Mapping[str, str]) -> bool:
+    """``--no-binary`` on the command line or in pip's configuration: pip may build what
+    the pages offer as wheels, so none is fetched ahead (it would cost only its bytes:
+    one in a requirement file does)."""
+    return bool(settings.get("no-binary")) or any(
+        arg == "--no-binary" or arg.startswith("--no-binary=") for arg in job.pip_args
+    )
 
 
 def _settings(job: Run) -> Mapping[str, str]:

@@ -14,6 +14,12 @@ leaves on those pages for the target's tags, all at once too, as pip's own downl
 would leave them in its cache: pip reads each from there. (No ``Requires-Dist`` is
 followed: pip asks for the pages its resolver finds beyond these.)
 
+Last, while pip resolves, the wheel pip will download for each such pin
+(``wheel_urls``: of one version's wheels, the one whose tags the target ranks
+first, as pip's candidate order takes it), unless the store holds its sha256: on
+these pips a dry run with PEP 658 metadata downloads no wheel, so nothing races
+pip's own download, and the store's ``pip wheel`` finds them in pip's cache.
+
 Prefetching decides nothing: pip still resolves from what the index says in this
 run, and a page pip turns out not to read costs one request. Left to pip: indexes
 with credentials in their URL (pip's auth and keyring), ``--no-index``, and
@@ -25,13 +31,20 @@ from __future__ import annotations
 import json
 import posixpath
 import urllib.parse
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from packaging import tags
 from packaging.requirements import InvalidRequirement, Requirement
-from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.utils import (
+    BuildTag,
+    InvalidWheelFilename,
+    canonicalize_name,
+    parse_wheel_filename,
+)
+from packaging.version import Version
 
 from pipfresh.pip import httpcache, options, reqfiles
 from pipfresh.pip.args import option_values
@@ -112,42 +125,100 @@ def metadata_urls(offers: Mapping[str, Offer], facts: Facts, http_dir: Path) -> 
     """The ``.metadata`` URL of each wheel a pinned page offers within its pins that the
     target can install (CPython targets only), not yanked, with metadata, and not yet in
     pip's cache. ``offers``: ``reuse.offers`` of the prefetched pages."""
-    supported = _supported(facts)
-    if supported is None:
-        return []
-    found = []
-    for offer in offers.values():
-        for entry in (offer.pinned or [])[1:]:  # [0] is the page's own facts
-            url, attributes = json.loads(entry)
-            if _wanted(url, attributes, supported):
-                found.append(url.split("#", 1)[0] + ".metadata")
+    found = [
+        wheel.url + ".metadata"
+        for offered in _installable(offers, facts).values()
+        for wheel in offered
+    ]
     return [u for u in dict.fromkeys(found) if not httpcache.entry_path(http_dir, u).exists()]
 
 
-def _wanted(url: str, attributes: Mapping[str, object], supported: set[tags.Tag]) -> bool:
+def wheel_urls(
+    offers: Mapping[str, Offer], facts: Facts, http_dir: Path, stored: Callable[[str], bool]
+) -> list[str]:
+    """The wheel pip will download for each pinned page: among the files ``metadata_urls``
+    takes, the highest version, then the tags the target ranks first, then the highest
+    build tag (pip's candidate order, hashes and yanks aside); unless pip's cache holds
+    it, or the store (``stored``, by its sha256: an install takes it from there)."""
+    found = []
+    for offered in _installable(offers, facts).values():
+        best = max(offered, key=lambda wheel: wheel.rank)
+        if not (best.sha256 and stored(best.sha256)):
+            found.append(best.url)
+    return [u for u in dict.fromkeys(found) if not httpcache.entry_path(http_dir, u).exists()]
+
+
+class _Wheel:
+    """A wheel a pinned page offers the target: where it is, its sha256, pip's rank of it."""
+
+    def __init__(self, url: str, sha256: str | None, rank: tuple[Version, int, BuildTag]):
+        self.url, self.sha256, self.rank = url, sha256, rank
+
+
+def _installable(offers: Mapping[str, Offer], facts: Facts) -> dict[str, list[_Wheel]]:
+    """Per pinned page, the wheels within its pins the target can install and whose
+    metadata pip reads without downloading them (CPython targets only)."""
+    ordered = _supported(facts)
+    if ordered is None:
+        return {}
+    priority = {tag: len(ordered) - i for i, tag in enumerate(ordered)}  # pip's, higher first
+    python = Version(".".join(map(str, facts.version_info[:3])))
+    found: dict[str, list[_Wheel]] = {}
+    for page, offer in offers.items():
+        for entry in (offer.pinned or [])[1:]:  # [0] is the page's own facts
+            url, attributes = json.loads(entry)
+            wheel = _wanted(url, attributes, priority, python)
+            if wheel is not None:
+                found.setdefault(page, []).append(wheel)
+    return found
+
+
+def _wanted(
+    url: str, attributes: Mapping[str, object], priority: Mapping[tags.Tag, int], python: Version
+) -> _Wheel | None:
     metadata = attributes.get("core-metadata", attributes.get("dist-info-metadata"))
     metadata = attributes.get(
         "data-core-metadata", attributes.get("data-dist-info-metadata", metadata)
     )
     yanked = attributes.get("yanked", attributes.get("data-yanked", False))
     if not metadata or metadata == "false" or (yanked is not False and yanked is not None):
-        return False
-    filename = urllib.parse.unquote(posixpath.basename(urllib.parse.urlsplit(url).path))
+        return None
+    requires = attributes.get("requires-python", attributes.get("data-requires-python"))
     try:
-        _name, _version, _build, wheel_tags = parse_wheel_filename(filename)
+        if requires and python not in SpecifierSet(str(requires)):
+            return None  # pip skips it for this interpreter
+    except InvalidSpecifier:
+        pass  # pip ignores a specifier it cannot read too
+    location, _, fragment = url.partition("#")
+    filename = urllib.parse.unquote(posixpath.basename(urllib.parse.urlsplit(location).path))
+    try:
+        _name, version, build, wheel_tags = parse_wheel_filename(filename)
     except InvalidWheelFilename:
-        return False  # an sdist: pip builds its metadata
-    return bool(wheel_tags & supported)
+        return None  # an sdist: pip builds its metadata
+    ranked = [priority[tag] for tag in wheel_tags if tag in priority]
+    if not ranked:
+        return None
+    return _Wheel(location, _sha256(fragment, attributes), (version, max(ranked), build))
 
 
-def _supported(facts: Facts) -> set[tags.Tag] | None:
-    """The tags a CPython target installs (this machine's platforms: the target runs
-    here); None for another implementation (nothing is fetched ahead for it)."""
+def _sha256(fragment: str, attributes: Mapping[str, object]) -> str | None:
+    """The file's sha256 as the page gives it (PEP 691 ``hashes``, else the URL's fragment)."""
+    hashes = attributes.get("hashes")
+    if isinstance(hashes, Mapping) and isinstance(hashes.get("sha256"), str):
+        return str(hashes["sha256"])
+    name, _, value = fragment.partition("=")
+    return value.lower() if name == "sha256" and value else None
+
+
+def _supported(facts: Facts) -> list[tags.Tag] | None:
+    """The tags a CPython target installs, most specific first (this machine's
+    platforms: the target runs here); None for another implementation (nothing is
+    fetched ahead for it)."""
     if facts.implementation != "cpython":
         return None
     version = facts.version_info[:2]
     interpreter = f"cp{version[0]}{version[1]}"
     platforms = list(tags.platform_tags())
-    found = set(tags.cpython_tags(version, [interpreter + facts.abiflags], platforms))
-    found |= set(tags.compatible_tags(version, interpreter, platforms))
-    return found
+    found = list(tags.cpython_tags(version, [interpreter + facts.abiflags], platforms))
+    found += tags.compatible_tags(version, interpreter, platforms)
+    return list(dict.fromkeys(found))

@@ -15,8 +15,10 @@ dropped from its cache first, so whatever page it reads was verified in this run
 from __future__ import annotations
 
 import gzip
+import queue
+import threading
 import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +44,7 @@ _ACCEPT = ", ".join(
 _ACCEPT_ENCODING = "gzip, deflate"  # what pip sends (pinned since 26.2, requests' default)
 
 _PAGE_LIMIT = 64 << 20  # as httpcache.read_body
+_FILE_WORKERS = 8  # files fetched at once behind pip's back: each is held whole until written
 
 
 class Revalidator:
@@ -144,6 +147,10 @@ class Revalidator:
             return 0
         with ThreadPoolExecutor(max_workers=max(1, min(WORKERS, len(urls)))) as pool:
             return sum(pool.map(self.keep, urls))
+
+    def keep_behind(self, urls: Sequence[str]) -> Behind:
+        """``keep`` each of ``urls`` on threads of their own while the run goes on."""
+        return Behind(self.keep, urls, _FILE_WORKERS)
 
     def read(self, url: str) -> bytes | None:
         """The page at ``url`` as the index serves it now; None on any failure (a redirect
@@ -255,3 +262,51 @@ def _pip_keeps(headers: Mapping[str, str], size: int) -> list[str] | None:
     if "etag" not in h:
         return None  # pipfresh revalidates by validator; without one pip asks itself
     return vary
+
+
+class Behind:
+    """Files fetched into pip's cache while pip resolves (``Revalidator.keep_behind``).
+
+    Daemon threads, so that Ctrl-C never waits for a download: a file is written
+    atomically or not at all. ``wait`` before using what they fetched; ``stop`` when
+    the run goes another way (a failure of any kind leaves that fetch to pip).
+    """
+
+    def __init__(self, keep: Callable[[str], bool], urls: Sequence[str], workers: int) -> None:
+        self._keep = keep
+        self._urls: queue.SimpleQueue[str] = queue.SimpleQueue()
+        for url in urls:
+            self._urls.put(url)
+        self._stopped = threading.Event()
+        self._lock = threading.Lock()
+        self.kept = 0  # files now in pip's cache
+        self._threads = [
+            threading.Thread(target=self._work, name="pipfresh-ahead", daemon=True)
+            for _ in range(min(workers, len(urls)))
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def _work(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                url = self._urls.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                kept = self._keep(url)
+            except Exception:  # pip fetches it then, and says what fails
+                kept = False
+            if kept:
+                with self._lock:
+                    self.kept += 1
+
+    def wait(self) -> int:
+        """Wait for every fetch; how many files are in pip's cache now."""
+        for thread in self._threads:
+            thread.join()
+        return self.kept
+
+    def stop(self) -> None:
+        """Fetch no more (the one under way finishes, on its own thread)."""
+        self._stopped.set()

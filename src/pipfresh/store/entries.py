@@ -121,6 +121,10 @@ class Store:
     def entry_dir(self, sha256: str) -> Path:
         return self.path / sha256
 
+    def holds(self, sha256: str) -> bool:
+        """An entry is stored under ``sha256`` (checked when it is used, not here)."""
+        return self.entry_dir(sha256).is_dir()
+
     def get(self, sha256: str) -> Entry | None:
         """The complete entry for ``sha256`` as recorded (not verified), or None when
         absent or unreadable."""

@@ -159,6 +159,20 @@ def _run(job: Job, builds: localbuild.Builds | None, capture: kept.Capture) -> O
     """``run`` once the local projects (if any) are built: pip resolves, the store installs."""
     with job.phases.timed("resolve"):
         resolution = dryrun.resolve(job, builds, capture)
+    try:
+        return _resolved(job, builds, resolution, capture)
+    finally:  # plain pip runs, or the run stops: what is fetched ahead is not waited for
+        if resolution.behind is not None:
+            resolution.behind.stop()
+
+
+def _resolved(
+    job: Job,
+    builds: localbuild.Builds | None,
+    resolution: dryrun.Resolution,
+    capture: kept.Capture,
+) -> Outcome:
+    """``_run`` once pip resolved (or its last resolution stands)."""
     how = resolution.how
     if builds is not None and (
         resolution.code != 0 or builds.complete(job.report_path) != 0
@@ -217,6 +231,8 @@ def _from_store(
             http_dir = job.partition.pip_cache / job.program.http_dir
             sources = obtain.Sources(http_dir, downloaded)
             with job.phases.timed("obtain"):
+                if resolution.behind is not None:  # the wheels fetched while pip resolved
+                    resolution.behind.wait()
                 code, added = obtain.obtain(
                     store, missing, job.target, job.pip, sources, job.progress, job.phases
                 )

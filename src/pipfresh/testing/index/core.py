@@ -13,7 +13,7 @@ import socket
 import stat
 import threading
 import uuid
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import replace
 from http import HTTPStatus
 from pathlib import Path
@@ -22,7 +22,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 from packaging.utils import canonicalize_name
 
-from pipfresh.testing.index.counters import Counters, Record
+from pipfresh.testing.index.counters import KINDS, Counters, Record
 from pipfresh.testing.index.files import DistFile, parse_dist_filename, read_dist
 from pipfresh.testing.index.http import Response, negotiate, not_found, plain, redirect
 from pipfresh.testing.index.pages import render_project, render_root
@@ -76,6 +76,7 @@ class PackageIndex:
         self._lock = threading.Condition()
         self._in_flight = 0  # responses being written: counters() waits for them
         self._holding = False  # hold(): responses wait at the gate until release()
+        self._held_kinds: frozenset[str] = frozenset(KINDS)  # of these kinds
         self._at_gate = 0
         self._hold_round = 0
         self._held: list[str] = []
@@ -231,14 +232,16 @@ class PackageIndex:
 
     # -- holding clients mid-request -----------------------------------------
 
-    def hold(self) -> None:
-        """Keep every response from now on waiting until ``release()``.
+    def hold(self, kinds: Collection[str] = KINDS) -> None:
+        """Keep every response from now on (of ``kinds``: ``"file"``, say) waiting until
+        ``release()``.
 
         A test then knows a client is in the middle of a request (``wait_held``)
         for as long as it needs, instead of hoping it still is after a sleep.
         """
         with self._lock:
             self._holding = True
+            self._held_kinds = frozenset(kinds)
             self._hold_round += 1  # a hold right after a release holds only what comes next
 
     def release(self) -> None:
@@ -257,9 +260,9 @@ class PackageIndex:
         with self._lock:
             return list(self._held)
 
-    def _gate(self, path: str) -> None:
+    def _gate(self, path: str, kind: str) -> None:
         with self._lock:
-            if not self._holding:
+            if not self._holding or kind not in self._held_kinds:
                 return
             held = self._hold_round
             self._at_gate += 1

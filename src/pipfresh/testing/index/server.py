@@ -114,7 +114,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, resp: Response, head: bool) -> None:
         index = self.server.index
-        index._gate(self.path)
+        index._gate(self.path, resp.kind)
         index._begin()
         sent = 0
         with_body = not head and resp.status != HTTPStatus.NOT_MODIFIED
