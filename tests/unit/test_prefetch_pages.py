@@ -85,7 +85,7 @@ def test_the_wheel_pip_would_take_for_each_pin(tmp_path: Path) -> None:
         "e": _offer("e", ("e-1.0-py3-none-any.whl", _with("10", **{"requires-python": "<3"}))),
         "f": _offer("f", ("f-1.0-py3-none-any.whl#sha256=ab", {"data-core-metadata": "true"})),
     }
-    urls = prefetch.wheel_urls(offers, facts, tmp_path, stored=lambda sha: False)
+    urls = list(prefetch.wheel_urls(offers, facts, tmp_path, stored=lambda sha: False))
     names = [u.rsplit("/", 1)[-1] for u in urls]
     assert names == [f"a-1.0-{native}.whl", "b-1.0-1-py3-none-any.whl", "f-1.0-py3-none-any.whl"]
     # What the store holds (by sha256, HTML fragments too) is not fetched again.

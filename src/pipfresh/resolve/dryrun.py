@@ -19,12 +19,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 from pipfresh.console import Console
-from pipfresh.layout import STORE_LAYOUT, Partition
+from pipfresh.layout import Partition
 from pipfresh.phases import Phases
 from pipfresh.pip import invoke, output, report
 from pipfresh.pip.config import ConfigError, PipConfig
 from pipfresh.resolve import candidates, kept, pagelog, prefetch, reuse, revalidate
-from pipfresh.store.entries import Store
 from pipfresh.target.interpreter import Target
 
 if TYPE_CHECKING:
@@ -58,6 +57,14 @@ class Run(Protocol):
     def phases(self) -> Phases: ...
 
 
+class Ahead(Protocol):
+    """Where the wheels fetched while pip resolves go (the store, which starts adding
+    them at once); none it already holds is fetched."""
+
+    def holds(self, sha256: str) -> bool: ...
+    def take(self, url: str, sha256: str) -> None: ...
+
+
 @dataclass(frozen=True)
 class Resolution:
     """How pip's report came to be, for the summary and what follows."""
@@ -70,7 +77,9 @@ class Resolution:
     behind: revalidate.Behind | None = None  # wheels fetched ahead while pip resolved
 
 
-def resolve(job: Run, builds: Builds | None, capture: kept.Capture) -> Resolution:
+def resolve(
+    job: Run, builds: Builds | None, capture: kept.Capture, ahead: Ahead | None = None
+) -> Resolution:
     """pip's report at ``job.report_path``: the last one if every page it read is
     unchanged, else from pip's dry run (with what to record for next time).
 
@@ -97,7 +106,7 @@ def resolve(job: Run, builds: Builds | None, capture: kept.Capture) -> Resolutio
             return reused
         changed, pip = f"{reused}; ", revalidator.pip_for(job.pip)
     else:
-        pip, behind = _prefetched(job)
+        pip, behind = _prefetched(job, ahead)
     theirs = pagelog.user_log(job.pip_args, job.env, job.target.facts.prefix, job.config)
     with tempfile.TemporaryDirectory(prefix="pipfresh-log-") as tmp:
         log = theirs or Path(tmp, "pip.log")
@@ -259,19 +268,24 @@ def _record(job: Run, digest: str, pages: list[pagelog.Page], names: Mapping[str
     return f"recorded {len(pages)} index pages"
 
 
-def _prefetched(job: Run) -> tuple[invoke.PipInvocation, revalidate.Behind | None]:
+def _prefetched(
+    job: Run, ahead: Ahead | None
+) -> tuple[invoke.PipInvocation, revalidate.Behind | None]:
     """The pip to resolve with when nothing is recorded for these inputs: on a pip that
     trusts ``max-age``, the pages of the root requirements and of the partition's latest
     resolution fetched at once first, then the pinned roots' ``.metadata`` (``prefetch``),
-    which it then reads from its cache, and their wheels fetching while it resolves;
+    which it then reads from its cache, and their wheels fetching while it resolves
+    (for ``ahead``, the store, which takes each as it arrives);
     else ``job.pip`` as it is (it asks for every page anyway)."""
     if not invoke.trusts_max_age(job.program):
         return job.pip, None
     with job.phases.timed("prefetch"):
-        return _prefetch(job)
+        return _prefetch(job, ahead)
 
 
-def _prefetch(job: Run) -> tuple[invoke.PipInvocation, revalidate.Behind | None]:
+def _prefetch(
+    job: Run, ahead: Ahead | None
+) -> tuple[invoke.PipInvocation, revalidate.Behind | None]:
     try:
         settings = _config(job).values()
     except ConfigError:
@@ -291,9 +305,16 @@ def _prefetch(job: Run) -> tuple[invoke.PipInvocation, revalidate.Behind | None]
     pip = revalidator.pip_for(job.pip)
     if _builds_from_source(job, settings):
         return pip, None
-    store = Store(job.partition.state_dir / STORE_LAYOUT)
-    held = prefetch.wheel_urls(offered, job.target.facts, http_dir, store.holds)
-    return pip, revalidator.keep_behind(held)
+    if ahead is None:
+        return pip, None
+    wheels = prefetch.wheel_urls(offered, job.target.facts, http_dir, ahead.holds)
+
+    def arrived(url: str) -> None:
+        sha256 = wheels[url]
+        if sha256 is not None:
+            ahead.take(url, sha256)
+
+    return pip, revalidator.keep_behind(list(wheels), arrived)
 
 
 def _builds_from_source(job: Run, settings: Mapping[str, str]) -> bool:

@@ -135,17 +135,18 @@ def metadata_urls(offers: Mapping[str, Offer], facts: Facts, http_dir: Path) -> 
 
 def wheel_urls(
     offers: Mapping[str, Offer], facts: Facts, http_dir: Path, stored: Callable[[str], bool]
-) -> list[str]:
-    """The wheel pip will download for each pinned page: among the files ``metadata_urls``
-    takes, the highest version, then the tags the target ranks first, then the highest
-    build tag (pip's candidate order, hashes and yanks aside); unless pip's cache holds
-    it, or the store (``stored``, by its sha256: an install takes it from there)."""
-    found = []
+) -> dict[str, str | None]:
+    """The wheel pip will download for each pinned page, with its sha256 as the page
+    gives it: among the files ``metadata_urls`` takes, the highest version, then the
+    tags the target ranks first, then the highest build tag (pip's candidate order,
+    hashes and yanks aside); unless pip's cache holds it, or the store (``stored``, by
+    its sha256: an install takes it from there)."""
+    found: dict[str, str | None] = {}
     for offered in _installable(offers, facts).values():
         best = max(offered, key=lambda wheel: wheel.rank)
         if not (best.sha256 and stored(best.sha256)):
-            found.append(best.url)
-    return [u for u in dict.fromkeys(found) if not httpcache.entry_path(http_dir, u).exists()]
+            found[best.url] = best.sha256
+    return {u: h for u, h in found.items() if not httpcache.entry_path(http_dir, u).exists()}
 
 
 class _Wheel:

@@ -148,9 +148,17 @@ class Revalidator:
         with ThreadPoolExecutor(max_workers=max(1, min(WORKERS, len(urls)))) as pool:
             return sum(pool.map(self.keep, urls))
 
-    def keep_behind(self, urls: Sequence[str]) -> Behind:
-        """``keep`` each of ``urls`` on threads of their own while the run goes on."""
-        return Behind(self.keep, urls, _FILE_WORKERS)
+    def keep_behind(self, urls: Sequence[str], then: Callable[[str], None] | None = None) -> Behind:
+        """``keep`` each of ``urls`` on threads of their own while the run goes on, and
+        ``then`` (on that thread) each one kept."""
+
+        def keep(url: str) -> bool:
+            kept = self.keep(url)
+            if kept and then is not None:
+                then(url)
+            return kept
+
+        return Behind(keep, urls, _FILE_WORKERS)
 
     def read(self, url: str) -> bytes | None:
         """The page at ``url`` as the index serves it now; None on any failure (a redirect

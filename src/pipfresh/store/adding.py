@@ -13,8 +13,9 @@ import os
 import shutil
 import stat
 import tempfile
+import threading
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -42,7 +43,12 @@ class Adding(AbstractContextManager["Adding"]):
     """Wheels being added: each is unpacked as soon as it is submitted and its sources
     go to the compiling process at once, so unpacking, compiling (every core) and
     whatever produces the next wheel overlap. Nothing is published before ``finish``;
-    on an error or without ``finish`` every staged directory is removed."""
+    on an error or without ``finish`` every staged directory is removed.
+
+    Wheels may be submitted from any thread (the ones fetched ahead arrive while pip
+    resolves); after the block ends a submission is refused, so nothing is left
+    unpacking or compiling.
+    """
 
     _UNPACKERS = 4  # zip members are small: more threads only fight over the GIL
 
@@ -51,19 +57,27 @@ class Adding(AbstractContextManager["Adding"]):
     ) -> None:
         self.store = store
         self.compiler = compiler
-        self._unpacked = unpacked
+        self._watchers: list[Callable[[str], None]] = []
+        if unpacked is not None:
+            self._watchers.append(lambda _sha256: unpacked())
         self._umask = current_umask()  # process-wide: read once, outside the threads
         self._pool = ThreadPoolExecutor(max_workers=self._UNPACKERS)
         self._compilation: Compilation | None = None
         self._futures: dict[str, tuple[str, Future[_Unpacked]]] = {}
         self._staged: list[Path] = []
+        self._lock = threading.Lock()
+        self._unpacked: set[str] = set()
+        self._closed = False
 
     def __exit__(self, kind: type[BaseException] | None, *_exc: object) -> None:
+        with self._lock:
+            self._closed = True
+            futures = list(self._futures.values())
         self._pool.shutdown(wait=True, cancel_futures=kind is not None)  # stopped: no more
         if self._compilation is not None:
             self._compilation.abort()
             self._compilation = None
-        for _name, future in self._futures.values():
+        for _name, future in futures:
             if not future.cancelled() and future.exception() is None:
                 self._staged.append(future.result().tmp)
         for tmp in self._staged:
@@ -73,36 +87,53 @@ class Adding(AbstractContextManager["Adding"]):
     def __contains__(self, sha256: str) -> bool:
         return sha256 in self._futures
 
+    def watch(self, unpacked: Callable[[str], None]) -> None:
+        """Call ``unpacked(sha256)`` for each wheel unpacked, those unpacked already first."""
+        with self._lock:
+            done = sorted(self._unpacked)
+            self._watchers.append(unpacked)
+        for sha256 in done:
+            unpacked(sha256)
+
     def submit(self, sha256: str, wheel: Path, opened: BinaryIO | None = None) -> None:
         """Start unpacking ``wheel`` (already checked: read from ``opened`` when given)."""
-        if sha256 in self._futures:
-            if opened is not None:
-                opened.close()
-            return
-        if self._compilation is None:
-            self._compilation = self.compiler.start()
-        compilation = self._compilation
-
-        def unpack_one() -> _Unpacked:
-            try:
-                unpacked = unpack(self.store, sha256, wheel, opened, self._umask)
-            finally:
+        with self._lock:
+            if sha256 in self._futures or self._closed:
                 if opened is not None:
                     opened.close()
-            sources = unpacked.sources
-            names = {path: installed_name(rel) for rel, path in sources.items()}
-            compilation.submit(list(sources.values()), names)
-            if self._unpacked is not None:
-                self._unpacked()
-            return unpacked
+                return
+            if self._compilation is None:
+                self._compilation = self.compiler.start()
+            compilation = self._compilation
 
-        self._futures[sha256] = (wheel.name, self._pool.submit(unpack_one))
+            def unpack_one() -> _Unpacked:
+                try:
+                    unpacked = unpack(self.store, sha256, wheel, opened, self._umask)
+                finally:
+                    if opened is not None:
+                        opened.close()
+                sources = unpacked.sources
+                names = {path: installed_name(rel) for rel, path in sources.items()}
+                compilation.submit(list(sources.values()), names)
+                with self._lock:
+                    self._unpacked.add(sha256)
+                    watchers = list(self._watchers)
+                for watcher in watchers:
+                    watcher(sha256)
+                return unpacked
 
-    def finish(self) -> dict[str, Entry]:
-        """Wait for every unpack and the compiling, then publish each entry atomically."""
+            self._futures[sha256] = (wheel.name, self._pool.submit(unpack_one))
+
+    def finish(self, only: Collection[str] | None = None) -> dict[str, Entry]:
+        """Wait for every unpack and the compiling, then publish each entry atomically;
+        with ``only``, those alone (the others, fetched ahead on a guess pip did not
+        take, are dropped, whatever became of them)."""
         staged = {}
-        for sha256, (name, future) in self._futures.items():
-            staged[sha256] = (name, future.result())
+        with self._lock:
+            futures = dict(self._futures)
+        for sha256, (name, future) in futures.items():
+            if only is None or sha256 in only:
+                staged[sha256] = (name, future.result())
         compiled = self._compilation.finish() if self._compilation is not None else {}
         self._compilation = None
         entries = {}

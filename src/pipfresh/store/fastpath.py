@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from packaging.utils import (
     canonicalize_name,
@@ -41,8 +42,11 @@ from pipfresh.resolve import dryrun, hashpins, kept, revalidate
 from pipfresh.resolve.buildkey import BuildOptions
 from pipfresh.store import install, localbuild, obtain, pipsteps, wheelcheck
 from pipfresh.store.decision import Decision, decide, unsupported_option
-from pipfresh.store.entries import Entry, Store, stored
+from pipfresh.store.entries import Compiler, Entry, Store, stored
 from pipfresh.target.interpreter import Target
+
+if TYPE_CHECKING:
+    from pipfresh.store.adding import Adding
 
 # The first pip taking --config-settings on a requirement line (obtain builds that way).
 _PER_REQUIREMENT_SETTINGS = Version("23.1")
@@ -157,13 +161,34 @@ def _local_projects(job: Job) -> list[localbuild.Local]:
 
 def _run(job: Job, builds: localbuild.Builds | None, capture: kept.Capture) -> Outcome:
     """``run`` once the local projects (if any) are built: pip resolves, the store installs."""
-    with job.phases.timed("resolve"):
-        resolution = dryrun.resolve(job, builds, capture)
-    try:
-        return _resolved(job, builds, resolution, capture)
-    finally:  # plain pip runs, or the run stops: what is fetched ahead is not waited for
-        if resolution.behind is not None:
-            resolution.behind.stop()
+    store = Store(job.partition.state_dir / STORE_LAYOUT)
+    http_dir = job.partition.pip_cache / job.program.http_dir
+    with store.adding(Compiler(job.target.python, job.env)) as early:
+        with job.phases.timed("resolve"):
+            resolution = dryrun.resolve(job, builds, capture, _Ahead(store, early, http_dir))
+        try:
+            return _resolved(job, builds, resolution, capture, early)
+        finally:  # plain pip runs, or the run stops: what is fetched ahead is not waited for
+            if resolution.behind is not None:
+                resolution.behind.stop()
+
+
+@dataclass(frozen=True)
+class _Ahead:
+    """The store, taking the wheels fetched while pip resolves: each is unpacked and
+    compiled as it arrives (``early``), if it has the sha256 its page gives, and
+    published only if pip's report names it (``obtain``)."""
+
+    store: Store
+    early: Adding
+    http_dir: Path
+
+    def holds(self, sha256: str) -> bool:
+        return self.store.holds(sha256)
+
+    def take(self, url: str, sha256: str) -> None:
+        filename = urllib.parse.unquote(url.rsplit("/", 1)[-1])
+        obtain.submit_cached(url, sha256, filename, self.http_dir, self.early, {})
 
 
 def _resolved(
@@ -171,6 +196,7 @@ def _resolved(
     builds: localbuild.Builds | None,
     resolution: dryrun.Resolution,
     capture: kept.Capture,
+    early: Adding,
 ) -> Outcome:
     """``_run`` once pip resolved (or its last resolution stands)."""
     how = resolution.how
@@ -199,7 +225,7 @@ def _resolved(
     if why is not None:
         code = _plain_pip(job)
         return Outcome(code, fallback=why, resolution=how)
-    return _from_store(job, items, builds, resolution, capture)
+    return _from_store(job, items, builds, resolution, capture, early)
 
 
 def _from_store(
@@ -208,6 +234,7 @@ def _from_store(
     builds: localbuild.Builds | None,
     resolution: dryrun.Resolution,
     capture: kept.Capture,
+    early: Adding,
 ) -> Outcome:
     """Install what pip resolved: the store's wheels (added first when missing), pip and
     setuptools through pip; pip uninstalls the versions they replace."""
@@ -218,7 +245,7 @@ def _from_store(
         with job.phases.timed("obtain"):
             _keep(job, downloaded, items, resolution.pages)
     by_store = [i for i in items if not i.via_pip]
-    store = Store(job.partition.state_dir / STORE_LAYOUT)
+    store = early.store
     # An sdist's wheel is stored under a key of its build options too (obtain.store_keys).
     keys = obtain.store_keys(by_store, job.pip_args, job.env, job.target)
     with job.phases.timed("check"):
@@ -234,7 +261,7 @@ def _from_store(
                 if resolution.behind is not None:  # the wheels fetched while pip resolved
                     resolution.behind.wait()
                 code, added = obtain.obtain(
-                    store, missing, job.target, job.pip, sources, job.progress, job.phases
+                    store, missing, job.target, job.pip, sources, job.progress, job.phases, early
                 )
             if code != 0:
                 return Outcome(code, resolution=how)

@@ -13,6 +13,7 @@ import tempfile
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence, Set
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -59,6 +60,7 @@ def obtain(
     sources: Sources,
     progress: Progress | None = None,
     phases: Phases | None = None,
+    early: Adding | None = None,
 ) -> tuple[int, dict[str, Entry]]:
     """Store the missing items: wheels pip's dry run downloaded (``sources.kept``) or
     left in its HTTP cache (hash-checked), the rest through ``pip wheel`` (download or
@@ -68,7 +70,8 @@ def obtain(
     ones download or unpack: pip's downloads land in its HTTP cache one by one,
     so they are taken from there while ``pip wheel`` is still running. ``progress``
     shows the three phases, overlapping as they do; ``phases`` times what is left of
-    unpacking and compiling once every wheel is there, as "compile".
+    unpacking and compiling once every wheel is there, as "compile". ``early``: the
+    adding the wheels fetched while pip resolved went to (its block the caller's).
     """
     build = BuildOptions.of(pip.args, pip.env, target.facts.prefix)
     keys = store_keys(missing, pip.args, pip.env, target)  # fastpath looked them up already
@@ -77,8 +80,11 @@ def obtain(
     unpacking = shown.phase("unpacking", len(wanted), "wheel")
     compiling = shown.phase("compiling", len(wanted), "wheel", counting=False)
     scratch = tempfile.TemporaryDirectory(prefix="pipfresh-wheels-")
-    staging = store.adding(Compiler(target.python, pip.env), unpacking.advance)
+    staging: AbstractContextManager[Adding] = (
+        store.adding(Compiler(target.python, pip.env)) if early is None else nullcontext(early)
+    )
     with obtaining, unpacking, compiling, scratch as tmp, staging as adding:
+        adding.watch(lambda sha256: unpacking.advance() if sha256 in wanted else None)
 
         def obtained() -> None:  # one count per wheel: each is shown
             for _new in range(sum(1 for key in wanted if key in adding) - obtaining.done):
@@ -104,7 +110,7 @@ def obtain(
                 adding.submit(keys[sha256], wheel)
             obtained()
         with (phases or Phases()).timed("compile"):
-            added = adding.finish()
+            added = adding.finish(only=wanted)
     return 0, {i.sha256: added[keys[i.sha256]] for i in missing}
 
 
@@ -218,37 +224,51 @@ def _take_cached(
         if not item.is_wheel or not item.url.startswith(("http://", "https://")):
             taken = False
             continue
-        meta = httpcache.entry_path(http_dir, item.url)
-        body = meta.with_name(meta.name + ".body")
-        try:
-            opened = open(body, "rb")  # noqa: SIM115 (adding closes it)
-        except OSError:
-            taken = False
-            continue
-        seen = (0, 0, 0)
-        try:
-            st = os.fstat(opened.fileno())
-            seen = (st.st_ino, st.st_size, st.st_mtime_ns)
-            matches = rejected is None or rejected.get(item.sha256) != seen
-            matches = matches and _sha256_of(opened) == item.sha256
-        except OSError:
-            matches = False
-        opened_inode = seen[0]
-        if not matches:
-            opened.close()
-            taken = False
-            if rejected is not None:
-                rejected[item.sha256] = seen
-            else:
-                _drop_stale(meta, body, opened_inode)
-            continue
-        adding.submit(item.sha256, Path(item.filename), opened)
+        rejecting = {} if rejected is None else rejected
+        got = submit_cached(item.url, item.sha256, item.filename, http_dir, adding, rejecting)
+        taken = taken and got
+        if not got and rejected is None and item.sha256 in rejecting:
+            _drop_stale(httpcache.entry_path(http_dir, item.url), rejecting[item.sha256][0])
     return taken
 
 
-def _drop_stale(meta: Path, body: Path, inode: int) -> None:
+def submit_cached(
+    url: str,
+    sha256: str,
+    filename: str,
+    http_dir: Path,
+    adding: Adding,
+    rejected: dict[str, tuple[int, int, int]],
+) -> bool:
+    """Submit the wheel whose body pip's ``http-v2`` cache holds for ``url``, if its sha256
+    is ``sha256`` (hashed through the descriptor it is unpacked from); whether it was.
+    A body that did not match is noted in ``rejected`` (inode, size, mtime) and not
+    hashed again until it changes."""
+    meta = httpcache.entry_path(http_dir, url)
+    body = meta.with_name(meta.name + ".body")
+    try:
+        opened = open(body, "rb")  # noqa: SIM115 (adding closes it)
+    except OSError:
+        return False
+    seen = (0, 0, 0)
+    try:
+        st = os.fstat(opened.fileno())
+        seen = (st.st_ino, st.st_size, st.st_mtime_ns)
+        matches = rejected.get(sha256) != seen and _sha256_of(opened) == sha256
+    except OSError:
+        matches = False
+    if not matches:
+        opened.close()
+        rejected[sha256] = seen
+        return False
+    adding.submit(sha256, Path(filename), opened)
+    return True
+
+
+def _drop_stale(meta: Path, inode: int) -> None:
     """Remove the entry whose body was hashed, not one another pip wrote since (nor its
     temporary files: a pip may be writing them right now)."""
+    body = meta.with_name(meta.name + ".body")
     try:
         if os.lstat(body).st_ino != inode:
             return
