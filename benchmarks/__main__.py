@@ -114,6 +114,11 @@ def _parser() -> argparse.ArgumentParser:
         "--released", default="boto3", help="the pinned project locked-pinned-release releases"
     )
     p.add_argument(
+        "--upgraded",
+        default="boto3,rich,gunicorn",
+        help="the pinned projects locked-upgrade upgrades (comma-separated)",
+    )
+    p.add_argument(
         "--work", type=Path, default=HERE / "work" / "main", help="scratch, emptied first"
     )
     p.add_argument("--results", type=Path, default=HERE / "results")
@@ -166,6 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         multi_found,
         multi_reps=min(args.multi_reps, args.reps),
         released=args.released,
+        upgraded=tuple(n.strip() for n in args.upgraded.split(",") if n.strip()),
     )
     with serve(
         args.corpus,

@@ -11,7 +11,11 @@ measured run:
 - ``locked-pinned-release``: a new version of a project the lock pins is published
   (``boto3`` 1.44.6 by default: ``--released``); its page changes, the answer cannot;
 - ``locked-new-version``: ``fresh-probe`` 1.1 is published; every contender must
-  install it (an older one is STALE).
+  install it (an older one is STALE);
+- ``locked-upgrade``: the half-warm day after a dependency upgrade: new versions of
+  three pinned projects are published (``--upgraded``) and the lock is upgraded to
+  them; the cache restored is the old lock's (most wheels are there, three are new,
+  nothing is recorded for the new lock).
 
 The lock is what ``uv pip compile`` makes of ``--requirements`` for the
 benchmark's interpreter, written before the first run, off the clock.
@@ -35,7 +39,8 @@ if TYPE_CHECKING:
 LOCKED = "locked"
 PINNED_RELEASE = "locked-pinned-release"
 NEW_VERSION = "locked-new-version"
-LOCKED_SCENARIOS = (LOCKED, PINNED_RELEASE, NEW_VERSION)
+UPGRADE = "locked-upgrade"
+LOCKED_SCENARIOS = (LOCKED, PINNED_RELEASE, NEW_VERSION, UPGRADE)
 
 DESCRIPTIONS = {
     LOCKED: (
@@ -50,6 +55,10 @@ DESCRIPTIONS = {
     NEW_VERSION: (
         "As locked, and fresh-probe 1.1 (the project the lock leaves unpinned) published "
         "just before the run: it must be installed (anything else is STALE)."
+    ),
+    UPGRADE: (
+        "As locked, and the lock upgraded to new versions of three projects it pins, "
+        "published just before the run (half warm: the cache is the old lock's)."
     ),
 }
 
@@ -93,7 +102,7 @@ def write_lock(runner: Runner) -> Path:
 class ReleaseDay:
     """The three scenarios on a :class:`scenarios.Runner`: its contenders, venvs and index."""
 
-    def __init__(self, runner: Runner, released: str) -> None:
+    def __init__(self, runner: Runner, released: str, upgraded: tuple[str, ...] = ()) -> None:
         self.runner = runner
         self.lock = write_lock(runner)
         locked = pins(self.lock)
@@ -103,6 +112,7 @@ class ReleaseDay:
         self.wheel = build_wheel(
             runner.work / "released", name.replace("-", "_"), next_version(locked[name])
         )
+        self.upgrades, self.upgraded_lock = _upgrade(runner.work, self.lock, upgraded)
         self.pages = len(locked) + 1  # and fresh-probe's
         self.caches: dict[str, Snapshot] = runner.fill_aged(LOCKED_SCENARIOS, "locked", self.lock)
 
@@ -117,7 +127,8 @@ class ReleaseDay:
                 self._publish(scenario)
                 try:
                     extra = {"lock_pages": float(self.pages)}
-                    r._run(c, scenario, rep, cache, extra=extra, requirements=self.lock)
+                    lock = self.upgraded_lock if scenario == UPGRADE else self.lock
+                    r._run(c, scenario, rep, cache, extra=extra, requirements=lock)
                 finally:
                     self._unpublish(scenario)
                 r._check(self.caches[c.family], c)
@@ -127,9 +138,33 @@ class ReleaseDay:
             self.runner.served.index.publish(self.wheel)
         elif scenario == NEW_VERSION:
             self.runner.served.publish_new_probe()
+        elif scenario == UPGRADE:
+            self.runner.served.index.publish(*self.upgrades)
 
     def _unpublish(self, scenario: str) -> None:
         if scenario == PINNED_RELEASE:
             self.runner.served.index.unpublish(self.wheel.name)
         elif scenario == NEW_VERSION:
             self.runner.served.unpublish_new_probe()
+        elif scenario == UPGRADE:
+            for wheel in self.upgrades:
+                self.runner.served.index.unpublish(wheel.name)
+
+
+def _upgrade(work: Path, lock: Path, names: tuple[str, ...]) -> tuple[list[Path], Path]:
+    """A new version of each of ``names`` (pure wheels, off the clock) and the lock with
+    its pins moved to them."""
+    locked = pins(lock)
+    new = {}
+    for name in map(canonicalize_name, names):
+        if name not in locked:
+            raise SystemExit(f"--upgraded {name}: the lock does not pin it")
+        new[name] = next_version(locked[name])
+    wheels = [build_wheel(work / "upgraded", n.replace("-", "_"), v) for n, v in new.items()]
+    lines = []
+    for line in lock.read_text().splitlines():
+        name = canonicalize_name(line.split("==")[0].strip()) if "==" in line else None
+        lines.append(f"{name}=={new[name]}" if name in new else line)
+    upgraded = work / "lock" / "requirements-upgraded.txt"
+    upgraded.write_text("\n".join(lines) + "\n")
+    return wheels, upgraded

@@ -85,6 +85,8 @@ class Plan:
     """multi-abi is four installs per contender: by default it runs in the first repetition only."""
     released: str = "boto3"
     """The pinned project of which ``locked-pinned-release`` publishes a new version."""
+    upgraded: tuple[str, ...] = ("boto3", "rich", "gunicorn")
+    """The pinned projects ``locked-upgrade`` publishes and installs a new version of."""
 
     def runs(self, scenario: str, contenders: Sequence[Contender] | None = None) -> list[Contender]:
         """The contenders that run in ``scenario`` (those with a cache, but in cold and fresh)."""
@@ -415,7 +417,12 @@ class Runner:
             ({"multi-abi"}, self.multi_abi),
         ]
         if set(LOCKED_SCENARIOS) & set(self.plan.scenarios):
-            steps.append((set(LOCKED_SCENARIOS), ReleaseDay(self, self.plan.released).run))
+            steps.append(
+                (
+                    set(LOCKED_SCENARIOS),
+                    ReleaseDay(self, self.plan.released, self.plan.upgraded).run,
+                )
+            )
         for rep in range(1, self.plan.reps + 1):
             rep_started = time.monotonic()
             once = 0.0

@@ -28,15 +28,16 @@ def test_release_day_scenarios(tmp_path: Path) -> None:
     run_benchmarks(
         tmp_path,
         f"--contenders={','.join(CONTENDERS)}",
-        "--scenarios=locked,locked-pinned-release,locked-new-version",
+        "--scenarios=locked,locked-pinned-release,locked-new-version,locked-upgrade",
         "--released=smoke-lib",
+        "--upgraded=smoke-lib",
     )
     results = tmp_path / "results"
 
     (data_file,) = results.glob("results-*.json")
     runs = [r for r in json.loads(data_file.read_text())["runs"] if r["scenario"] != "fill"]
     by = {(r["scenario"], r["contender"]): r for r in runs}
-    assert len(by) == 3 * len(CONTENDERS) and all(r["exit_code"] == 0 for r in runs)
+    assert len(by) == 4 * len(CONTENDERS) and all(r["exit_code"] == 0 for r in runs)
     assert all(r["extra"]["lock_pages"] == 3 for r in runs)  # fresh-probe, smoke-app, smoke-lib
 
     for name in CONTENDERS:
@@ -51,12 +52,17 @@ def test_release_day_scenarios(tmp_path: Path) -> None:
         new = by["locked-new-version", name]
         assert new["index_200"] >= 1 and new["files"] == 1
         assert new["probe"] == "1.1" and not new["stale"]
+        # The lock upgraded to smoke-lib 2.1 (half warm): that wheel alone is downloaded.
+        upgrade = by["locked-upgrade", name]
+        assert upgrade["index_200"] >= 1 and upgrade["files"] == 1, upgrade
     for name in ("pip", "uv", "pipfresh"):
         assert by["locked", name]["index_304"] == 3  # one conditional request per page
     for name in ("pip", "uv"):
-        for scenario in ("locked-pinned-release", "locked-new-version"):
+        for scenario in ("locked-pinned-release", "locked-new-version", "locked-upgrade"):
             run = by[scenario, name]
             assert run["index_200"] + run["index_304"] == 3
+    upgrade = by["locked-upgrade", "pipfresh"]  # half warm: each page once, asked ahead
+    assert upgrade["index_200"] + upgrade["index_304"] == 3, upgrade
 
     report = next(results.glob("results-*.md")).read_text()
     assert "## Release day, side by side" in report and "× pipfresh locked" in report

@@ -3,6 +3,8 @@ dry run, into pip's cache; pip then reads them from there. Counted at the index.
 
 from __future__ import annotations
 
+import hashlib
+import os
 import subprocess
 import sys
 import time
@@ -10,7 +12,8 @@ from pathlib import Path
 
 from conftest import MakeVenv
 from helpers import index_args, install, installed_version
-from pipfresh.testing.dists import build_wheel
+from pipfresh.layout import STORE_LAYOUT
+from pipfresh.testing.dists import build_wheel, native_tag
 from pipfresh.testing.index import PackageIndex
 
 ROOTS = [f"root{i}" for i in range(6)]
@@ -154,3 +157,26 @@ def test_the_pinned_wheels_are_fetched_at_once_while_pip_resolves(
     assert sorted(f.rsplit("/", 1)[-1] for f in files) == held, files  # each once, no others
     for name in ROOTS:
         assert installed_version(venv.python, name) == "1.0"
+
+
+def test_a_wheel_fetched_ahead_that_pip_does_not_take_is_never_stored(
+    index: PackageIndex, dist_dir: Path, make_venv: MakeVenv, tmp_path: Path
+) -> None:
+    """The target ranks the native wheel first, so it is fetched ahead and the store starts
+    on it; the user's --hash pins the pure one, which pip takes. The guess cost its bytes:
+    it is not published in the store; what is installed is pip's choice."""
+    venv = make_venv()
+    native = build_wheel(dist_dir / "native", "guess", "1.0", tag=native_tag(venv.python))
+    pure = build_wheel(dist_dir / "pure", "guess", "1.0", modules={"guess/__init__.py": "P = 1\n"})
+    index.publish(native, pure)
+    digest = hashlib.sha256(pure.read_bytes()).hexdigest()
+    reqs = tmp_path / "requirements.txt"
+    reqs.write_text(f"guess==1.0 --hash=sha256:{digest}\n")
+    install(venv, "-r", reqs, index=index).ok()
+    files = sorted(p.rsplit("/", 1)[-1] for p in index.counters().paths("file"))
+    assert files == sorted([native.name, pure.name]), files  # each once
+    (store,) = Path(os.environ["PIPFRESH_CACHE_DIR"]).glob(
+        f"partitions-v1/*/pipfresh/{STORE_LAYOUT}"
+    )
+    assert sorted(p.name for p in store.iterdir() if not p.name.startswith(".")) == [digest]
+    assert venv.run("-c", "import guess; print(guess.P)").stdout.strip() == "1"
