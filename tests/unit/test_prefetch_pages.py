@@ -8,7 +8,9 @@ import sys
 from pathlib import Path
 
 from packaging import tags
+from packaging.specifiers import SpecifierSet
 
+from pipfresh.pip import httpcache
 from pipfresh.resolve import prefetch
 from pipfresh.resolve.prefetch import root_pages
 from pipfresh.resolve.reuse import Offer
@@ -92,3 +94,38 @@ def test_the_wheel_pip_would_take_for_each_pin(tmp_path: Path) -> None:
     held = {"2", "ab"}
     urls = prefetch.wheel_urls(offers, facts, tmp_path, stored=held.__contains__)
     assert [u.rsplit("/", 1)[-1] for u in urls] == ["b-1.0-1-py3-none-any.whl"]
+
+
+def test_requires_dist_for_the_target_and_the_newest_version_it_admits(tmp_path: Path) -> None:
+    """The taken wheel's metadata names what to fetch next: markers evaluated for the
+    target, extras not taken; each named project's guess is its newest admitted release."""
+    facts = probe(Path(sys.executable), None)
+    http_dir = tmp_path / "http-v2"
+    offers = {"a": _offer("a", ("a-1.0-py3-none-any.whl", _with("1")))}
+    metadata = "\n".join(
+        [
+            "Metadata-Version: 2.1",
+            "Name: a",
+            "Version: 1.0",
+            "Requires-Dist: B>=1,<3",
+            "Requires-Dist: b!=2.1",
+            "Requires-Dist: c; python_version < '3'",
+            "Requires-Dist: d; extra == 'x'",
+            f"Requires-Dist: e; sys_platform == '{sys.platform}'",
+            "",
+            "A description.",
+        ]
+    )
+    url = "https://files.example/a-1.0-py3-none-any.whl.metadata"
+    httpcache.write_response(http_dir, url, {"Cache-Control": "max-age=60"}, metadata.encode())
+    wanted = prefetch.requirements_of(offers, facts, http_dir)
+    assert {name: str(spec) for name, spec in wanted.items()} == {
+        "b": str(SpecifierSet("!=2.1,<3,>=1")),
+        "e": "",
+    }
+    listed = {
+        "b": Offer("b", versions=["1.0", "2.0", "2.1", "2.2rc1", "3.0"]),
+        "e": Offer("e", versions=["0.1", "0.2.dev1"]),
+        "z": Offer("z", versions=["9"]),  # not wanted
+    }
+    assert prefetch.guessed_pins(listed, wanted) == {"b": "==2.0", "e": "==0.1"}

@@ -300,8 +300,7 @@ def _prefetch(
     revalidator.check(pages)  # into pip's cache; what changed is pip's to read
     pins = candidates.root_pins(job.pip_args, settings)
     pinned = [p for p in pages if pagelog.Listings.project_of(p.url) in pins]
-    offered = reuse.offers(pinned, http_dir, pins)
-    revalidator.keep_all(prefetch.metadata_urls(offered, job.target.facts, http_dir))
+    offered = _following(job, revalidator, pages, reuse.offers(pinned, http_dir, pins))
     pip = revalidator.pip_for(job.pip)
     if _builds_from_source(job, settings):
         return pip, None
@@ -315,6 +314,43 @@ def _prefetch(
             ahead.take(url, sha256)
 
     return pip, revalidator.keep_behind(list(wheels), arrived)
+
+
+_ROUNDS = 8  # of Requires-Dist followed ahead: a deeper tree is pip's to walk
+
+
+def _following(
+    job: Run,
+    revalidator: revalidate.Revalidator,
+    pages: Sequence[pagelog.Page],
+    offered: Mapping[str, reuse.Offer],
+) -> dict[str, reuse.Offer]:
+    """The pinned roots' ``.metadata``, fetched at once; then, a round at a time, the pages
+    of the projects their ``Requires-Dist`` names and the ``.metadata`` of the version
+    each is likely to resolve to (``prefetch``); what every page fetched offered."""
+    facts, http_dir = job.target.facts, revalidator.http_dir
+    assert http_dir is not None
+    seen = {offer.project for offer in offered.values()}
+    asked = {p.url for p in pages}  # once each in the run
+    everything = dict(offered)
+    for _round in range(_ROUNDS):
+        revalidator.keep_all(prefetch.metadata_urls(offered, facts, http_dir))
+        needed = prefetch.requirements_of(offered, facts, http_dir).items()
+        wanted = {name: spec for name, spec in needed if name not in seen}
+        if not wanted:
+            break
+        seen |= set(wanted)
+        more = prefetch.pages_beside(pages, list(wanted), http_dir)
+        revalidator.check([p for p in more if p.url not in asked])
+        asked |= {p.url for p in more}
+        guesses = prefetch.guessed_pins(reuse.offers(more, http_dir, {}), wanted)
+        offered = reuse.offers([p for p in more if _project(p) in guesses], http_dir, guesses)
+        everything.update(offered)
+    return everything
+
+
+def _project(page: pagelog.Page) -> str:
+    return pagelog.Listings.project_of(page.url)
 
 
 def _builds_from_source(job: Run, settings: Mapping[str, str]) -> bool:

@@ -11,8 +11,12 @@ their cache holds, so for them nothing is fetched ahead: each page would cost tw
 
 Then the PEP 658 ``.metadata`` of the wheels an exact root pin (``==``/``===``)
 leaves on those pages for the target's tags, all at once too, as pip's own download
-would leave them in its cache: pip reads each from there. (No ``Requires-Dist`` is
-followed: pip asks for the pages its resolver finds beyond these.)
+would leave them in its cache: pip reads each from there. Their ``Requires-Dist``
+is followed, a round at a time (``requirements_of``, markers evaluated for the
+target, extras not taken): the pages of the projects they name, then the metadata
+of the version pip is likely to take from each (``guessed_pins``: the newest its
+specifier admits), until no new project is named. A guess pip does not take costs
+its bytes.
 
 Last, while pip resolves, the wheel pip will download for each such pin
 (``wheel_urls``: of one version's wheels, the one whose tags the target ranks
@@ -28,7 +32,9 @@ requirements that are URLs or paths.
 
 from __future__ import annotations
 
+import email.parser
 import json
+import platform
 import posixpath
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
@@ -36,6 +42,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from packaging import tags
+from packaging.markers import UndefinedEnvironmentName
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import (
@@ -86,6 +93,85 @@ def root_pages(
     urls = [_page_url(index, name) for index in indexes for name in projects]
     urls += [u for u in also if any(u.startswith(index.rstrip("/") + "/") for index in indexes)]
     return [with_validators(u, http_dir) or Page(u) for u in dict.fromkeys(urls)]
+
+
+def pages_beside(pages: Sequence[Page], names: Sequence[str], http_dir: Path) -> list[Page]:
+    """The pages of ``names`` on each index ``pages`` (root pages) are on, as ``root_pages``
+    gives them."""
+    indexes: dict[str, None] = {}
+    for page in pages:
+        project = posixpath.basename(page.url.rstrip("/"))
+        indexes[page.url[: -len(project) - 1]] = None
+    urls = [_page_url(index, name) for index in indexes for name in names]
+    return [with_validators(u, http_dir) or Page(u) for u in dict.fromkeys(urls)]
+
+
+def requirements_of(
+    offers: Mapping[str, Offer], facts: Facts, http_dir: Path
+) -> dict[str, SpecifierSet]:
+    """What the wheel pip is likely to take from each page (``wheel_urls``' choice) needs
+    for the target, by its metadata in pip's cache: canonical name -> the specifiers
+    ``Requires-Dist`` gives it (markers evaluated for the target; extras not taken)."""
+    environment = _environment(facts)
+    found: dict[str, SpecifierSet] = {}
+    for offered in _installable(offers, facts).values():
+        best = max(offered, key=lambda wheel: wheel.rank)
+        metadata = httpcache.entry_path(http_dir, best.url + ".metadata")
+        try:
+            body = httpcache.read_body(httpcache.entry_files_for(metadata))
+        except (OSError, ValueError, httpcache.CorruptEntry):
+            continue  # not fetched: pip reads what it needs itself
+        parsed = email.parser.BytesParser().parsebytes(body, headersonly=True)
+        for text in parsed.get_all("Requires-Dist") or []:
+            try:
+                requirement = Requirement(str(text))
+                if requirement.marker is not None and not requirement.marker.evaluate(environment):
+                    continue
+            except (InvalidRequirement, UndefinedEnvironmentName):
+                continue
+            name = str(canonicalize_name(requirement.name))
+            found[name] = found.get(name, SpecifierSet()) & requirement.specifier
+    return found
+
+
+def guessed_pins(offers: Mapping[str, Offer], wanted: Mapping[str, SpecifierSet]) -> dict[str, str]:
+    """For each page of a project in ``wanted``, the newest version it lists that the
+    specifier admits (a final release where there is one), as an exact pin."""
+    pins = {}
+    for offer in offers.values():
+        specifier = wanted.get(offer.project)
+        listed = []
+        for text in offer.versions or []:
+            try:
+                listed.append(Version(text))
+            except ValueError:
+                continue
+        admitted = list(specifier.filter(listed)) if specifier is not None else []
+        if admitted:
+            pins[offer.project] = f"=={max(admitted)}"
+    return pins
+
+
+def _environment(facts: Facts) -> dict[str, str]:
+    """The target's PEP 508 marker environment (``platform_*`` of this machine: the target
+    runs here), as ``packaging.markers.default_environment`` gives it in the target."""
+    major, minor, micro, level, serial = facts.version_info
+    full = f"{major}.{minor}.{micro}" + ("" if level == "final" else f"{level[0]}{serial}")
+    implementation = {"cpython": "CPython", "pypy": "PyPy"}.get(facts.implementation, "")
+    return {
+        "implementation_name": facts.implementation,
+        "implementation_version": full,
+        "os_name": "nt" if facts.sys_platform == "win32" else "posix",
+        "platform_machine": facts.machine,
+        "platform_release": platform.release(),
+        "platform_system": platform.system(),
+        "platform_version": platform.version(),
+        "python_full_version": full,
+        "python_version": f"{major}.{minor}",
+        "platform_python_implementation": implementation,
+        "sys_platform": facts.sys_platform,
+        "extra": "",
+    }
 
 
 def _add(projects: dict[str, None], text: str) -> None:
