@@ -180,3 +180,38 @@ def test_a_wheel_fetched_ahead_that_pip_does_not_take_is_never_stored(
     )
     assert sorted(p.name for p in store.iterdir() if not p.name.startswith(".")) == [digest]
     assert venv.run("-c", "import guess; print(guess.P)").stdout.strip() == "1"
+
+
+def test_requires_dist_is_followed_ahead_to_the_versions_pip_takes(
+    index: PackageIndex, dist_dir: Path, make_venv: MakeVenv
+) -> None:
+    """Pinned roots need ``shared<2``, which needs ``deep``: their pages, metadata and the
+    wheels of the newest admitted versions are fetched ahead too, all wheels at once
+    (pip downloads one after another, and its dry run none); each file once."""
+    index.publish(
+        build_wheel(dist_dir, "deep", "1.0"),
+        build_wheel(dist_dir, "shared", "1.0"),
+        build_wheel(dist_dir, "shared", "1.1", requires=["deep; python_version >= '3'"]),
+        build_wheel(dist_dir, "shared", "2.0"),  # the roots exclude it
+        *(build_wheel(dist_dir, name, "1.0", requires=["shared<2"]) for name in ROOTS[:3]),
+    )
+    venv = make_venv()
+    argv = [sys.executable, "-m", "pipfresh", "install", "--python", str(venv.python)]
+    argv += [*index_args(index), *(f"{name}==1.0" for name in ROOTS[:3])]
+    index.hold(kinds=["file"])
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert index.wait_held(5, timeout=120), index.held_paths()
+        held = sorted(p.rsplit("/", 1)[-1] for p in index.held_paths())
+        expected = [f"{n}-1.0-py3-none-any.whl" for n in ("deep", *ROOTS[:3])]
+        assert held == sorted([*expected, "shared-1.1-py3-none-any.whl"]), held
+    finally:
+        index.release()
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, f"{out}\n{err}"
+    counters = index.counters()
+    assert sorted(p.rsplit("/", 1)[-1] for p in counters.paths("file")) == held  # once each
+    pages = _pages(index)
+    assert all(kinds == ["index_200"] for kinds in pages.values()), pages
+    assert installed_version(venv.python, "shared") == "1.1"
+    assert installed_version(venv.python, "deep") == "1.0"
