@@ -246,3 +246,36 @@ def test_runs_that_install_nothing_leave_the_last_install_its_entries(
     assert index.counters().file_requests == 0, index.counters()
     assert summary["installer_reason"] == "3 from the store, 0 added", summary
     assert installed_version(fresh.python, "built") == "0.1"
+
+
+def test_recent_drops_the_downloads_the_store_holds_and_nothing_is_fetched_again(
+    index: Any, dist_dir: Path, make_venv: Any, py311: Path, tmp_path: Path
+) -> None:
+    """pip >= 25.3 downloads no wheel in its dry run and the store installs from its entry:
+    the wheel bodies the store holds go, and the next install downloads nothing. After a
+    pip whose dry run downloads every wheel (24.3.1), they stay."""
+    index.publish(
+        build_wheel(dist_dir, "alpha", "1.0"),
+        build_wheel(dist_dir, "beta", "1.0"),
+        build_sdist(dist_dir, "built", "0.1"),  # pip reads the sdist to build its metadata
+    )
+    install(make_venv(py311), index, tmp_path, "alpha", "beta", "built")
+    venv = make_venv(py311)
+    removed = prune_json(venv)["removed"]  # the default mode, the action's too
+    assert removed.get("stored") == 2, removed  # alpha's and beta's wheels
+    for reqs in (["alpha", "beta", "built"], ["alpha", "built"]):  # reused, then resolved
+        index.reset_counters()
+        summary = install(make_venv(py311), index, tmp_path, *reqs)
+        assert summary["installer_reason"] == f"{len(reqs)} from the store, 0 added", summary
+        counters = index.counters()
+        assert counters.paths("file") == [] and counters.requests("metadata") == 0, counters
+    assert summary["resolution"].startswith("pip ("), summary
+
+    old = make_venv(py311, pip="24.3.1")
+    index.reset_counters()
+    install(old, index, tmp_path, "alpha", "beta", "built")
+    assert len(index.counters().paths("file")) == 2  # its dry run downloads them again
+    assert "stored" not in prune_json(old)["removed"]
+    index.reset_counters()
+    install(make_venv(py311, pip="24.3.1"), index, tmp_path, "alpha", "beta", "built")
+    assert index.counters().paths("file") == []

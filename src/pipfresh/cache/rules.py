@@ -11,10 +11,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from packaging.version import InvalidVersion, Version
+
 from pipfresh.cache import fs, usage
 from pipfresh.errors import PipfreshError
 from pipfresh.layout import Partition
 from pipfresh.pip import httpcache
+from pipfresh.store.entries import Store
 
 Kind = httpcache.Kind
 
@@ -147,6 +150,53 @@ class StoreEntries(Rule):
         return candidate.store_entry is not None
 
 
+class StoredBodies(Rule):
+    """A downloaded wheel the store holds unpacked (the same sha256, the entry intact), on
+    a partition whose pip's dry run downloads no wheel: one form of each wheel is enough.
+
+    pip >= 25.3 returns from ``install --dry-run`` before downloading what PEP 658
+    metadata let it resolve (``prepare_linked_requirements_more`` moved out of the
+    resolver), and the store installs the wheel from its entry, so the body is read by
+    no run that installs through the store. Older pips download every resolved wheel
+    in the dry run: for them the body stays. pip itself, installed by pip, is never a
+    store entry, so its wheel stays too.
+    """
+
+    reason = "stored"
+    FIRST_PIP = Version("25.3")
+
+    def __init__(self) -> None:
+        self.held: frozenset[str] = frozenset()
+
+    def prepare(self, partition: Partition, candidates: Sequence[Candidate]) -> None:
+        pip = partition.read_info().get("pip_version")
+        try:
+            if pip is None or Version(str(pip)) < self.FIRST_PIP:
+                return
+        except InvalidVersion:
+            return
+        entries = [c.store_entry for c in candidates if c.store_entry is not None]
+        held = set()
+        for path in entries:
+            if path.is_symlink():
+                continue
+            entry = Store(path.parent).get(path.name)
+            if entry is not None and entry.intact():
+                held.add(path.name)
+        self.held = frozenset(held)
+
+    def drops(self, candidate: Candidate) -> bool:
+        entry = candidate.entry
+        if not self.held or candidate.kind is not Kind.WHEEL or entry is None:
+            return False
+        if entry.body is None or entry.fmt != "http-v2":
+            return False
+        try:
+            return fs.sha256(entry.body) in self.held
+        except OSError:
+            return False
+
+
 class Resolutions(Rule):
     """Saved resolutions beyond the ``keep`` newest (by mtime): one per set of install inputs.
 
@@ -267,9 +317,11 @@ MODES = {
     "ci": "also drop downloads (cheap to fetch again), the store and saved resolutions"
     " (derived); keep wheels built from sdists",
     "recent": "keep only what the last --keep-runs runs used, store entries included,"
-    f" and the {KEEP_RESOLUTIONS} newest saved resolutions",
-    "size": "evict least recently used entries, store entries first (derived), until the"
-    " partition fits --max-size",
+    f" and the {KEEP_RESOLUTIONS} newest saved resolutions; drop downloaded wheels the store"
+    " holds (pip >= 25.3 reads them in no store install)",
+    "size": "drop downloaded wheels the store holds (pip >= 25.3), then evict least"
+    " recently used entries, store entries first (derived), until the partition fits"
+    " --max-size",
 }
 
 
@@ -287,9 +339,9 @@ def rules_for(
     if ci or mode == "ci":
         rules += [Downloads(), StoreEntries(), Resolutions(0)]
     elif mode == "recent":
-        rules += [Unused(keep_runs), Resolutions(KEEP_RESOLUTIONS)]
+        rules += [Unused(keep_runs), Resolutions(KEEP_RESOLUTIONS), StoredBodies()]
     elif mode == "size":
-        rules += [Resolutions(KEEP_RESOLUTIONS), SizeCap(max_size)]
+        rules += [Resolutions(KEEP_RESOLUTIONS), StoredBodies(), SizeCap(max_size)]
     elif mode != "valid":
         raise PipfreshError(f"unknown prune mode {mode!r} (one of {', '.join(MODES)})")
     return rules
