@@ -298,8 +298,9 @@ class Partition:
             return {}
         return data if isinstance(data, dict) else {}
 
-    def record_use(self, facts: Facts, pip_version: str) -> None:
-        """Remember who used the partition last: ``info`` shows it, ``prune`` relies on it."""
+    def record_use(self, facts: Facts, pip_version: str, installer: str = "pip") -> None:
+        """Remember who used the partition last, and how it installed (``store`` or plain
+        ``pip``): ``info`` shows it, ``prune`` relies on it."""
         info = self.read_info()
         info.update(
             {
@@ -309,6 +310,7 @@ class Partition:
                 "python": facts.short_version,
                 "version": facts.version,
                 "pip_version": pip_version,
+                "installer": installer,
                 "last_used": time.time(),
             }
         )

@@ -235,21 +235,27 @@ def _run_in_partition(run: _InPartition, summary: Summary) -> int:
             share.seed_from_siblings(partition, program.http_dir, scan)
             before = scan.snapshot()
         stored: list[str] = []  # store entries the run used, by key
+        had: list[str] = []  # the items' sha256 the store held before the run
         if summary.installer == "store" and run.report_path is not None:
             with process.phase("installing from the store"):
                 outcome = fastpath.install_with_store(run.job(run.report_path), summary)
-            code, stored = outcome.code, outcome.store_keys
+            code, stored, had = outcome.code, outcome.store_keys, outcome.had
         else:
             pip = invoke.PipInvocation(program, run.env, tuple(run.pip_args), run.console)
             with timed("pip"):
                 code = pip.run(label=f"pip {run.pip_args[0]}")
         with process.phase("recording the run"), timed("record"):
-            _account(run, summary, before, stored, code)
+            _account(run, summary, before, stored, had, code)
     return code
 
 
 def _account(
-    run: _InPartition, summary: Summary, before: snapshot.Snapshot, stored: list[str], code: int
+    run: _InPartition,
+    summary: Summary,
+    before: snapshot.Snapshot,
+    stored: list[str],
+    had: list[str],
+    code: int,
 ) -> None:
     """The summary's figures, shared duplicates, and (an install that installed) its usage."""
     partition, program, report_path = run.partition, run.program, run.report_path
@@ -260,7 +266,7 @@ def _account(
             items = report.load(report_path)
         except report.ReportError as exc:
             summary.notes.append(str(exc))
-    account(summary, items, partition.pip_cache, program.http_dir, before, after, _read)
+    account(summary, items, partition.pip_cache, program.http_dir, before, after, _read, set(had))
     touched = [
         rel
         for rel in snapshot.changed(before, after)
@@ -268,7 +274,7 @@ def _account(
     ]
     share.link_duplicates(partition, touched)
     try:
-        partition.record_use(run.target.facts, str(program.version))
+        partition.record_use(run.target.facts, str(program.version), summary.installer)
     except OSError:
         pass
     # What this run used, for `cache prune --mode recent|size`: only an install that

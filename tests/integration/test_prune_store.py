@@ -267,6 +267,7 @@ def test_recent_drops_the_downloads_the_store_holds_and_nothing_is_fetched_again
         index.reset_counters()
         summary = install(make_venv(py311), index, tmp_path, *reqs)
         assert summary["installer_reason"] == f"{len(reqs)} from the store, 0 added", summary
+        assert summary["uncached"] == 0, summary  # not fetched: nothing to say of caching
         counters = index.counters()
         assert counters.paths("file") == [] and counters.requests("metadata") == 0, counters
     assert summary["resolution"].startswith("pip ("), summary

@@ -92,7 +92,7 @@ def test_each_mode_has_its_rules() -> None:
     assert names(mode="valid") == ["Leftovers", "Broken", "IndexPages"]
     assert names(mode="valid", keep_index_pages=True) == ["Leftovers", "Broken"]
     assert names(mode="ci")[3:] == ["Downloads", "StoreEntries", "Resolutions"]
-    assert names(mode="recent")[3:] == ["Unused", "Resolutions"]
+    assert names(mode="recent")[3:] == ["Unused", "Resolutions", "StoredBodies"]
     assert names(mode="size")[3:] == ["Resolutions", "SizeCap"]
 
 

@@ -152,14 +152,19 @@ class StoreEntries(Rule):
 
 class StoredBodies(Rule):
     """A downloaded wheel the store holds unpacked (the same sha256, the entry intact), on
-    a partition whose pip's dry run downloads no wheel: one form of each wheel is enough.
+    a partition whose pip's dry run downloads no wheel and whose last run installed through
+    the store: one form of each wheel is enough.
 
     pip >= 25.3 returns from ``install --dry-run`` before downloading what PEP 658
     metadata let it resolve (``prepare_linked_requirements_more`` moved out of the
     resolver), and the store installs the wheel from its entry, so the body is read by
     no run that installs through the store. Older pips download every resolved wheel
     in the dry run: for them the body stays. pip itself, installed by pip, is never a
-    store entry, so its wheel stays too.
+    store entry, so its wheel stays too. Only after the rules that drop store entries
+    (``Unused``), never beside one that may drop them later (``SizeCap``): a wheel must
+    keep one of its forms. A run that pip installs itself (an option the store does not
+    take, ``PIPFRESH_INSTALLER=pip``, ``pipfresh download``) needs the bodies: after one,
+    they stay; the first such run after a prune downloads them once.
     """
 
     reason = "stored"
@@ -169,7 +174,10 @@ class StoredBodies(Rule):
         self.held: frozenset[str] = frozenset()
 
     def prepare(self, partition: Partition, candidates: Sequence[Candidate]) -> None:
-        pip = partition.read_info().get("pip_version")
+        info = partition.read_info()
+        pip = info.get("pip_version")
+        if info.get("installer") != "store":
+            return
         try:
             if pip is None or Version(str(pip)) < self.FIRST_PIP:
                 return
@@ -319,9 +327,8 @@ MODES = {
     "recent": "keep only what the last --keep-runs runs used, store entries included,"
     f" and the {KEEP_RESOLUTIONS} newest saved resolutions; drop downloaded wheels the store"
     " holds (pip >= 25.3 reads them in no store install)",
-    "size": "drop downloaded wheels the store holds (pip >= 25.3), then evict least"
-    " recently used entries, store entries first (derived), until the partition fits"
-    " --max-size",
+    "size": "evict least recently used entries, store entries first (derived), until the"
+    " partition fits --max-size",
 }
 
 
@@ -341,7 +348,7 @@ def rules_for(
     elif mode == "recent":
         rules += [Unused(keep_runs), Resolutions(KEEP_RESOLUTIONS), StoredBodies()]
     elif mode == "size":
-        rules += [Resolutions(KEEP_RESOLUTIONS), StoredBodies(), SizeCap(max_size)]
+        rules += [Resolutions(KEEP_RESOLUTIONS), SizeCap(max_size)]
     elif mode != "valid":
         raise PipfreshError(f"unknown prune mode {mode!r} (one of {', '.join(MODES)})")
     return rules

@@ -6,7 +6,7 @@ pip's human output. ``render`` shows them as one line and as JSON (``--summary-j
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -69,8 +69,11 @@ def account(
     before: Snapshot,
     after: Snapshot,
     read: KindOf,
+    stored: Collection[str] = (),
 ) -> None:
-    """Fill ``summary`` from the report items and the cache's change during the run."""
+    """Fill ``summary`` from the report items and the cache's change during the run;
+    ``stored``: the sha256 of the items the store held before the run (their downloads
+    may be pruned: not fetched, so not "uncached")."""
     items = list(items)
     summary.installed = len(items)
     touched = changed(before, after)
@@ -90,7 +93,7 @@ def account(
         if body_rel in before and body_rel not in touched:
             summary.reused += 1
             summary.reused_bytes += before[body_rel].size
-        elif body_rel not in after:
+        elif body_rel not in after and item.sha256 not in stored:
             # Fetched, but the server's headers forbade caching it (or sent none).
             summary.uncached += 1
 

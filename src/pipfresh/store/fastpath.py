@@ -66,6 +66,7 @@ class Outcome:
     revalidated: int = 0  # index pages pipfresh itself found unchanged
     reverified: int = 0  # store entries hashed again: their files were not as last recorded
     store_keys: list[str] = field(default_factory=list)  # the store entries installed
+    had: list[str] = field(default_factory=list)  # sha256 of the items the store held already
 
 
 @dataclass(frozen=True)
@@ -252,6 +253,7 @@ def _from_store(
         found = stored(store, keys.values())
     entries = {sha: found[key] for sha, key in keys.items() if key in found}
     reverified = sum(1 for e in {e.path: e for e in entries.values()}.values() if e.reverified)
+    had = sorted(entries)
     missing = [i for i in by_store if i.sha256 not in entries]
     try:  # a wheel pip would reject (or only pip installs as pip does): pip runs, and says so
         if missing:
@@ -290,6 +292,7 @@ def _from_store(
         revalidated=resolution.revalidated,
         reverified=reverified,
         store_keys=sorted(set(keys.values())),
+        had=had,
     )
 
 
