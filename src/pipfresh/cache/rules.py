@@ -17,7 +17,6 @@ from pipfresh.cache import fs, usage
 from pipfresh.errors import PipfreshError
 from pipfresh.layout import Partition
 from pipfresh.pip import httpcache
-from pipfresh.store.entries import Store
 
 Kind = httpcache.Kind
 
@@ -183,15 +182,12 @@ class StoredBodies(Rule):
                 return
         except InvalidVersion:
             return
-        entries = [c.store_entry for c in candidates if c.store_entry is not None]
-        held = set()
-        for path in entries:
-            if path.is_symlink():
-                continue
-            entry = Store(path.parent).get(path.name)
-            if entry is not None and entry.intact():
-                held.add(path.name)
-        self.held = frozenset(held)
+        # Entries the scan found verified (``prune._store_entries``), the rules before kept.
+        self.held = frozenset(
+            c.store_entry.name
+            for c in candidates
+            if c.store_entry is not None and c.problem is None
+        )
 
     def drops(self, candidate: Candidate) -> bool:
         entry = candidate.entry

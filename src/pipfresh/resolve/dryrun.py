@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, BinaryIO, Protocol
 from pipfresh.console import Console
 from pipfresh.layout import Partition
 from pipfresh.phases import Phases
-from pipfresh.pip import invoke, output, report
+from pipfresh.pip import invoke, options, output, report
+from pipfresh.pip.args import option_values
 from pipfresh.pip.config import ConfigError, PipConfig
 from pipfresh.resolve import candidates, kept, pagelog, prefetch, reuse, revalidate
 from pipfresh.target.interpreter import Target
@@ -357,9 +358,8 @@ def _builds_from_source(job: Run, settings: Mapping[str, str]) -> bool:
     """``--no-binary`` on the command line or in pip's configuration: pip may build what
     the pages offer as wheels, so none is fetched ahead (it would cost only its bytes:
     one in a requirement file does)."""
-    return bool(settings.get("no-binary")) or any(
-        arg == "--no-binary" or arg.startswith("--no-binary=") for arg in job.pip_args
-    )
+    given = option_values(job.pip_args, options.spellings("--no-binary"))
+    return bool(settings.get("no-binary")) or next(given, None) is not None
 
 
 def _settings(job: Run) -> Mapping[str, str]:

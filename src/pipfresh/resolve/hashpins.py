@@ -78,7 +78,7 @@ def read(
         given = {o: _flag(pip_args, o) or strtobool(settings.get(o[2:], "0")) for o in _FLAGS}
     except ConfigError as exc:
         return Pins(False, {}, f"pip's configuration: {exc}")
-    markers = _environment(facts)
+    markers = marker_environment(facts)
     names = list(option_values(pip_args, reqfiles.ALL))
     for option in ("requirement", "constraint"):  # PIP_CONSTRAINT, constraint = ... in pip.conf
         names += settings.get(option, "").split()
@@ -173,7 +173,7 @@ def _lock_pins(name: str, markers: dict[str, str]) -> dict[str, frozenset[str]]:
 _IMPLEMENTATIONS = {"cpython": "CPython", "pypy": "PyPy", "graalpy": "GraalVM"}
 
 
-def _environment(facts: Facts) -> dict[str, str]:
+def marker_environment(facts: Facts) -> dict[str, str]:
     """Marker values for the target: its Python's own, this machine's for the rest
     (``platform_release`` and the like are the same for every interpreter here)."""
     env = {key: str(value) for key, value in default_environment().items()}

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import email.parser
 import json
-import platform
 import posixpath
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
@@ -55,6 +54,7 @@ from packaging.version import Version
 
 from pipfresh.pip import httpcache, options, reqfiles
 from pipfresh.pip.args import option_values
+from pipfresh.resolve.hashpins import marker_environment
 from pipfresh.resolve.pagelog import Page, with_validators
 from pipfresh.target.interpreter import Facts
 
@@ -112,10 +112,10 @@ def requirements_of(
     """What the wheel pip is likely to take from each page (``wheel_urls``' choice) needs
     for the target, by its metadata in pip's cache: canonical name -> the specifiers
     ``Requires-Dist`` gives it (markers evaluated for the target; extras not taken)."""
-    environment = _environment(facts)
+    environment = marker_environment(facts)
     found: dict[str, SpecifierSet] = {}
     for offered in _installable(offers, facts).values():
-        best = max(offered, key=lambda wheel: wheel.rank)
+        best = _best(offered)
         metadata = httpcache.entry_path(http_dir, best.url + ".metadata")
         try:
             body = httpcache.read_body(httpcache.entry_files_for(metadata))
@@ -150,28 +150,6 @@ def guessed_pins(offers: Mapping[str, Offer], wanted: Mapping[str, SpecifierSet]
         if admitted:
             pins[offer.project] = f"=={max(admitted)}"
     return pins
-
-
-def _environment(facts: Facts) -> dict[str, str]:
-    """The target's PEP 508 marker environment (``platform_*`` of this machine: the target
-    runs here), as ``packaging.markers.default_environment`` gives it in the target."""
-    major, minor, micro, level, serial = facts.version_info
-    full = f"{major}.{minor}.{micro}" + ("" if level == "final" else f"{level[0]}{serial}")
-    implementation = {"cpython": "CPython", "pypy": "PyPy"}.get(facts.implementation, "")
-    return {
-        "implementation_name": facts.implementation,
-        "implementation_version": full,
-        "os_name": "nt" if facts.sys_platform == "win32" else "posix",
-        "platform_machine": facts.machine,
-        "platform_release": platform.release(),
-        "platform_system": platform.system(),
-        "platform_version": platform.version(),
-        "python_full_version": full,
-        "python_version": f"{major}.{minor}",
-        "platform_python_implementation": implementation,
-        "sys_platform": facts.sys_platform,
-        "extra": "",
-    }
 
 
 def _add(projects: dict[str, None], text: str) -> None:
@@ -229,7 +207,7 @@ def wheel_urls(
     its sha256: an install takes it from there)."""
     found: dict[str, str | None] = {}
     for offered in _installable(offers, facts).values():
-        best = max(offered, key=lambda wheel: wheel.rank)
+        best = _best(offered)
         if not (best.sha256 and stored(best.sha256)):
             found[best.url] = best.sha256
     return {u: h for u, h in found.items() if not httpcache.entry_path(http_dir, u).exists()}
@@ -240,6 +218,11 @@ class _Wheel:
 
     def __init__(self, url: str, sha256: str | None, rank: tuple[Version, int, BuildTag]):
         self.url, self.sha256, self.rank = url, sha256, rank
+
+
+def _best(offered: Sequence[_Wheel]) -> _Wheel:
+    """The one pip takes: highest version, then the target's tag priority, then build."""
+    return max(offered, key=lambda wheel: wheel.rank)
 
 
 def _installable(offers: Mapping[str, Offer], facts: Facts) -> dict[str, list[_Wheel]]:
