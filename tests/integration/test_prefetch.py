@@ -13,7 +13,7 @@ from pathlib import Path
 from conftest import MakeVenv
 from helpers import index_args, install, installed_version
 from pipfresh.layout import STORE_LAYOUT
-from pipfresh.testing.dists import build_wheel, native_tag
+from pipfresh.testing.dists import build_sdist, build_wheel, native_tag
 from pipfresh.testing.index import PackageIndex
 
 ROOTS = [f"root{i}" for i in range(6)]
@@ -33,6 +33,11 @@ def _pages(index: PackageIndex) -> dict[str, list[str]]:
         if record.kind.startswith("index_"):
             out.setdefault(record.path, []).append(record.kind)
     return out
+
+
+def _by_project(index: PackageIndex) -> dict[str, list[str]]:
+    """``_pages``, by project name."""
+    return {p.rstrip("/").rsplit("/", 1)[-1]: kinds for p, kinds in _pages(index).items()}
 
 
 def test_the_root_pages_are_asked_at_once_and_each_page_once(
@@ -72,8 +77,7 @@ def test_a_restored_cache_is_asked_conditionally_and_a_new_version_still_found(
     index.reset_counters()
     venv = make_venv()
     install(venv, *ROOTS[:4], index=index).ok()
-    pages = _pages(index)
-    by_name = {p.rstrip("/").rsplit("/", 1)[-1]: kinds for p, kinds in pages.items()}
+    by_name = _by_project(index)
     assert by_name == {
         **{name: ["index_304"] for name in ROOTS[:3]},
         ROOTS[3]: ["index_200"],  # new to this partition
@@ -215,3 +219,25 @@ def test_requires_dist_is_followed_ahead_to_the_versions_pip_takes(
     assert all(kinds == ["index_200"] for kinds in pages.values()), pages
     assert installed_version(venv.python, "shared") == "1.1"
     assert installed_version(venv.python, "deep") == "1.0"
+
+
+def test_a_build_backends_page_is_asked_once_when_pip_builds_for_the_store(
+    index: PackageIndex, dist_dir: Path, make_venv: MakeVenv
+) -> None:
+    """An sdist: pip's dry run reads flit-core's page to prepare its metadata, then
+    ``pip wheel`` builds it for the store in another build environment. The page the dry
+    run fetched in this run is not asked again (on pip >= 26.2, which can trust it)."""
+    index.publish(build_sdist(dist_dir, "built", "0.3"))
+    venv = make_venv()
+    install(venv, "built==0.3", index=index).ok()
+    by_name = _by_project(index)
+    assert by_name == {"built": ["index_200"], "flit-core": ["index_200"]}, by_name
+    assert installed_version(venv.python, "built") == "0.3"
+    # The next run trusts nothing of this one's: a release since is found, each page once.
+    index.publish(build_sdist(dist_dir, "built", "0.4"))
+    index.reset_counters()
+    venv = make_venv()
+    install(venv, "built", index=index).ok()
+    by_name = _by_project(index)
+    assert by_name == {"built": ["index_200"], "flit-core": ["index_304"]}, by_name
+    assert installed_version(venv.python, "built") == "0.4"

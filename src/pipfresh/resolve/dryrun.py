@@ -76,6 +76,9 @@ class Resolution:
     names: Mapping[str, str] = field(default_factory=dict)  # as pip spelled them (canonical ->)
     pages: list[str] = field(default_factory=list)  # the index pages pip's dry run read
     behind: revalidate.Behind | None = None  # wheels fetched ahead while pip resolved
+    # The pip the dry run ran: one trusting the cache (``Revalidator.pip_for``) left there
+    # only pages verified in this run, so the run's later pips may trust it too.
+    pip: invoke.PipInvocation | None = None
 
 
 def resolve(
@@ -116,14 +119,14 @@ def resolve(
         names = output.spellings(text) if code == 0 else {}
         if code != 0:
             how = f"pip ({changed.rstrip('; ') or 'failed'})"
-            return Resolution(code, how, pages=fetched, behind=behind)
+            return Resolution(code, how, pages=fetched, behind=behind, pip=pip)
         if theirs is not None:  # what pip read is in their log, among other runs'
             how = f"pip ({changed}a --log of yours: not recorded)"
-            return Resolution(0, how, names=names, pages=fetched, behind=behind)
+            return Resolution(0, how, names=names, pages=fetched, behind=behind, pip=pip)
         http_dir = job.partition.pip_cache / job.program.http_dir
         pages, why = pagelog.pages_from_log(log, http_dir)
     how = f"pip ({changed}{why or _record(job, inputs.digest, pages, names)})"
-    return Resolution(0, how, names=names, pages=fetched, behind=behind)
+    return Resolution(0, how, names=names, pages=fetched, behind=behind, pip=pip)
 
 
 def _reuse(

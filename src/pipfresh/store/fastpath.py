@@ -200,6 +200,7 @@ def _resolved(
     early: Adding,
 ) -> Outcome:
     """``_run`` once pip resolved (or its last resolution stands)."""
+    job = _after(job, resolution)
     how = resolution.how
     if builds is not None and (
         resolution.code != 0 or builds.complete(job.report_path) != 0
@@ -227,6 +228,16 @@ def _resolved(
         code = _plain_pip(job)
         return Outcome(code, fallback=why, resolution=how)
     return _from_store(job, items, builds, resolution, capture, early)
+
+
+def _after(job: Job, resolution: dryrun.Resolution) -> Job:
+    """The job for the rest of the run: its pips (``pip wheel``, plain pip, pip's own
+    install of pip) take index pages from the cache as the dry run did, when the dry run
+    trusted it (every page left there was verified in this run, by pipfresh or by pip
+    itself), instead of asking for each again."""
+    if resolution.pip is None or resolution.pip.env == job.env:
+        return job
+    return replace(job, env=resolution.pip.env)
 
 
 def _from_store(
