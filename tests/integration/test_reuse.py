@@ -6,6 +6,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +17,7 @@ import pytest
 import helpers
 from conftest import MakeVenv
 from helpers import index_args, installed_version, pipfresh, store_env
+from pipfresh.layout import FINGERPRINT
 from pipfresh.pip.args import option_values
 from pipfresh.testing.dists import build_wheel
 from pipfresh.testing.index import PackageIndex
@@ -227,3 +231,46 @@ def test_what_the_inputs_and_the_log_say(tmp_path: Path) -> None:
         pagelog.pages_from_log(log, tmp_path)[1]
         == "find-links (local listings cannot be revalidated)"
     )
+
+
+def test_the_store_is_checked_while_the_pages_are_revalidated(
+    index: PackageIndex, dist_dir: Path, make_venv: MakeVenv, py311: Path, tmp_path: Path
+) -> None:
+    """A restored cache: every stored file's stat changed, so each is hashed again. That
+    work (and the stat of every file) is done while the index answers, not after."""
+    index.publish(
+        build_wheel(dist_dir, "app", "1.0", requires=["lib>=1"]),
+        build_wheel(dist_dir, "lib", "1.0"),
+    )
+    install = Installs(make_venv, py311, "26.3", tmp_path)
+    install(*index_args(index), "app")
+    root = Path(os.environ["PIPFRESH_CACHE_DIR"])
+    records = sorted(root.rglob(FINGERPRINT))
+    assert len(records) == 2, records
+    for entry in records:
+        for path in (entry.parent / "tree").rglob("*"):
+            os.chmod(path, os.lstat(path).st_mode)  # the same mode, a new ctime: as a restore
+    before = {r: r.stat().st_mtime_ns for r in records}
+    venv = make_venv(py311, pip="26.3", name="held")
+    argv = [sys.executable, "-m", "pipfresh", "install", "--python", str(venv.python)]
+    argv += [*index_args(index), "app", "--summary-json", str(tmp_path / "held.json")]
+    index.hold()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert index.wait_held(2, timeout=120), index.held_paths()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and any(
+            r.stat().st_mtime_ns == before[r] for r in records
+        ):
+            time.sleep(0.05)
+        rechecked = [r for r in records if r.stat().st_mtime_ns != before[r]]
+        assert index.held_paths(), "the pages were answered already"
+    finally:
+        index.release()
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, f"{out}\n{err}"
+    assert rechecked == records, "the entries were not checked while the pages were held"
+    summary = json.loads((tmp_path / "held.json").read_text())
+    assert summary["resolution"] == "reused: 2 index pages unchanged", summary
+    assert summary["installer_reason"] == "2 from the store (2 re-verified by hash), 0 added"
+    assert installed_version(venv.python, "lib") == "1.0"

@@ -92,8 +92,13 @@ def load(path: Path) -> list[Installed]:
 def items(report_path: Path) -> tuple[list[Item], str | None]:
     """The report's items for the store, or the reason the store cannot install them
     (``OSError``/``ValueError`` when it cannot be read)."""
+    return items_of(json.loads(report_path.read_text(encoding="utf-8")))
+
+
+def items_of(data: Any) -> tuple[list[Item], str | None]:
+    """``items`` of a report already read."""
     out = []
-    for entry in _entries(json.loads(report_path.read_text(encoding="utf-8"))):
+    for entry in _entries(data):
         if entry.local:
             kind = "a VCS checkout" if entry.vcs else "a local directory"
             return [], f"{entry.name} comes from {kind}"

@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from pipfresh.console import Console
 from pipfresh.layout import Partition
@@ -65,6 +65,10 @@ class Ahead(Protocol):
     def holds(self, sha256: str) -> bool: ...
     def take(self, url: str, sha256: str) -> None: ...
 
+    def expect(self, report: Mapping[str, Any]) -> None:
+        """The recorded report that stands if the pages are unchanged: its wheels are
+        looked up in the store while they are revalidated."""
+
 
 @dataclass(frozen=True)
 class Resolution:
@@ -105,6 +109,8 @@ def resolve(
     if recorded is not None:
         http_dir = job.partition.pip_cache / job.program.http_dir
         revalidator = revalidate.Revalidator(job.pip_args, job.env, http_dir)
+        if ahead is not None:
+            ahead.expect(recorded.report)
         reused = _reuse(job, inputs.digest, recorded, revalidator)
         if isinstance(reused, Resolution):
             return reused

@@ -17,13 +17,14 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import threading
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from packaging.utils import (
     canonicalize_name,
@@ -166,23 +167,27 @@ def _run(job: Job, builds: localbuild.Builds | None, capture: kept.Capture) -> O
     http_dir = job.partition.pip_cache / job.program.http_dir
     with store.adding(Compiler(job.target.python, job.env)) as early:
         with job.phases.timed("resolve"):
-            resolution = dryrun.resolve(job, builds, capture, _Ahead(store, early, http_dir))
+            ahead = _Ahead(job, store, early, http_dir)
+            resolution = dryrun.resolve(job, builds, capture, ahead)
         try:
-            return _resolved(job, builds, resolution, capture, early)
+            return _resolved(job, builds, resolution, capture, ahead)
         finally:  # plain pip runs, or the run stops: what is fetched ahead is not waited for
             if resolution.behind is not None:
                 resolution.behind.stop()
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Ahead:
     """The store, taking the wheels fetched while pip resolves: each is unpacked and
     compiled as it arrives (``early``), if it has the sha256 its page gives, and
-    published only if pip's report names it (``obtain``)."""
+    published only if pip's report names it (``obtain``); and looking up the entries of
+    the report that will probably stand while the pages are revalidated (``expect``)."""
 
+    job: Job
     store: Store
     early: Adding
     http_dir: Path
+    looked: _Looked | None = None
 
     def holds(self, sha256: str) -> bool:
         return self.store.holds(sha256)
@@ -191,13 +196,55 @@ class _Ahead:
         filename = urllib.parse.unquote(url.rsplit("/", 1)[-1])
         obtain.submit_cached(url, sha256, filename, self.http_dir, self.early, {})
 
+    def expect(self, data: Mapping[str, Any]) -> None:
+        try:
+            items, why = report.items_of(data)
+        except ValueError:
+            return
+        if why is None and self.looked is None:
+            by_store = [i for i in items if not i.via_pip]
+            keys = obtain.store_keys(by_store, self.job.pip_args, self.job.env, self.job.target)
+            self.looked = _Looked(self.store, keys.values())
+
+    def stored(self, keys: Iterable[str]) -> dict[str, Entry]:
+        """``stored``, of what ``expect`` did not look up already."""
+        wanted, looked = set(keys), self.looked
+        found = looked.result() if looked is not None else None
+        if looked is None or found is None:
+            return stored(self.store, wanted)
+        rest = stored(self.store, wanted - looked.keys)
+        return {**{k: e for k, e in found.items() if k in wanted}, **rest}
+
+
+class _Looked:
+    """``stored`` on a thread of its own: the stat (and, after a restore, the hashing)
+    of every stored file while the index answers. Its entries are as good as ones looked
+    up later in the run: the partition is locked, and nothing else changes them."""
+
+    def __init__(self, store: Store, keys: Iterable[str]) -> None:
+        self.keys = frozenset(keys)
+        self._found: dict[str, Entry] | None = None
+        self._done = threading.Event()
+        threading.Thread(target=self._look, args=(store,), daemon=True).start()
+
+    def _look(self, store: Store) -> None:
+        try:
+            self._found = stored(store, self.keys)
+        finally:  # anything it raised: looked up again where it is needed
+            self._done.set()
+
+    def result(self) -> dict[str, Entry] | None:
+        """The intact entries, once looked up; None when the lookup failed."""
+        self._done.wait()
+        return self._found
+
 
 def _resolved(
     job: Job,
     builds: localbuild.Builds | None,
     resolution: dryrun.Resolution,
     capture: kept.Capture,
-    early: Adding,
+    ahead: _Ahead,
 ) -> Outcome:
     """``_run`` once pip resolved (or its last resolution stands)."""
     job = _after(job, resolution)
@@ -227,7 +274,7 @@ def _resolved(
     if why is not None:
         code = _plain_pip(job)
         return Outcome(code, fallback=why, resolution=how)
-    return _from_store(job, items, builds, resolution, capture, early)
+    return _from_store(job, items, builds, resolution, capture, ahead)
 
 
 def _after(job: Job, resolution: dryrun.Resolution) -> Job:
@@ -246,7 +293,7 @@ def _from_store(
     builds: localbuild.Builds | None,
     resolution: dryrun.Resolution,
     capture: kept.Capture,
-    early: Adding,
+    ahead: _Ahead,
 ) -> Outcome:
     """Install what pip resolved: the store's wheels (added first when missing), pip and
     setuptools through pip; pip uninstalls the versions they replace."""
@@ -257,11 +304,11 @@ def _from_store(
         with job.phases.timed("obtain"):
             _keep(job, downloaded, items, resolution.pages)
     by_store = [i for i in items if not i.via_pip]
-    store = early.store
+    store, early = ahead.store, ahead.early
     # An sdist's wheel is stored under a key of its build options too (obtain.store_keys).
     keys = obtain.store_keys(by_store, job.pip_args, job.env, job.target)
     with job.phases.timed("check"):
-        found = stored(store, keys.values())
+        found = ahead.stored(keys.values())
     entries = {sha: found[key] for sha, key in keys.items() if key in found}
     reverified = sum(1 for e in {e.path: e for e in entries.values()}.values() if e.reverified)
     had = sorted(entries)
