@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,15 @@ def stored_wheels(partition: Path) -> set[str]:
     }
 
 
+def publish_three(index: Any, dist_dir: Path) -> None:
+    """Two wheels and an sdist (whose store entry is keyed by the sdist's sha256)."""
+    index.publish(
+        build_wheel(dist_dir, "alpha", "1.0"),
+        build_wheel(dist_dir, "beta", "1.0"),
+        build_sdist(dist_dir, "built", "0.1"),
+    )
+
+
 def tree_bytes(top: Path) -> int:
     """Bytes of the files below ``top``, as a prune counts them (each file in full)."""
     return sum(os.lstat(os.path.join(d, n)).st_size for d, _, ns in os.walk(top) for n in ns)
@@ -75,11 +85,7 @@ def tree_bytes(top: Path) -> int:
 def test_recent_keeps_the_store_entries_recent_runs_used(
     index: Any, dist_dir: Path, make_venv: Any, py311: Path, tmp_path: Path
 ) -> None:
-    index.publish(
-        build_wheel(dist_dir, "alpha", "1.0"),
-        build_wheel(dist_dir, "beta", "1.0"),
-        build_sdist(dist_dir, "built", "0.1"),  # its store entry is keyed by the sdist's sha256
-    )
+    publish_three(index, dist_dir)
     venv = make_venv(py311)
     install(venv, index, tmp_path, "alpha", "built")
     partition = partition_of(venv)
@@ -280,3 +286,35 @@ def test_recent_drops_the_downloads_the_store_holds_and_nothing_is_fetched_again
     index.reset_counters()
     install(make_venv(py311, pip="24.3.1"), index, tmp_path, "alpha", "beta", "built")
     assert index.counters().paths("file") == []
+
+
+def test_info_says_what_each_prune_mode_would_leave(
+    index: Any, dist_dir: Path, make_venv: Any, py311: Path, tmp_path: Path
+) -> None:
+    """``cache info`` previews every mode, removing nothing; each prune then leaves that."""
+    publish_three(index, dist_dir)
+    venv = make_venv(py311)
+    install(venv, index, tmp_path, "alpha", "built")
+    install(make_venv(py311), index, tmp_path, "beta")
+    partition = partition_of(venv)
+    (partition / "pip" / "selfcheck").mkdir()
+    (partition / "pip" / "selfcheck" / "x.json").write_text("{}")
+    (partition / "pip" / "left.tmp").write_text("a write that never finished")
+    root = Path(os.environ["PIPFRESH_CACHE_DIR"])
+    before = tree_bytes(root)
+    info = info_json(venv)
+    assert set(info["after_prune"]) == {"valid", "ci", "recent", "size"}, info
+    assert tree_bytes(root) == before  # a preview removes nothing
+    left = info["after_prune"]
+    assert left["ci"] < left["recent"] < left["valid"] < info["size"], left
+    text = pipfresh("cache", "info", "--python", venv.python).ok().stdout
+    assert re.search(r"prune leaves +--mode valid ", text), text
+    assert re.search(r"--mode recent +[\d.]+ MB +\(the default\)", text), text
+    for mode, expected in left.items():
+        copy = tmp_path / f"root-{mode}"
+        shutil.copytree(root, copy, symlinks=True)
+        env = {**os.environ, "PIPFRESH_CACHE_DIR": str(copy)}
+        args = ["--python", venv.python]
+        pipfresh("cache", "prune", "--mode", mode, *args, env=env).ok()
+        out = pipfresh("cache", "info", "--json", *args, env=env).ok().stdout
+        assert json.loads(out)[0]["size"] == expected, mode

@@ -35,6 +35,7 @@ class Inventory:
     python: str | None = None
     pip_version: str | None = None
     last_used: float | None = None
+    after_prune: dict[str, int] = field(default_factory=dict)  # bytes left, per prune mode
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)

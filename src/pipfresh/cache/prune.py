@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,6 +59,7 @@ __all__ = [  # the rules are named here too, for the CLI
     "MODES",
     "PruneResult",
     "parse_size",
+    "preview",
     "prune",
     "purge",
     "rules_for",
@@ -106,38 +107,127 @@ def prune(
         return result
     with lock.hold(partition.lock_file, shared=False, timeout=timeout, on_wait=on_wait):
         partition.check()  # again, now that no install can be changing it
-        _remove_links(partition, result)
-        pip_cache = partition.pip_cache
-        legacy = _writes_http_v2(partition)
-        candidates: list[Candidate] = []
-        for http_dir in (HTTP, HTTP_V2):
-            directory = pip_cache / http_dir
-            if not directory.is_dir() or directory.is_symlink():
-                continue
-            if http_dir == HTTP and legacy:
-                result.add("legacy-http", fs.remove_tree(directory))
-                continue
-            for entry in httpcache.iter_entry_files(directory):
-                rel = usage.entry_rel(entry)
-                candidates.append(Candidate(entry, *httpcache.check_entry(entry), rel=rel))
-        selfcheck = pip_cache / SELFCHECK
-        if selfcheck.is_dir() and not selfcheck.is_symlink():
-            result.add("selfcheck", fs.remove_tree(selfcheck))
-        candidates += _built_wheels(pip_cache)
-        candidates += _store_entries(partition.state_dir / STORE_LAYOUT)
-        candidates += _resolutions(partition.state_dir / RESOLUTIONS)
-        for rule in rules:  # each rule sees what the rules before it kept
-            rule.prepare(partition, candidates)
-            kept = []
-            for candidate in candidates:
-                if rule.drops(candidate):
-                    result.add(rule.reason, candidate.remove())
-                else:
-                    kept.append(candidate)
-            candidates = kept
-        _remove_leftovers(partition, result)
-        fs.remove_empty_dirs(pip_cache)
+        candidates = _scan(partition, _REMOVING, result)
+        _decide(partition, rules, candidates, _REMOVING, result)
+        _leftovers(_temp_files(partition), _REMOVING, result)
+        fs.remove_empty_dirs(partition.pip_cache)
     return result
+
+
+def preview(
+    partition: Partition,
+    modes: Mapping[str, Sequence[Rule]],
+    *,
+    timeout: float | None = None,
+    on_wait: Callable[[], None] | None = None,
+) -> dict[str, PruneResult]:
+    """What ``prune`` would remove with each set of rules (``cache info``), removing
+    nothing: one scan, under the shared lock (no prune changes the partition meanwhile).
+    A store entry whose files changed is hashed again, as ``prune`` and an install do."""
+    partition.root.require_marked()
+    partition.check()
+    if not partition.path.is_dir():
+        return {mode: PruneResult() for mode in modes}
+    with lock.hold(partition.lock_file, shared=True, timeout=timeout, on_wait=on_wait):
+        partition.check()
+        scanned, found = _Counting(), PruneResult()
+        candidates = _scan(partition, scanned, found)
+        temporary = _temp_files(partition)
+        out = {}
+        for mode, rules in modes.items():
+            act, result = scanned.copy(), PruneResult(dict(found.removed), found.freed)
+            _decide(partition, rules, candidates, act, result)
+            _leftovers(temporary, act, result)
+            out[mode] = result
+    return out
+
+
+class _Removing:
+    """What a prune does with what it drops: removes it, and counts the bytes freed."""
+
+    def file(self, path: str | Path) -> int:
+        return fs.remove_file(path)
+
+    def tree(self, path: str | Path) -> int:
+        return fs.remove_tree(path)
+
+    def candidate(self, candidate: Candidate) -> int:
+        return candidate.remove()
+
+
+class _Counting(_Removing):
+    """What a preview does instead: counts the bytes, removes nothing; each file once
+    (a rule's temporary file is a leftover too)."""
+
+    def __init__(self, seen: set[str] | None = None) -> None:
+        self.seen = set() if seen is None else seen
+
+    def copy(self) -> _Counting:
+        return _Counting(set(self.seen))
+
+    def file(self, path: str | Path) -> int:
+        key = os.fspath(path)
+        if key in self.seen:
+            return 0
+        self.seen.add(key)
+        try:
+            return os.lstat(path).st_size
+        except OSError:
+            return 0
+
+    def tree(self, path: str | Path) -> int:
+        return sum(self.file(found) for found, _st in fs.walk(path))
+
+    def candidate(self, candidate: Candidate) -> int:
+        return sum(self.file(path) for path in candidate.files)
+
+
+_REMOVING = _Removing()
+
+
+def _scan(partition: Partition, act: _Removing, result: PruneResult) -> list[Candidate]:
+    """Every entry a rule may judge; on the way, what serves no run whatever the rules
+    (planted links, the legacy ``http/`` beside ``http-v2/``, ``selfcheck/``)."""
+    _remove_links(partition, act, result)
+    pip_cache = partition.pip_cache
+    legacy = _writes_http_v2(partition)
+    candidates: list[Candidate] = []
+    for http_dir in (HTTP, HTTP_V2):
+        directory = pip_cache / http_dir
+        if not directory.is_dir() or directory.is_symlink():
+            continue
+        if http_dir == HTTP and legacy:
+            result.add("legacy-http", act.tree(directory))
+            continue
+        for entry in httpcache.iter_entry_files(directory):
+            rel = usage.entry_rel(entry)
+            candidates.append(Candidate(entry, *httpcache.check_entry(entry), rel=rel))
+    selfcheck = pip_cache / SELFCHECK
+    if selfcheck.is_dir() and not selfcheck.is_symlink():
+        result.add("selfcheck", act.tree(selfcheck))
+    candidates += _built_wheels(pip_cache)
+    candidates += _store_entries(partition.state_dir / STORE_LAYOUT)
+    candidates += _resolutions(partition.state_dir / RESOLUTIONS)
+    return candidates
+
+
+def _decide(
+    partition: Partition,
+    rules: Sequence[Rule],
+    candidates: Sequence[Candidate],
+    act: _Removing,
+    result: PruneResult,
+) -> None:
+    """Each rule in turn, seeing what the rules before it kept."""
+    for rule in rules:
+        rule.prepare(partition, candidates)
+        kept = []
+        for candidate in candidates:
+            if rule.drops(candidate):
+                result.add(rule.reason, act.candidate(candidate))
+            else:
+                kept.append(candidate)
+        candidates = kept
 
 
 def _writes_http_v2(partition: Partition) -> bool:
@@ -208,7 +298,7 @@ def _resolutions(top: Path) -> list[Candidate]:
     for name in sorted(os.listdir(top)):
         path = top / name
         if name.endswith(fs.TEMP_SUFFIX) or (path.is_dir() and not path.is_symlink()):
-            continue  # ``_remove_leftovers`` takes the first; the second is not ours to judge
+            continue  # ``_temp_files`` has the first; the second is not ours to judge
         problem = None
         if name.startswith(".tmp-"):
             problem = httpcache.Problem.TEMP_FILE  # a save that never finished
@@ -218,25 +308,29 @@ def _resolutions(top: Path) -> list[Candidate]:
     return found
 
 
-def _remove_links(partition: Partition, result: PruneResult) -> None:
+def _remove_links(partition: Partition, act: _Removing, result: PruneResult) -> None:
     """Links among the partition's files (not in the store: its entries are its own):
     pipfresh and pip never make one, and reading one would read its target."""
     store = os.path.join(partition.state_dir, STORE_LAYOUT) + os.sep
     for path, st in fs.walk(partition.path):
         if stat.S_ISLNK(st.st_mode) and not path.startswith(store):
-            result.add("link", fs.remove_file(path))
+            result.add("link", act.file(path))
 
 
-def _remove_leftovers(partition: Partition, result: PruneResult) -> None:
+def _temp_files(partition: Partition) -> list[str]:
     """``*.tmp`` files: a write that never finished (pip's, or ours).
 
     Not inside the store: a wheel may ship a ``*.tmp`` file, and the store's own
     leftovers are its ``.tmp-*`` directories (``_store_entries``).
     """
     store = os.path.join(partition.state_dir, STORE_LAYOUT) + os.sep
-    for path, _st in fs.walk(partition.path):
-        if path.endswith(fs.TEMP_SUFFIX) and not path.startswith(store):
-            result.add("temporary", fs.remove_file(path))
+    found = fs.walk(partition.path)
+    return [p for p, _st in found if p.endswith(fs.TEMP_SUFFIX) and not p.startswith(store)]
+
+
+def _leftovers(paths: Sequence[str], act: _Removing, result: PruneResult) -> None:
+    for path in paths:
+        result.add("temporary", act.file(path))
 
 
 def purge(

@@ -91,7 +91,7 @@ def cache_info(root: CacheRoot, partitions: list[Partition], opts: argparse.Name
     """Size and entries by kind, per partition."""
     from pipfresh.cache import inventory
 
-    found = [inventory.take(p) for p in partitions if p.path.is_dir()]
+    found = [_with_prunes(p, inventory.take(p)) for p in partitions if p.path.is_dir()]
     if opts.json:
         print(json.dumps([inv.to_json() for inv in found], indent=2))
     elif not found:
@@ -99,6 +99,16 @@ def cache_info(root: CacheRoot, partitions: list[Partition], opts: argparse.Name
     else:
         print("\n".join(describe(inv) for inv in found))
     return 0
+
+
+def _with_prunes(partition: Partition, inv: Inventory) -> Inventory:
+    """``inv`` with what ``cache prune`` would leave in each mode, at its defaults."""
+    from pipfresh.cache import prune
+
+    modes = {mode: prune.rules_for(mode=mode) for mode in prune.MODES}
+    previews = prune.preview(partition, modes, on_wait=_waiting(partition.id))
+    inv.after_prune = {mode: max(0, inv.size - r.freed) for mode, r in previews.items()}
+    return inv
 
 
 def cache_prune(partitions: list[Partition], opts: argparse.Namespace, chosen: str) -> int:
@@ -143,7 +153,10 @@ def describe(inv: Inventory) -> str:
     def mb(size: int) -> str:
         return human_size(size, "MB")
 
-    shared = f" ({mb(inv.linked_bytes)} shared with other partitions)" if inv.linked_bytes else ""
+    shared = ""
+    if inv.linked_bytes:
+        own = mb(inv.size - inv.linked_bytes).strip()
+        shared = f" ({own} its own, {mb(inv.linked_bytes).strip()} shared with other partitions)"
     lines = [
         f"partition {inv.id}",
         f"  path        {inv.path}",
@@ -170,6 +183,12 @@ def describe(inv: Inventory) -> str:
     for title, counts in (("broken now  ", inv.broken), ("dropped     ", inv.dropped)):
         if counts:
             lines.append(f"  {title}" + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    from pipfresh.cache.rules import DEFAULT_MODE
+
+    for i, (mode, left) in enumerate(inv.after_prune.items()):
+        title = "prune leaves" if i == 0 else ""
+        default = "  (the default)" if mode == DEFAULT_MODE else ""
+        lines.append(f"  {title:<12}  {'--mode ' + mode:<14}{mb(left):>12}{default}")
     return "\n".join(lines)
 
 
