@@ -26,7 +26,7 @@ from pathlib import Path
 from pipfresh.cache import fs
 from pipfresh.cache.scan import PartitionScan
 from pipfresh.errors import LinkInCache
-from pipfresh.layout import HTTP_V2, Partition
+from pipfresh.layout import HTTP_V2, STORE_LAYOUT, Partition
 from pipfresh.pip import httpcache
 
 
@@ -41,6 +41,12 @@ def _siblings(partition: Partition) -> list[Partition]:
         except LinkInCache:
             continue  # refused by the commands that act on it; nothing to share here
     return found
+
+
+def sibling_stores(partition: Partition) -> list[Path]:
+    """The stores of the other partitions (``store.sharing`` links identical files)."""
+    stores = (p.state_dir / STORE_LAYOUT for p in _siblings(partition))
+    return [s for s in stores if s.is_dir() and not s.is_symlink()]
 
 
 def link_duplicates(partition: Partition, relpaths: Iterable[str]) -> int:

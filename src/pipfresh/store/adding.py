@@ -26,7 +26,8 @@ from pipfresh.layout import FINGERPRINT, MANIFEST
 from pipfresh.store import wheelcheck
 from pipfresh.store.compile import Compilation, Compiler, compiles, installed_name
 from pipfresh.store.entries import MANIFEST_VERSION, Entry, Store, current_umask
-from pipfresh.store.verify import Fingerprint, Stat, fingerprint_text, sha256_of
+from pipfresh.store.sharing import SiblingFiles
+from pipfresh.store.verify import Fingerprint, Stat, euid, fingerprint_text, sha256_of
 
 _WRITE = stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH
 
@@ -68,6 +69,7 @@ class Adding(AbstractContextManager["Adding"]):
         self._lock = threading.Lock()
         self._unpacked: set[str] = set()
         self._closed = False
+        self._siblings = SiblingFiles(store.siblings) if store.siblings else None
 
     def __exit__(self, kind: type[BaseException] | None, *_exc: object) -> None:
         with self._lock:
@@ -108,7 +110,9 @@ class Adding(AbstractContextManager["Adding"]):
 
             def unpack_one() -> _Unpacked:
                 try:
-                    unpacked = unpack(self.store, sha256, wheel, opened, self._umask)
+                    unpacked = unpack(
+                        self.store, sha256, wheel, opened, self._umask, self._siblings
+                    )
                 finally:
                     if opened is not None:
                         opened.close()
@@ -143,9 +147,15 @@ class Adding(AbstractContextManager["Adding"]):
 
 
 def unpack(
-    store: Store, sha256: str, wheel: Path, opened: BinaryIO | None, umask: int
+    store: Store,
+    sha256: str,
+    wheel: Path,
+    opened: BinaryIO | None,
+    umask: int,
+    siblings: SiblingFiles | None = None,
 ) -> _Unpacked:
-    """Check the archive as pip would and unzip it into a new staging directory."""
+    """Check the archive as pip would and unzip it into a new staging directory (each
+    file that another partition's store holds identically linked to it: ``sharing``)."""
     store.path.mkdir(parents=True, exist_ok=True)
     wheelcheck.check_archive(wheel if opened is None else opened, wheel.name)  # as pip would
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{sha256[:16]}-", dir=store.path))
@@ -153,10 +163,10 @@ def unpack(
     digests: dict[str, str] = {}
     try:
         if opened is not None:
-            sources = _unzip(opened, tree, umask, digests)
+            sources = _unzip(opened, tree, umask, digests, siblings)
         else:
             with open(wheel, "rb") as fp:
-                sources = _unzip(fp, tree, umask, digests)
+                sources = _unzip(fp, tree, umask, digests, siblings)
     except (OSError, zipfile.BadZipFile, ValueError) as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         raise StoreError(f"cannot unpack {wheel.name} into the store: {exc}") from None
@@ -216,12 +226,19 @@ def publish(
     return Entry(final, sha256, wheel_name, files, pyc, seen=seen)
 
 
-def _unzip(wheel: BinaryIO, tree: Path, umask: int, digests: dict[str, str]) -> dict[str, str]:
+def _unzip(
+    wheel: BinaryIO,
+    tree: Path,
+    umask: int,
+    digests: dict[str, str],
+    siblings: SiblingFiles | None = None,
+) -> dict[str, str]:
     """Extract like pip (modes included); return archive path -> file for files to compile.
 
     ``digests`` gets each file's sha256 as written (the wheel's own was checked).
     """
     executable = (0o777 & ~umask) | 0o111
+    owner = euid()
     sources: dict[str, str] = {}
     root = os.path.abspath(tree)
     with zipfile.ZipFile(wheel) as zf:
@@ -234,10 +251,13 @@ def _unzip(wheel: BinaryIO, tree: Path, umask: int, digests: dict[str, str]) -> 
                 raise ValueError(f"{name} would be written outside the wheel's directory")
             os.makedirs(os.path.dirname(dest), exist_ok=True)
             with zf.open(info) as src, open(dest, "wb") as out:
-                digests[dest[len(root) + 1 :].replace(os.sep, "/")] = _copy_hashed(src, out)
+                digest = _copy_hashed(src, out)
+            digests[dest[len(root) + 1 :].replace(os.sep, "/")] = digest
             mode = info.external_attr >> 16
             if mode and stat.S_ISREG(mode) and mode & 0o111:
                 os.chmod(dest, executable)
+            if siblings is not None:
+                siblings.link(dest, digest, owner)
             if compiles(name):
                 sources[name] = dest
     return sources

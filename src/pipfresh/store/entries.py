@@ -38,7 +38,7 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -115,8 +115,9 @@ class Entry:
 class Store:
     """The wheel store of one partition."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, siblings: Sequence[Path] = ()) -> None:
         self.path = path
+        self.siblings = siblings  # other partitions' stores, to link identical files from
 
     def entry_dir(self, sha256: str) -> Path:
         return self.path / sha256

@@ -31,6 +31,7 @@ from packaging.utils import (
 )
 from packaging.version import Version
 
+from pipfresh.cache import share
 from pipfresh.cli.progress import Progress
 from pipfresh.cli.summary import Summary
 from pipfresh.console import Console
@@ -163,7 +164,7 @@ def _local_projects(job: Job) -> list[localbuild.Local]:
 
 def _run(job: Job, builds: localbuild.Builds | None, capture: kept.Capture) -> Outcome:
     """``run`` once the local projects (if any) are built: pip resolves, the store installs."""
-    store = Store(job.partition.state_dir / STORE_LAYOUT)
+    store = Store(job.partition.state_dir / STORE_LAYOUT, share.sibling_stores(job.partition))
     http_dir = job.partition.pip_cache / job.program.http_dir
     with store.adding(Compiler(job.target.python, job.env)) as early:
         with job.phases.timed("resolve"):
