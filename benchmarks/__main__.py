@@ -52,7 +52,7 @@ DESCRIPTIONS = {
     **RELEASE_DAY,
     "roundtrip": (
         "The warm cache, pruned as a CI job would (pip: nothing; uv: `uv cache prune --ci`; "
-        "pipfresh: `pipfresh cache prune`), archived with tar + zstd (level 3, as "
+        "pipfresh: `pipfresh cache prune`), archived with tar + zstd (level 3 and --long=30, as "
         "actions/cache), deleted, restored, then the run (uv's variants behave as uv here)."
     ),
     "multi-abi": (

@@ -536,15 +536,22 @@ def measure(
 # -- caches as CI moves them -----------------------------------------------------------
 
 
+_LONG = 30  # actions/cache's --long=30 (toolkit packages/cache/src/internal/tar.ts)
+
+
 def archive(cache: Path, target: Path, level: int = 3) -> int:
     """``tar --posix`` + ``zstd`` the cache as ``actions/cache`` does; returns the archive's size.
 
     GNU tar, not :mod:`tarfile`: ``tarfile`` keeps mtimes as floats and restores
     them about 100 ns off, so every file whose mtime a tool records (pipfresh's
     store does) would look changed after a restore that ``actions/cache`` makes
-    exact. zstd runs in-process, at actions/cache's level (without its ``--long=30``).
+    exact. zstd runs in-process, as actions/cache runs it (``zstd -T0 --long=30``:
+    its level, long-distance matching over a 1 GB window).
     """
-    compressor = zstandard.ZstdCompressor(level=level, threads=-1)
+    params = zstandard.ZstdCompressionParameters.from_level(
+        level, window_log=_LONG, enable_ldm=True, threads=-1
+    )
+    compressor = zstandard.ZstdCompressor(compression_params=params)
     tar = subprocess.Popen(
         ["tar", "--posix", "-cf", "-", "-C", str(cache), "."], stdout=subprocess.PIPE
     )
@@ -563,6 +570,6 @@ def restore(archive_path: Path, dest: Path) -> None:
     tar = subprocess.Popen(["tar", "-xf", "-", "-C", str(dest)], stdin=subprocess.PIPE)
     assert tar.stdin is not None
     with open(archive_path, "rb") as raw, tar.stdin:
-        zstandard.ZstdDecompressor().copy_stream(raw, tar.stdin)
+        zstandard.ZstdDecompressor(max_window_size=1 << _LONG).copy_stream(raw, tar.stdin)
     if tar.wait() != 0:
         raise RuntimeError(f"tar exited {tar.returncode} restoring {archive_path}")

@@ -27,7 +27,7 @@ class Inventory:
     built_bytes: int = 0
     store_entries: int = 0  # wheels unpacked with their bytecode, ready to link
     store_bytes: int = 0
-    store_linked_bytes: int = 0  # of which also linked into installed environments
+    store_linked_bytes: int = 0  # of which also linked elsewhere (venvs, other partitions)
     resolutions: int = 0  # saved resolutions, reused after their pages are revalidated
     resolution_bytes: int = 0
     broken: dict[str, int] = field(default_factory=dict)

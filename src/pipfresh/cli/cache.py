@@ -172,7 +172,7 @@ def describe(inv: Inventory) -> str:
     ]
     rows.append(("built wheels", inv.built_wheels, inv.built_bytes, ""))
     in_envs = (
-        f"  ({mb(inv.store_linked_bytes)} also linked into environments)"
+        f"  ({mb(inv.store_linked_bytes)} also linked into environments or other partitions)"
         if inv.store_linked_bytes
         else ""
     )
