@@ -149,6 +149,7 @@ def cache_purge(partitions: list[Partition], chosen: str) -> int:
 
 def describe(inv: Inventory) -> str:
     """``cache info``'s lines for one partition; sizes in one column of MB."""
+    from pipfresh.cache.rules import DEFAULT_MODE
 
     def mb(size: int) -> str:
         return human_size(size, "MB")
@@ -183,8 +184,6 @@ def describe(inv: Inventory) -> str:
     for title, counts in (("broken now  ", inv.broken), ("dropped     ", inv.dropped)):
         if counts:
             lines.append(f"  {title}" + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
-    from pipfresh.cache.rules import DEFAULT_MODE
-
     for i, (mode, left) in enumerate(inv.after_prune.items()):
         title = "prune leaves" if i == 0 else ""
         default = "  (the default)" if mode == DEFAULT_MODE else ""

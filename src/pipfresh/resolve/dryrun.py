@@ -309,7 +309,7 @@ def _prefetch(
     revalidator = revalidate.Revalidator(job.pip_args, job.env, http_dir)
     revalidator.check(pages)  # into pip's cache; what changed is pip's to read
     pins = candidates.root_pins(job.pip_args, settings)
-    pinned = [p for p in pages if pagelog.Listings.project_of(p.url) in pins]
+    pinned = [p for p in pages if _project(p) in pins]
     offered = _following(job, revalidator, pages, reuse.offers(pinned, http_dir, pins))
     pip = revalidator.pip_for(job.pip)
     if _builds_from_source(job, settings):

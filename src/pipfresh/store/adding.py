@@ -54,7 +54,11 @@ class Adding(AbstractContextManager["Adding"]):
     _UNPACKERS = 4  # zip members are small: more threads only fight over the GIL
 
     def __init__(
-        self, store: Store, compiler: Compiler, unpacked: Callable[[], None] | None = None
+        self,
+        store: Store,
+        compiler: Compiler,
+        unpacked: Callable[[], None] | None = None,
+        siblings: SiblingFiles | None = None,
     ) -> None:
         self.store = store
         self.compiler = compiler
@@ -69,7 +73,7 @@ class Adding(AbstractContextManager["Adding"]):
         self._lock = threading.Lock()
         self._unpacked: set[str] = set()
         self._closed = False
-        self._siblings = SiblingFiles(store.siblings) if store.siblings else None
+        self._siblings = siblings
 
     def __exit__(self, kind: type[BaseException] | None, *_exc: object) -> None:
         with self._lock:

@@ -38,7 +38,7 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -64,6 +64,7 @@ from pipfresh.store.verify import (
 
 if TYPE_CHECKING:
     from pipfresh.store.adding import Adding
+    from pipfresh.store.sharing import SiblingFiles
 
 # Entries of an older layout are discarded and added again. 2: every file's sha256;
 # 3: bytecode names its source relative to its scheme's directory (``installed_name``).
@@ -115,9 +116,8 @@ class Entry:
 class Store:
     """The wheel store of one partition."""
 
-    def __init__(self, path: Path, siblings: Sequence[Path] = ()) -> None:
+    def __init__(self, path: Path) -> None:
         self.path = path
-        self.siblings = siblings  # other partitions' stores, to link identical files from
 
     def entry_dir(self, sha256: str) -> Path:
         return self.path / sha256
@@ -248,12 +248,18 @@ class Store:
                 adding.submit(sha256, wheel)
             return adding.finish()
 
-    def adding(self, compiler: Compiler, unpacked: Callable[[], None] | None = None) -> Adding:
+    def adding(
+        self,
+        compiler: Compiler,
+        unpacked: Callable[[], None] | None = None,
+        siblings: SiblingFiles | None = None,
+    ) -> Adding:
         """Add wheels one by one as they arrive (``submit``), published together (``finish``);
-        ``unpacked`` is called (from any thread) as each wheel is unpacked."""
+        ``unpacked`` is called (from any thread) as each wheel is unpacked; a file
+        ``siblings`` (other partitions' stores) hold identically is linked to theirs."""
         from pipfresh.store.adding import Adding  # it builds entries: imported when used
 
-        return Adding(self, compiler, unpacked)
+        return Adding(self, compiler, unpacked, siblings)
 
 
 def current_umask() -> int:

@@ -45,6 +45,7 @@ from pipfresh.resolve.buildkey import BuildOptions
 from pipfresh.store import install, localbuild, obtain, pipsteps, wheelcheck
 from pipfresh.store.decision import Decision, decide, unsupported_option
 from pipfresh.store.entries import Compiler, Entry, Store, stored
+from pipfresh.store.sharing import SiblingFiles
 from pipfresh.target.interpreter import Target
 
 if TYPE_CHECKING:
@@ -164,11 +165,11 @@ def _local_projects(job: Job) -> list[localbuild.Local]:
 
 def _run(job: Job, builds: localbuild.Builds | None, capture: kept.Capture) -> Outcome:
     """``run`` once the local projects (if any) are built: pip resolves, the store installs."""
-    store = Store(job.partition.state_dir / STORE_LAYOUT, share.sibling_stores(job.partition))
-    http_dir = job.partition.pip_cache / job.program.http_dir
-    with store.adding(Compiler(job.target.python, job.env)) as early:
+    store = Store(job.partition.state_dir / STORE_LAYOUT)
+    siblings = SiblingFiles(lambda: share.sibling_stores(job.partition))
+    with store.adding(Compiler(job.target.python, job.env), siblings=siblings) as early:
         with job.phases.timed("resolve"):
-            ahead = _Ahead(job, store, early, http_dir)
+            ahead = _Ahead(job, early)
             resolution = dryrun.resolve(job, builds, capture, ahead)
         try:
             return _resolved(job, builds, resolution, capture, ahead)
@@ -185,10 +186,16 @@ class _Ahead:
     the report that will probably stand while the pages are revalidated (``expect``)."""
 
     job: Job
-    store: Store
     early: Adding
-    http_dir: Path
     looked: _Looked | None = None
+
+    @property
+    def store(self) -> Store:
+        return self.early.store
+
+    @property
+    def http_dir(self) -> Path:
+        return self.job.partition.pip_cache / self.job.program.http_dir
 
     def holds(self, sha256: str) -> bool:
         return self.store.holds(sha256)

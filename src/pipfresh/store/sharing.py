@@ -24,7 +24,7 @@ import json
 import os
 import stat
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -44,11 +44,11 @@ class _Held(NamedTuple):
 
 
 class SiblingFiles:
-    """The files of other partitions' stores, by content (their manifests' sha256),
-    read once, when the first file is added."""
+    """The files of other partitions' stores (``stores()``), by content (their manifests'
+    sha256), read once, when the first file is added."""
 
-    def __init__(self, stores: Sequence[Path]) -> None:
-        self._stores = [str(s) for s in stores]
+    def __init__(self, stores: Callable[[], Sequence[Path]]) -> None:
+        self._stores = stores  # called once, when a file is first added: a warm run never does
         self._index: dict[str, _Held] | None = None
         self._lock = threading.Lock()
 
@@ -81,8 +81,8 @@ class SiblingFiles:
         with self._lock:
             if self._index is None:
                 self._index = {}
-                for store in self._stores:
-                    _read_store(store, self._index)
+                for store in self._stores():
+                    _read_store(str(store), self._index)
             return self._index
 
 
