@@ -71,6 +71,23 @@ def test_an_unfinished_add_publishes_nothing_and_leaves_nothing(tmp_path: Path) 
     assert os.listdir(store.path) == []
 
 
+def test_what_fails_after_an_unpack_leaves_no_staging_behind(tmp_path: Path) -> None:
+    """A wheel unpacked, then something of the run fails (a progress line, Ctrl-C in
+    the watcher's thread): its staging goes with the rest."""
+    wheels = [build_wheel(tmp_path / "dists", f"part{i}", "1.0") for i in range(3)]
+    store = Store(tmp_path / STORE_LAYOUT)
+
+    def broken(_sha256: str) -> None:
+        raise RuntimeError("the progress line is gone")
+
+    with pytest.raises(RuntimeError), store.adding(Compiler(Path(sys.executable))) as adding:
+        adding.watch(broken)
+        for wheel in wheels:
+            adding.submit(hashlib.sha256(wheel.read_bytes()).hexdigest(), wheel)
+        adding.finish()
+    assert os.listdir(store.path) == []
+
+
 def test_a_broken_wheel_fails_the_add_and_publishes_nothing(tmp_path: Path) -> None:
     good = build_wheel(tmp_path / "dists", "good", "1.0")
     bad = tmp_path / "bad-1.0-py3-none-any.whl"

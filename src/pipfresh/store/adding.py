@@ -78,17 +78,17 @@ class Adding(AbstractContextManager["Adding"]):
     def __exit__(self, kind: type[BaseException] | None, *_exc: object) -> None:
         with self._lock:
             self._closed = True
-            futures = list(self._futures.values())
-        self._pool.shutdown(wait=True, cancel_futures=kind is not None)  # stopped: no more
-        if self._compilation is not None:
-            self._compilation.abort()
-            self._compilation = None
-        for _name, future in futures:
-            if not future.cancelled() and future.exception() is None:
-                self._staged.append(future.result().tmp)
-        for tmp in self._staged:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            self._pool.shutdown(wait=True, cancel_futures=kind is not None)  # stopped: no more
+            compilation, self._compilation = self._compilation, None
+            if compilation is not None:
+                compilation.abort()
+        finally:  # every unpack has ended: what it staged and nothing published is removed
+            with self._lock:
+                staged = list(self._staged)
+            for tmp in staged:
+                if tmp.exists():
+                    shutil.rmtree(tmp, ignore_errors=True)
 
     def __contains__(self, sha256: str) -> bool:
         return sha256 in self._futures
@@ -120,6 +120,8 @@ class Adding(AbstractContextManager["Adding"]):
                 finally:
                     if opened is not None:
                         opened.close()
+                with self._lock:  # removed on exit unless published, whatever fails next
+                    self._staged.append(unpacked.tmp)
                 sources = unpacked.sources
                 names = {path: installed_name(rel) for rel, path in sources.items()}
                 compilation.submit(list(sources.values()), names)
