@@ -95,6 +95,9 @@ def fancy_wheels(out: Path, python: Path) -> list[Path]:
             f"{data}/scripts/fancy_helper.py": b"#!python\nprint('helper')\n",  # pip compiles it
             f"{data}/scripts/fancy": b"#!python\n# a setuptools wrapper pip skips\n",
             f"{data}/purelib/fancy_extra/__init__.py": b"EXTRA = 'purelib'\n",
+            # A build's leftover (numpy 2.2's cp310/cp311 wheels ship one): pip writes
+            # it, then compiles cli.py over it; RECORD keeps the wheel's row and adds its own.
+            "fancy/__pycache__/cli.cpython-311.pyc": b"stale bytecode a build left behind",
         },
     )
     _with_exec_bits(fancy, {f"{data}/scripts/fancy-tool", f"{data}/scripts/fancy-sh"})

@@ -161,7 +161,12 @@ def _check_metadata(text: str, name: str, version: Version) -> None:
 
 
 def _check_path(path: str, data_dir: str, filename: str) -> None:
-    """pip's scheme rules for one member, then the store's: a plain path, no ``__pycache__``."""
+    """pip's scheme rules for one member, then the store's: a plain path.
+
+    A file the wheel ships in ``__pycache__`` is installed as pip installs it (a
+    build's leftover: numpy 2.2's cp310 wheel has one); where the store compiles the
+    same ``.pyc``, its own replaces it, as pip's compile step does (``adding.publish``).
+    """
     normed = posixpath.normpath(path)
     top = path.split("/", 1)[0]
     if top.endswith(".data"):
@@ -187,8 +192,6 @@ def _check_path(path: str, data_dir: str, filename: str) -> None:
     parts = path.split("/")
     if path.startswith("/") or {"", ".", ".."} & set(parts):
         raise UnsupportedWheel(f"{filename}: {path!r} is not a plain path")
-    if "__pycache__" in parts[:-1]:
-        raise UnsupportedWheel(f"{filename}: {path!r} is inside a __pycache__ directory")
 
 
 def _check_record(text: str, filename: str) -> None:
