@@ -28,6 +28,7 @@ from pipfresh.pip import httpcache, invoke, process, report
 from pipfresh.pip.args import PipArgs, split
 from pipfresh.pip.config import PipConfig
 from pipfresh.store import fastpath
+from pipfresh.store.bodies import InstalledBodies
 from pipfresh.target import interpreter
 from pipfresh.target.interpreter import Target
 
@@ -236,16 +237,21 @@ def _run_in_partition(run: _InPartition, summary: Summary) -> int:
             before = scan.snapshot()
         stored: list[str] = []  # store entries the run used, by key
         had: list[str] = []  # the items' sha256 the store held before the run
+        by_store: list[report.Item] = []  # the wheels the store installed
         if summary.installer == "store" and run.report_path is not None:
             with process.phase("installing from the store"):
                 outcome = fastpath.install_with_store(run.job(run.report_path), summary)
             code, stored, had = outcome.code, outcome.store_keys, outcome.had
+            by_store = outcome.installed
         else:
             pip = invoke.PipInvocation(program, run.env, tuple(run.pip_args), run.console)
             with timed("pip"):
                 code = pip.run(label=f"pip {run.pip_args[0]}")
         with process.phase("recording the run"), timed("record"):
             _account(run, summary, before, stored, had, code)
+            if code == 0 and by_store:  # one form of each: the store's
+                bodies = InstalledBodies(partition.pip_cache / program.http_dir, program.version)
+                summary.store_bodies_dropped = bodies.drop(by_store)
     return code
 
 

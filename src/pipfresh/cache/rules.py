@@ -17,6 +17,7 @@ from pipfresh.cache import fs, usage
 from pipfresh.errors import PipfreshError
 from pipfresh.layout import Partition
 from pipfresh.pip import httpcache
+from pipfresh.store import bodies
 
 Kind = httpcache.Kind
 
@@ -167,7 +168,7 @@ class StoredBodies(Rule):
     """
 
     reason = "stored"
-    FIRST_PIP = Version("25.3")
+    FIRST_PIP = bodies.FIRST_PIP
 
     def __init__(self) -> None:
         self.held: frozenset[str] = frozenset()

@@ -48,6 +48,7 @@ class Summary:
     installer_reason: str = ""
     resolution: str = ""  # the store installer: pip's dry run, or its last one reused
     store_reverified: int = 0  # store entries hashed again (restored, chowned or changed)
+    store_bodies_dropped: int = 0  # downloaded wheels the store holds, left pip's cache (bodies.py)
     interrupted: str | None = None  # Ctrl-C stopped the run in this phase (process.py)
     phases: dict[str, float] = field(default_factory=dict)  # seconds per phase (phases.py)
     notes: list[str] = field(default_factory=list)
