@@ -94,9 +94,12 @@ def test_recent_keeps_the_store_entries_recent_runs_used(
     assert info["store_entries"] == 2
     assert info["store_bytes"] == tree_bytes(store_of(partition))
     assert 0 < info["store_linked_bytes"] <= info["store_bytes"]  # installed by hardlink
+    pycs = sum(p.stat().st_size for p in store_of(partition).rglob("*.pyc"))
+    assert 0 < info["store_bytecode_bytes"] == pycs < info["store_bytes"]
     assert info["linked_bytes"] == 0  # the store's links are not shared with other partitions
     text = pipfresh("cache", "info", "--python", venv.python).ok().stdout
-    assert re.search(r"\n  store +2 ", text) and "linked into environments" in text, text
+    assert re.search(r"\n  store +2 .*\(bytecode [0-9.]+ MB; ", text), text
+    assert "linked into environments" in text, text
 
     install(venv, index, tmp_path, "beta")
     # Two runs used both: nothing of the store goes.

@@ -28,6 +28,7 @@ class Inventory:
     store_entries: int = 0  # wheels unpacked with their bytecode, ready to link
     store_bytes: int = 0
     store_linked_bytes: int = 0  # of which also linked elsewhere (venvs, other partitions)
+    store_bytecode_bytes: int = 0  # of which ``.pyc``: compiled once per ABI, not per install
     resolutions: int = 0  # saved resolutions, reused after their pages are revalidated
     resolution_bytes: int = 0
     broken: dict[str, int] = field(default_factory=dict)
@@ -69,6 +70,8 @@ def take(partition: Partition) -> Inventory:
             inv.store_bytes += st.st_size
             if st.st_nlink > 1:
                 inv.store_linked_bytes += st.st_size
+            if path.endswith(".pyc"):
+                inv.store_bytecode_bytes += st.st_size
             continue
         if st.st_nlink > 1:
             inv.linked_bytes += st.st_size

@@ -172,11 +172,11 @@ def describe(inv: Inventory) -> str:
         (label, inv.entries.get(key, 0), inv.entry_bytes.get(key, 0), "") for key, label in _KINDS
     ]
     rows.append(("built wheels", inv.built_wheels, inv.built_bytes, ""))
-    in_envs = (
-        f"  ({mb(inv.store_linked_bytes)} also linked into environments or other partitions)"
-        if inv.store_linked_bytes
-        else ""
-    )
+    notes = [f"bytecode {mb(inv.store_bytecode_bytes).strip()}"] if inv.store_bytecode_bytes else []
+    if inv.store_linked_bytes:
+        linked = mb(inv.store_linked_bytes).strip()
+        notes.append(f"{linked} also linked into environments or other partitions")
+    in_envs = f"  ({'; '.join(notes)})" if notes else ""
     rows.append(("store", inv.store_entries, inv.store_bytes, in_envs))
     if inv.resolutions:
         rows.append(("resolutions", inv.resolutions, inv.resolution_bytes, ""))
