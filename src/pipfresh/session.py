@@ -249,10 +249,21 @@ def _run_in_partition(run: _InPartition, summary: Summary) -> int:
                 code = pip.run(label=f"pip {run.pip_args[0]}")
         with process.phase("recording the run"), timed("record"):
             _account(run, summary, before, stored, had, code)
-            if code == 0 and by_store:  # one form of each: the store's
-                bodies = InstalledBodies(partition.pip_cache / program.http_dir, program.version)
-                summary.store_bodies_dropped = bodies.drop(by_store)
+    if code == 0 and by_store:
+        _drop_bodies(run, summary, by_store)
     return code
+
+
+def _drop_bodies(run: _InPartition, summary: Summary, by_store: list[report.Item]) -> None:
+    """One form of each wheel, the store's (``bodies``): alone on the partition, since a
+    run that holds it too might be reading a body; then the next run, or a prune, does it."""
+    partition, program = run.partition, run.program
+    try:
+        with lock.hold(partition.lock_file, shared=False, timeout=0):
+            bodies = InstalledBodies(partition.pip_cache / program.http_dir, program.version)
+            summary.store_bodies_dropped = bodies.drop(by_store)
+    except (LockTimeout, OSError):
+        pass
 
 
 def _account(

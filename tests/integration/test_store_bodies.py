@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from helpers import index_args, pipfresh
+from pipfresh.cache import lock
 from pipfresh.testing.dists import build_wheel, native_tag
 
 
@@ -107,3 +108,22 @@ def test_the_body_stays_where_a_later_run_reads_it(
     index.reset_counters()
     install(make_venv(py311, pip=pip), index, tmp_path, req, **env)
     assert index.counters().paths("file") == []
+
+
+def test_a_run_sharing_the_partition_keeps_the_bodies_until_one_runs_alone(
+    index: Any, dist_dir: Path, make_venv: Any, py311: Path, tmp_path: Path
+) -> None:
+    """Another run holding the partition might be reading a body: the install leaves them
+    all, and the next run that has the partition to itself drops them."""
+    wheel = three_wheels(dist_dir, py311)["own"]
+    index.publish(wheel)
+    venv = make_venv(py311)
+    partition = Path(pipfresh("cache", "dir", "--python", venv.python).ok().stdout.strip())
+    lock_file = partition.parents[1] / "locks-v1" / f"{partition.name}.lock"  # layout's
+    with lock.hold(lock_file, shared=True, timeout=5):  # as a run installing meanwhile
+        summary = install(venv, index, tmp_path, "own-abi==1.0")
+    assert summary["installer"] == "store" and summary["store_bodies_dropped"] == 0, summary
+    assert sha(wheel) in cached_bodies(venv)
+    summary = install(make_venv(py311), index, tmp_path, "own-abi==1.0")
+    assert summary["store_bodies_dropped"] == 1, summary
+    assert sha(wheel) not in cached_bodies(venv)

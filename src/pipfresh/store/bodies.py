@@ -21,9 +21,10 @@ downloads nothing (the tests count the requests). A run that pip installs itself
 downloads these wheels once, and then keeps them; ``cache prune`` drops what is left
 by its own rule (``rules.StoredBodies``).
 
-The entry's metadata file goes first, then its body: pip reads an entry only through
-its metadata file, so a run reading meanwhile finds no entry rather than one without
-its body.
+The caller holds the partition alone (``session``), as a prune does: a run holding it
+too might be reading a body. The entry's metadata file goes first, then its body, so
+a run killed between the two leaves an orphaned body (which the next run's health
+check removes), never metadata without its body.
 """
 
 from __future__ import annotations
