@@ -250,7 +250,8 @@ def _run_in_partition(run: _InPartition, summary: Summary) -> int:
         with process.phase("recording the run"), timed("record"):
             _account(run, summary, before, stored, had, code)
     if code == 0 and by_store:
-        _drop_bodies(run, summary, by_store)
+        with process.phase("recording the run"), timed("record"):
+            _drop_bodies(run, summary, by_store)
     return code
 
 
