@@ -48,7 +48,7 @@ _SHARED_ABIS = frozenset({"none", "abi3"})
 
 @dataclass(frozen=True)
 class InstalledBodies:
-    """The bodies in ``http_dir`` of wheels the store installed, and which no run reads."""
+    """The bodies in ``http_dir`` of what the store installed, and which no run reads."""
 
     http_dir: Path
     pip_version: Version
@@ -57,7 +57,7 @@ class InstalledBodies:
         """Whether no later run reads this wheel's body (see the module's rules)."""
         if self.pip_version < FIRST_PIP or self.http_dir.name != "http-v2":
             return False
-        if not item.is_wheel or item.via_pip or item.direct_url is not None:
+        if not item.is_wheel or item.direct_url is not None:
             return False
         if not item.url.startswith(("http://", "https://")) or not _for_one_abi(item.filename):
             return False

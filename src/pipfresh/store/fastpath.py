@@ -70,7 +70,7 @@ class Outcome:
     reverified: int = 0  # store entries hashed again: their files were not as last recorded
     store_keys: list[str] = field(default_factory=list)  # the store entries installed
     had: list[str] = field(default_factory=list)  # sha256 of the items the store held already
-    installed: list[Item] = field(default_factory=list)  # the wheels the store installed
+    installed: list[Item] = field(default_factory=list)  # what the store installed
 
 
 @dataclass(frozen=True)
@@ -360,7 +360,7 @@ def _from_store(
         reverified=reverified,
         store_keys=sorted(set(keys.values())),
         had=had,
-        installed=[i for i in by_store if i.is_wheel and i.sha256 in entries],
+        installed=by_store,
     )
 
 
